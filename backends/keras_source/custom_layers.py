@@ -1,0 +1,228 @@
+"""Small Keras layers written into the generated module when (and only when) it uses them.
+
+Each is plain ``keras.ops`` code, so the generated file runs on the TensorFlow, JAX and PyTorch
+backends of Keras 3. They are kept here as source text: the generated module must be
+standalone (it cannot import this package).
+"""
+
+from __future__ import annotations
+
+SOURCES: dict[str, str] = {}
+
+
+def _layer(name: str, source: str) -> None:
+    SOURCES[name] = source.strip("\n") + "\n"
+
+
+_layer(
+    "ConstantOperand",
+    '''
+class ConstantOperand(keras.layers.Layer):
+    """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights."""
+
+    def __init__(self, op, shape, reverse=False, **kwargs):
+        super().__init__(**kwargs)
+        self.op, self.shape, self.reverse = op, tuple(shape), reverse
+        self.value = self.add_weight(
+            name="value", shape=self.shape, initializer="zeros", trainable=False
+        )
+
+    def call(self, x):
+        a, b = (self.value, x) if self.reverse else (x, self.value)
+        return getattr(ops, self.op)(a, b)
+''',
+)
+
+_layer(
+    "Scalar",
+    '''
+class Scalar(keras.layers.Layer):
+    """y = op(x, value), or op(value, x) with reverse=True, for a Python number."""
+
+    def __init__(self, op, value, reverse=False, **kwargs):
+        super().__init__(**kwargs)
+        self.op, self.value, self.reverse = op, value, reverse
+
+    def call(self, x):
+        a, b = (self.value, x) if self.reverse else (x, self.value)
+        return getattr(ops, self.op)(a, b)
+''',
+)
+
+_layer(
+    "Divide",
+    '''
+class Divide(keras.layers.Layer):
+    """y = a / b with broadcasting."""
+
+    def call(self, inputs):
+        return ops.divide(inputs[0], inputs[1])
+''',
+)
+
+_layer(
+    "Gelu",
+    '''
+class Gelu(keras.layers.Layer):
+    """GELU; approximate=False is the exact erf form (PyTorch's default), True the tanh form."""
+
+    def __init__(self, approximate, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = approximate
+
+    def call(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+''',
+)
+
+_layer(
+    "HardSigmoid",
+    '''
+class HardSigmoid(keras.layers.Layer):
+    """PyTorch's hardsigmoid: relu6(x + 3) / 6 (not Keras 2's 0.2x + 0.5)."""
+
+    def call(self, x):
+        return ops.relu6(x + 3.0) / 6.0
+''',
+)
+
+_layer(
+    "HardSwish",
+    '''
+class HardSwish(keras.layers.Layer):
+    """PyTorch's hardswish: x * relu6(x + 3) / 6."""
+
+    def call(self, x):
+        return x * (ops.relu6(x + 3.0) / 6.0)
+''',
+)
+
+_layer(
+    "Mean",
+    '''
+class Mean(keras.layers.Layer):
+    """Mean over the given axes."""
+
+    def __init__(self, axis, keepdims, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.keepdims = tuple(axis), keepdims
+
+    def call(self, x):
+        return ops.mean(x, axis=self.axis, keepdims=self.keepdims)
+''',
+)
+
+_layer(
+    "ReshapeTo",
+    '''
+class ReshapeTo(keras.layers.Layer):
+    """Reshape to a full target shape (batch included; -1 marks the dynamic dimension)."""
+
+    def __init__(self, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target = tuple(shape)
+
+    def call(self, x):
+        return ops.reshape(x, self.target)
+''',
+)
+
+_layer(
+    "TransposeTo",
+    '''
+class TransposeTo(keras.layers.Layer):
+    """Permute all axes, batch included."""
+
+    def __init__(self, perm, **kwargs):
+        super().__init__(**kwargs)
+        self.perm = tuple(perm)
+
+    def call(self, x):
+        return ops.transpose(x, self.perm)
+''',
+)
+
+_layer(
+    "Pad",
+    '''
+class Pad(keras.layers.Layer):
+    """Pad every axis by (before, after): constant, reflect, replicate or circular (PyTorch)."""
+
+    def __init__(self, pads, mode="constant", value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pads, self.mode, self.value = tuple(tuple(p) for p in pads), mode, value
+
+    def call(self, x):
+        if self.mode == "constant":
+            return ops.pad(x, self.pads, constant_values=self.value)
+        for axis, (before, after) in enumerate(self.pads):
+            if before or after:
+                x = self._pad_axis(x, axis, before, after)
+        return x
+
+    def _pad_axis(self, x, axis, before, after):
+        def take(start, stop):
+            return x[(slice(None),) * axis + (slice(start, stop),)]
+
+        size = x.shape[axis]
+        parts = []
+        if self.mode == "reflect":
+            if before:
+                parts.append(ops.flip(take(1, before + 1), axis=axis))
+            parts.append(x)
+            if after:
+                parts.append(ops.flip(take(size - after - 1, size - 1), axis=axis))
+        elif self.mode == "replicate":
+            if before:
+                parts.append(ops.repeat(take(0, 1), before, axis=axis))
+            parts.append(x)
+            if after:
+                parts.append(ops.repeat(take(size - 1, size), after, axis=axis))
+        elif self.mode == "circular":
+            if before:
+                parts.append(take(size - before, size))
+            parts.append(x)
+            if after:
+                parts.append(take(0, after))
+        else:
+            raise ValueError(f"unknown padding mode {self.mode!r}")
+        return ops.concatenate(parts, axis=axis)
+''',
+)
+
+_layer(
+    "AdaptiveAvgPool2D",
+    '''
+class AdaptiveAvgPool2D(keras.layers.Layer):
+    """PyTorch's adaptive average pooling (NHWC): output cell (i, j) averages the input window
+    rows[i] x cols[j], with rows/cols the (start, stop) ranges PyTorch uses."""
+
+    def __init__(self, rows, cols, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = tuple(tuple(r) for r in rows)
+        self.cols = tuple(tuple(c) for c in cols)
+
+    def call(self, x):
+        x = ops.concatenate(
+            [ops.mean(x[:, a:b], axis=1, keepdims=True) for a, b in self.rows], axis=1
+        )
+        return ops.concatenate(
+            [ops.mean(x[:, :, a:b], axis=2, keepdims=True) for a, b in self.cols], axis=2
+        )
+''',
+)
+
+_layer(
+    "Subsample2D",
+    '''
+class Subsample2D(keras.layers.Layer):
+    """Keep every stride-th row and column (NHWC): a strided, dilated conv = conv + this."""
+
+    def __init__(self, strides, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = tuple(strides)
+
+    def call(self, x):
+        return x[:, :: self.strides[0], :: self.strides[1], :]
+''',
+)

@@ -1,0 +1,292 @@
+"""Write the IR (after the pipeline) as a standalone, readable Keras 3 module.
+
+A line-based writer (not ``ast``: comments are the point). One statement per layer, named after
+the PyTorch module path, with a comment whenever the PyTorch module changes. Output is
+deterministic: nodes in graph order, no timestamps, no absolute paths; formatted like black/ruff
+(4-space indent, double quotes, long calls split one argument per line, lines <= 100).
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transpiler import __version__
+from transpiler.errors import TranspileError
+from transpiler.ir import Graph, Node, Value
+
+from .custom_layers import SOURCES
+from .rules import RULES, KerasCall, Literal
+
+__all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
+
+WEIGHTS_FILE = "model.weights.h5"
+MAX_LINE = 100
+_RESERVED = {
+    "keras",
+    "layers",
+    "ops",
+    "os",
+    "model",
+    "inputs",
+    "outputs",
+    "weights_path",
+    "build_model",
+    "load_model",
+    "WEIGHTS_FILE",
+    *SOURCES,
+}
+
+
+class Namespace:
+    """Unique, safe Python identifiers (also valid Keras layer names) from arbitrary strings."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set(_RESERVED)
+
+    def create(self, hint: str) -> str:
+        base = re.sub(r"[^0-9A-Za-z_]+", "_", hint).strip("_")[:60] or "v"
+        base = re.sub(r"_+", "_", base)
+        if base[0].isdigit():
+            base = f"m_{base}"
+        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
+            base = f"{base}_"
+        name, k = base, 1
+        while name in self._used:
+            name, k = f"{base}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+
+def sanitize_text(text: str, limit: int = 200) -> str:
+    """Any string -> one printable line safe inside a comment or docstring."""
+    s = text.encode("unicode_escape").decode("ascii").replace('"""', '\\"\\"\\"')
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _lit(v: Any) -> str:
+    if isinstance(v, Literal):
+        return v.text
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return f'float("{v}")'
+        return repr(v)
+    if isinstance(v, int):
+        return repr(v)
+    if isinstance(v, tuple | list):
+        items = [_lit(x) for x in v]
+        if isinstance(v, tuple):
+            return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+        return f"[{', '.join(items)}]"
+    raise TranspileError(f"internal: cannot write {type(v).__name__} {v!r} into Keras source")
+
+
+def _call_lines(target: str, ctor: str, args: list[str], call_arg: str, indent: str) -> list[str]:
+    one = f"{indent}{target} = {ctor}({', '.join(args)})({call_arg})"
+    if len(one) <= MAX_LINE:
+        return [one]
+    inner = f"{indent}    {', '.join(args)}"
+    if len(inner) <= MAX_LINE:
+        return [f"{indent}{target} = {ctor}(", inner, f"{indent})({call_arg})"]
+    return [
+        f"{indent}{target} = {ctor}(",
+        *[f"{indent}    {a}," for a in args],
+        f"{indent})({call_arg})",
+    ]
+
+
+@dataclass
+class EmittedModule:
+    source: str
+    layer_weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # IR value name -> Keras layer name whose output carries it (for per-layer diagnosis)
+    value_layers: dict[str, str] = field(default_factory=dict)
+    # PyTorch module path -> Keras layer names it became (for the report)
+    module_layers: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _node_hint(node: Node) -> str:
+    src = node.source
+    if node.op == "transpose":
+        perm = tuple(node.attrs["perm"])
+        r = len(perm)
+        if r >= 3 and perm == (0, *range(2, r), 1):
+            return "to_channels_last"
+        if r >= 3 and perm == (0, r - 1, *range(1, r - 1)):
+            return "to_channels_first"
+        return "transpose"
+    if src is None:
+        return node.op
+    if not src.module_path:
+        return _torch_short(src.torch_op) or node.op
+    if node.output.torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
+        return f"{src.module_path}_{node.op}"
+    if src.torch_op.startswith("call_module"):
+        return src.module_path
+    return f"{src.module_path}_{_torch_short(src.torch_op) or node.op}"
+
+
+def _torch_short(torch_op: str) -> str:
+    """ "call_function torch.flatten" -> "flatten"; "call_method Tensor.view" -> "view"."""
+    return torch_op.rsplit(".", 1)[-1].rsplit(" ", 1)[-1].strip("_")
+
+
+def _comment(node: Node) -> str:
+    if node.op == "transpose":
+        return f"# transpose: {sanitize_text(node.attrs.get('reason', ''))}"
+    src = node.source
+    parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
+    if not src.torch_op.startswith("call_module"):
+        line = f" at {sanitize_text(src.source_line)}" if src.source_line else ""
+        parts[0] = f"{_torch_short(src.torch_op)} in {parts[0]}{line}"
+    for folded in node.meta.get("folded", []):
+        parts.append(f"{sanitize_text(folded.module_path)} ({folded.module_type}, folded)")
+    if node.meta.get("flatten_permuted"):
+        parts.append("weight columns permuted for the NHWC flatten")
+    line = f"# torch: {' + '.join(parts)}"
+    return line if len(line) <= MAX_LINE - 4 else line[: MAX_LINE - 7] + "..."
+
+
+def _shape_doc(v: Value) -> str:
+    return (
+        "("
+        + ", ".join(
+            "N" if i == 0 and d is None else ("?" if d is None else str(d))
+            for i, d in enumerate(v.shape)
+        )
+        + ")"
+    )
+
+
+def emit_source(
+    graph: Graph,
+    *,
+    model_name: str,
+    input_layouts: list[str],
+    output_layouts: list[str],
+) -> EmittedModule:
+    ns = Namespace()
+    out = EmittedModule(source="")
+    var: dict[int, str] = {}
+    body: list[str] = []
+    used_custom: set[str] = set()
+    indent = "    "
+
+    input_vars = []
+    for v, raw in zip(graph.inputs, graph.input_names, strict=True):
+        name = ns.create(raw)
+        var[id(v)] = name
+        input_vars.append(name)
+        shape = _lit(tuple(v.shape[1:]))
+        dtype = "" if v.type.dtype == "float32" else f", dtype={_lit(v.type.dtype)}"
+        body.append(f"{indent}{name} = keras.Input(shape={shape}{dtype}, name={_lit(name)})")
+        out.value_layers[v.name] = name
+
+    comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
+    for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
+        node, nxt = graph.nodes[k], graph.nodes[k + 1]
+        if node.output.torch_ref is None and node.source and nxt.source == node.source:
+            comments[k] = comments[k + 1]
+    last_comment = None
+    for node, comment in zip(graph.nodes, comments, strict=True):
+        rule = RULES.get(node.op)
+        if rule is None:
+            raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
+        calls: list[KerasCall] = rule(node, graph)
+        if comment and comment != last_comment:
+            body.append(f"{indent}{comment}")
+            last_comment = comment
+        name = ns.create(_node_hint(node))
+        for k, call in enumerate(calls):
+            layer_name = name if k == 0 else ns.create(f"{name}_{call.suffix or k}")
+            if call.custom:
+                if call.custom not in SOURCES:
+                    raise TranspileError(f"internal: unknown custom layer {call.custom}")
+                used_custom.add(call.custom)
+            ins = []
+            for v in call.inputs:
+                if v is node.output and k > 0:
+                    ins.append(name)  # the previous call's output
+                elif id(v) in var:
+                    ins.append(var[id(v)])
+                else:
+                    raise TranspileError(f"internal: %{v.name} used before it is defined")
+            call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
+            args = [_lit(a) for a in call.args]
+            args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
+            args.append(f"name={_lit(layer_name)}")
+            body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
+            if call.weights:
+                out.layer_weights[layer_name] = call.weights
+            if node.source and node.source.module_path:
+                out.module_layers.setdefault(node.source.module_path, []).append(layer_name)
+            final_layer = layer_name
+        var[id(node.output)] = name
+        out.value_layers[node.output.name] = final_layer
+
+    outputs = [var[id(o)] for o in graph.outputs]
+    ins = input_vars[0] if len(input_vars) == 1 else f"[{', '.join(input_vars)}]"
+    outs = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
+    model_id = _lit(ns.create(model_name))
+    body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
+
+    header = _header(graph, model_name, input_layouts, output_layouts)
+    imports = "import os\n\nimport keras\nfrom keras import layers, ops\n"
+    blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']
+    blocks += [SOURCES[c] for c in sorted(used_custom)]
+    blocks.append(
+        "def build_model():\n"
+        f'{indent}"""The architecture, without weights."""\n' + "\n".join(body) + "\n"
+    )
+    blocks.append(_LOAD_MODEL)
+    out.source = header + "\n" + imports + "\n\n" + "\n\n".join(blocks)
+    return out
+
+
+def _header(
+    graph: Graph, model_name: str, input_layouts: list[str], output_layouts: list[str]
+) -> str:
+    def layout_note(v: Value, lay: str) -> str:
+        if not (v.type.is_float and 3 <= v.rank <= 5):
+            return ""
+        return ", channels-last (NHWC)" if lay == "nhwc" else ", PyTorch layout (NCHW)"
+
+    lines = [
+        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from PyTorch by transpiler '
+        f"{__version__}.",
+        "",
+        "Generated code: do not edit; regenerate it instead. Runs on any Keras 3 backend.",
+        "",
+        "Inputs:",
+    ]
+    for v, raw, lay in zip(graph.inputs, graph.input_names, input_layouts, strict=True):
+        lines.append(
+            f"    {sanitize_text(raw, 60)}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}"
+        )
+    lines.append("Outputs:")
+    for k, (v, lay) in enumerate(zip(graph.outputs, output_layouts, strict=True)):
+        lines.append(f"    [{k}]: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+    lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
+    lines.append('"""')
+    return "\n".join(lines) + "\n"
+
+
+_LOAD_MODEL = '''def load_model(weights_path=None):
+    """build_model() with the converted weights (default: the file beside this module)."""
+    model = build_model()
+    if weights_path is None:
+        weights_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), WEIGHTS_FILE)
+    model.load_weights(weights_path)
+    return model
+'''

@@ -1,0 +1,276 @@
+"""IR op -> Keras layer call: one small rule per op (``@emits``), formatting left to the emitter.
+
+Rules see the graph after the layout pass (physical NHWC, explicit padding). Weight layout
+conversion happens here, in one place: conv OIHW -> HWIO, depthwise (C·m, 1, kh, kw) ->
+(kh, kw, C, m), linear (out, in) -> (in, out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transpiler.errors import TranspileError
+from transpiler.ir import Graph, Node, Value
+
+__all__ = ["KerasCall", "RULES", "emits", "Literal"]
+
+
+@dataclass(frozen=True)
+class Literal:
+    """Source text emitted as is (e.g. ``float("-inf")``)."""
+
+    text: str
+
+
+@dataclass
+class KerasCall:
+    ctor: str  # "layers.Conv2D" or the name of a custom layer in custom_layers.SOURCES
+    inputs: list[Value]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: list[np.ndarray] = field(default_factory=list)
+    list_input: bool = False  # call with a list of tensors (Concatenate, Add, ...)
+    suffix: str = ""  # layer-name suffix when one node becomes several layers
+
+    @property
+    def custom(self) -> str | None:
+        return None if self.ctor.startswith("layers.") else self.ctor
+
+
+Rule = Callable[[Node, Graph], "list[KerasCall]"]
+RULES: dict[str, Rule] = {}
+
+
+def emits(*ops: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for op in ops:
+            RULES[op] = fn
+        return fn
+
+    return register
+
+
+def _tensor_inputs(node: Node, graph: Graph) -> list[Value]:
+    return [v for v in node.inputs if not graph.is_constant(v)]
+
+
+def _non_default(**pairs: tuple[Any, Any]) -> dict[str, Any]:
+    """Keyword arguments whose value differs from the Keras default (value, default)."""
+    return {k: v for k, (v, default) in pairs.items() if v != default}
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@emits("conv2d")
+def _conv2d(node: Node, graph: Graph) -> list[KerasCall]:
+    x, w = node.inputs[0], graph.constant(node.inputs[1])
+    bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    a = node.attrs
+    if a["data_format"] != "NHWC":
+        raise TranspileError(f"internal: conv2d at {node.source} is not NHWC after layout")
+    out_ch, in_per_group, kh, kw = w.shape
+    groups = a["groups"]
+    stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
+    split = max(stride) > 1 and max(dilation) > 1  # TF cannot stride a dilated conv
+    common = _non_default(
+        strides=((1, 1) if split else stride, (1, 1)),
+        padding=(a["padding"], "valid"),
+        dilation_rate=(dilation, (1, 1)),
+        use_bias=(bias is not None, True),
+    )
+    if groups > 1 and in_per_group == 1 and groups == x.shape[-1]:
+        mult = out_ch // groups
+        kernel = w.reshape(groups, mult, kh, kw).transpose(2, 3, 0, 1)
+        call = KerasCall(
+            "layers.DepthwiseConv2D", [x], ((kh, kw),), {"depth_multiplier": mult, **common}
+        )
+    else:
+        kernel = w.transpose(2, 3, 1, 0)
+        extra = {"groups": groups} if groups > 1 else {}
+        call = KerasCall("layers.Conv2D", [x], (out_ch, (kh, kw)), {**common, **extra})
+    call.weights = [_f32(kernel)] + ([_f32(bias)] if bias is not None else [])
+    if not split:
+        return [call]
+    sub = KerasCall("Subsample2D", [node.output], (), {"strides": stride}, suffix="stride")
+    return [call, sub]
+
+
+@emits("linear")
+def _linear(node: Node, graph: Graph) -> list[KerasCall]:
+    w = graph.constant(node.inputs[1])
+    bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    kwargs = _non_default(use_bias=(bias is not None, True))
+    call = KerasCall("layers.Dense", [node.inputs[0]], (w.shape[0],), kwargs)
+    call.weights = [_f32(w.T)] + ([_f32(bias)] if bias is not None else [])
+    return [call]
+
+
+@emits("batch_norm")
+def _batch_norm(node: Node, graph: Graph) -> list[KerasCall]:
+    mean, var, gamma, beta = (graph.constant(v) for v in node.inputs[1:])
+    axis = node.attrs["axis"]
+    kwargs = {
+        "axis": -1 if axis == node.inputs[0].rank - 1 else axis,
+        "epsilon": node.attrs["eps"],
+        "momentum": round(1.0 - node.attrs["momentum"], 6),  # torch 0.1 == Keras 0.9
+    }
+    call = KerasCall("layers.BatchNormalization", [node.inputs[0]], (), kwargs)
+    call.weights = [_f32(gamma), _f32(beta), _f32(mean), _f32(var)]
+    return [call]
+
+
+def _pool(ctor: str) -> Rule:
+    def rule(node: Node, graph: Graph) -> list[KerasCall]:
+        a = node.attrs
+        kwargs = {"strides": tuple(a["stride"]), **_non_default(padding=(a["padding"], "valid"))}
+        if tuple(a.get("dilation", (1, 1))) != (1, 1):
+            raise TranspileError(
+                f"max_pool2d with dilation at {node.source.describe()} has no Keras layer yet"
+            )
+        return [KerasCall(ctor, [node.inputs[0]], (tuple(a["kernel"]),), kwargs)]
+
+    return rule
+
+
+emits("max_pool2d")(_pool("layers.MaxPooling2D"))
+emits("avg_pool2d")(_pool("layers.AveragePooling2D"))
+
+
+def _adaptive_windows(n: int, out: int) -> list[tuple[int, int]]:
+    return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
+
+
+@emits("adaptive_avg_pool2d")
+def _adaptive_avg_pool2d(node: Node, graph: Graph) -> list[KerasCall]:
+    x = node.inputs[0]
+    (h, w), (oh, ow) = x.shape[1:3], node.attrs["output_size"]
+    if (oh, ow) == (1, 1):
+        return [KerasCall("layers.GlobalAveragePooling2D", [x], (), {"keepdims": True})]
+    if h is None or w is None:
+        raise TranspileError(f"adaptive_avg_pool2d at {node.source} needs a static input size")
+    if h % oh == 0 and w % ow == 0:
+        k = (h // oh, w // ow)
+        return [KerasCall("layers.AveragePooling2D", [x], (k,), {"strides": k})]
+    rows, cols = _adaptive_windows(h, oh), _adaptive_windows(w, ow)
+    return [KerasCall("AdaptiveAvgPool2D", [x], (), {"rows": rows, "cols": cols})]
+
+
+_ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
+    "relu": ("layers.ReLU", (), {}),
+    "relu6": ("layers.ReLU", (), {"max_value": 6.0}),
+    "silu": ("layers.Activation", ("silu",), {}),
+    "sigmoid": ("layers.Activation", ("sigmoid",), {}),
+    "tanh": ("layers.Activation", ("tanh",), {}),
+    "hardswish": ("HardSwish", (), {}),
+    "hardsigmoid": ("HardSigmoid", (), {}),
+    "identity": ("layers.Identity", (), {}),
+}
+
+
+@emits(*_ACTIVATIONS)
+def _activation(node: Node, graph: Graph) -> list[KerasCall]:
+    ctor, args, kwargs = _ACTIVATIONS[node.op]
+    return [KerasCall(ctor, [node.inputs[0]], args, dict(kwargs))]
+
+
+@emits("leaky_relu")
+def _leaky_relu(node: Node, graph: Graph) -> list[KerasCall]:
+    slope = float(node.attrs["negative_slope"])
+    return [KerasCall("layers.LeakyReLU", [node.inputs[0]], (), {"negative_slope": slope})]
+
+
+@emits("gelu")
+def _gelu(node: Node, graph: Graph) -> list[KerasCall]:
+    approximate = node.attrs.get("approximate", "none") == "tanh"
+    return [KerasCall("Gelu", [node.inputs[0]], (), {"approximate": approximate})]
+
+
+_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide"}
+_MERGE = {"add": "layers.Add", "sub": "layers.Subtract", "mul": "layers.Multiply", "div": "Divide"}
+
+
+@emits(*_BINARY)
+def _binary(node: Node, graph: Graph) -> list[KerasCall]:
+    a, b = node.inputs
+    const_a, const_b = graph.is_constant(a), graph.is_constant(b)
+    if not (const_a or const_b):
+        return [KerasCall(_MERGE[node.op], [a, b], (), {}, list_input=True)]
+    if const_a and const_b:
+        raise TranspileError(f"internal: {node.op} of two constants at {node.source}")
+    x, c = (b, a) if const_a else (a, b)
+    arr = graph.constant(c)
+    fn = _BINARY[node.op]
+    if arr.ndim == 0:
+        value = arr.item()
+        value = float(value) if x.type.is_float else value
+        kwargs = {"reverse": True} if const_a else {}
+        return [KerasCall("Scalar", [x], (fn, value), kwargs)]
+    kwargs = {"reverse": True} if const_a else {}
+    call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
+    call.weights = [np.ascontiguousarray(arr.astype(np.float32 if x.type.is_float else arr.dtype))]
+    return [call]
+
+
+@emits("cat")
+def _cat(node: Node, graph: Graph) -> list[KerasCall]:
+    if any(graph.is_constant(v) for v in node.inputs):
+        raise TranspileError(f"cat with a constant operand at {node.source} is not supported yet")
+    axis = node.attrs["axis"]
+    axis = -1 if axis == node.output.rank - 1 else axis
+    return [KerasCall("layers.Concatenate", list(node.inputs), (), {"axis": axis}, list_input=True)]
+
+
+@emits("softmax")
+def _softmax(node: Node, graph: Graph) -> list[KerasCall]:
+    axis = node.attrs["axis"]
+    axis = -1 if axis == node.output.rank - 1 else axis
+    return [KerasCall("layers.Softmax", [node.inputs[0]], (), {"axis": axis})]
+
+
+@emits("mean")
+def _mean(node: Node, graph: Graph) -> list[KerasCall]:
+    x, axes, keep = node.inputs[0], tuple(node.attrs["axes"]), bool(node.attrs["keepdims"])
+    if x.rank == 4 and axes == (1, 2):
+        return [KerasCall("layers.GlobalAveragePooling2D", [x], (), {"keepdims": keep})]
+    return [KerasCall("Mean", [x], (), {"axis": axes, "keepdims": keep})]
+
+
+@emits("pad")
+def _pad(node: Node, graph: Graph) -> list[KerasCall]:
+    x, a = node.inputs[0], node.attrs
+    pads = tuple(tuple(int(v) for v in p) for p in a["pads"])
+    others = [p for i, p in enumerate(pads) if i not in (1, 2)]
+    if (
+        a["mode"] == "constant"
+        and a["value"] == 0.0
+        and x.rank == 4
+        and all(p == (0, 0) for p in others)
+    ):
+        return [KerasCall("layers.ZeroPadding2D", [x], (), {"padding": pads[1:3]})]
+    kwargs: dict[str, Any] = {"mode": a["mode"]}
+    if a["mode"] == "constant":
+        v = float(a["value"])
+        kwargs["value"] = Literal(f'float("{v}")') if not np.isfinite(v) else v
+    return [KerasCall("Pad", [x], (pads,), kwargs)]
+
+
+@emits("reshape")
+def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
+    x, shape = node.inputs[0], tuple(node.attrs["shape"])
+    if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:]:
+        return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
+    return [KerasCall("ReshapeTo", [x], (shape,), {})]
+
+
+@emits("transpose")
+def _transpose(node: Node, graph: Graph) -> list[KerasCall]:
+    perm = tuple(node.attrs["perm"])
+    if perm[0] == 0:
+        return [KerasCall("layers.Permute", [node.inputs[0]], (perm[1:],), {})]
+    return [KerasCall("TransposeTo", [node.inputs[0]], (perm,), {})]

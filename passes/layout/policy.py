@@ -1,0 +1,198 @@
+"""Per-op layout rules, chosen by the op's layout class in ``transpiler.ops``.
+
+A rule sees the node (still in PyTorch's logical layout) and a ``Layouts`` helper that knows,
+for each logical value, which physical value carries it and in which permutation
+(``physical = logical.permute(perm)``). It rewires the node's inputs to physical values (asking
+for a transpose only where the op cannot run in the layout it is given), remaps its layout
+attributes, and returns the permutation of its output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from transpiler.ir import Node, Value
+from transpiler.ops import OPS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rewrite import Layouts
+
+Perm = tuple[int, ...]
+Rule = Callable[[Node, "Layouts"], "Perm | None"]
+
+
+def identity(rank: int) -> Perm:
+    return tuple(range(rank))
+
+
+def channels_last(rank: int) -> Perm:
+    """(0, 2, ..., r-1, 1): NCHW -> NHWC, NCL -> NLC, NCDHW -> NDHWC."""
+    return (0, *range(2, rank), 1) if rank >= 3 else identity(rank)
+
+
+def spatial(node: Node, lay: Layouts) -> Perm:
+    x = node.inputs[0]
+    cl = channels_last(x.rank)
+    node.inputs[0] = lay.need(x, cl, f"{node.op} runs channels-last")
+    node.attrs["data_format"] = "NHWC"
+    return cl
+
+
+def _target(node: Node, lay: Layouts) -> Perm:
+    """The layout an elementwise/concat op runs in: that of its first full-rank tensor input."""
+    rank = node.output.rank
+    for v in node.inputs:
+        if v.rank == rank and not lay.graph.is_constant(v):
+            return lay.perm(v)
+    return identity(rank)
+
+
+def elementwise(node: Node, lay: Layouts) -> Perm:
+    target = _target(node, lay)
+    rank = len(target)
+    for k, v in enumerate(node.inputs):
+        if lay.graph.is_constant(v):
+            node.inputs[k] = lay.constant_in(v, target, rank)
+        elif v.rank < rank and target != identity(rank):
+            node.inputs[k] = lay.need(lay.unsqueeze(v, rank), target, "broadcast operand")
+        elif v.rank < rank:
+            node.inputs[k] = lay.need(v, identity(v.rank), "broadcast operand")
+        else:
+            node.inputs[k] = lay.need(v, target, f"{node.op} operands in one layout")
+    return target
+
+
+def cat(node: Node, lay: Layouts) -> Perm:
+    target = elementwise(node, lay)
+    node.attrs["axis"] = target.index(node.attrs["axis"])
+    return target
+
+
+def _single_axis(key: str) -> Rule:
+    def rule(node: Node, lay: Layouts) -> Perm:
+        p = lay.perm(node.inputs[0])
+        node.inputs[0] = lay.physical(node.inputs[0])
+        node.attrs[key] = p.index(node.attrs[key])
+        return p
+
+    return rule
+
+
+def mean(node: Node, lay: Layouts) -> Perm:
+    p = lay.perm(node.inputs[0])
+    node.inputs[0] = lay.physical(node.inputs[0])
+    axes = tuple(node.attrs["axes"])
+    node.attrs["axes"] = tuple(sorted(p.index(a) for a in axes))
+    if node.attrs.get("keepdims"):
+        return p
+    return tuple(q - sum(a < q for a in axes) for q in p if q not in axes)
+
+
+def pad(node: Node, lay: Layouts) -> Perm:
+    x = node.inputs[0]
+    users = lay.graph.users(node.output)
+    if users and all(OPS[u.op].layout == "spatial" for u in users):
+        # a pad made for a conv/pool: pad channels-last, so the transpose (if any) comes first
+        node.inputs[0] = lay.need(x, channels_last(x.rank), f"{users[0].op} runs channels-last")
+        p = channels_last(x.rank)
+    else:
+        p = lay.perm(x)
+        node.inputs[0] = lay.physical(x)
+    pads = node.attrs["pads"]
+    node.attrs["pads"] = tuple(tuple(pads[q]) for q in p)
+    return p
+
+
+def last_axis(node: Node, lay: Layouts) -> Perm:
+    x = node.inputs[0]
+    p = lay.perm(x)
+    if p[-1] != x.rank - 1:
+        p = identity(x.rank)
+    node.inputs[0] = lay.need(x, p, "linear acts on the last axis")
+    return p
+
+
+def reshape(node: Node, lay: Layouts) -> Perm:
+    x, y = node.inputs[0], node.output
+    p = lay.perm(x)
+    if _keeps_element_order(p, lay.logical_shape(x)) or _flatten_into_linears(node, lay, p):
+        node.inputs[0] = lay.physical(x)
+        return identity(y.rank)
+    node.inputs[0] = lay.need(x, identity(x.rank), "reshape of a permuted tensor")
+    return identity(y.rank)
+
+
+def _keeps_element_order(p: Perm, logical_shape: tuple) -> bool:
+    """True if the physical tensor lists its elements in logical order (only size-1 axes
+    moved), so a reshape can run on it directly: e.g. (N, C, 1, 1) carried as (N, 1, 1, C)."""
+    moved = [a for a in p if logical_shape[a] != 1]
+    return moved == sorted(moved)
+
+
+def _flatten_into_linears(node: Node, lay: Layouts, p: Perm) -> bool:
+    """flatten(N, C, H, W) -> (N, C·H·W) feeding only linears: flatten the physical (H, W, C)
+    order instead and permute the linears' weight columns to match (no transpose)."""
+    x, y = node.inputs[0], node.output
+    rest = lay.logical_shape(x)[1:]
+    if p[0] != 0 or y.rank != 2 or None in rest or y.shape[1] != int(np.prod(rest)):
+        return False
+    users = lay.graph.users(y)
+    if (
+        not users
+        or any(
+            u.op != "linear"
+            or u.inputs[0] is not y
+            or not lay.graph.is_constant(u.inputs[1])
+            or any(v is y for v in u.inputs[1:])
+            for u in users
+        )
+        or any(o is y for o in lay.graph.outputs)
+    ):
+        return False
+    # sigma[j] = logical feature index found at physical position j
+    sigma = np.arange(int(np.prod(rest))).reshape(rest).transpose([q - 1 for q in p[1:]]).ravel()
+    if np.array_equal(sigma, np.arange(sigma.size)):
+        return True
+    for u in users:
+        w = lay.graph.constant(u.inputs[1])
+        u.inputs[1] = lay.graph.add_constant(np.ascontiguousarray(w[:, sigma]), "weight_nhwc")
+        u.meta["flatten_permuted"] = True
+    return True
+
+
+def transpose(node: Node, lay: Layouts) -> Perm | None:
+    """Absorb the permutation into the layout: the node disappears (returns None)."""
+    p = lay.perm(node.inputs[0])
+    q = node.attrs["perm"]
+    lay.alias(node.output, node.inputs[0], tuple(q.index(pj) for pj in p))
+    return None
+
+
+def batch_norm(node: Node, lay: Layouts) -> Perm:
+    return _single_axis("axis")(node, lay)
+
+
+RULES: dict[str, Rule] = {
+    "spatial": spatial,
+    "elementwise": elementwise,
+    "last_axis": last_axis,
+    "reshape": reshape,
+    "transpose": transpose,
+}
+BY_OP: dict[str, Rule] = {
+    "cat": cat,
+    "softmax": _single_axis("axis"),
+    "batch_norm": batch_norm,
+    "mean": mean,
+    "pad": pad,
+}
+
+
+def rule_for(node: Node) -> Rule:
+    return BY_OP.get(node.op) or RULES[OPS[node.op].layout]
+
+
+__all__ = ["RULES", "BY_OP", "rule_for", "identity", "channels_last", "Value"]

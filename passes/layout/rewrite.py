@@ -1,0 +1,139 @@
+"""Carry the layout through the graph and insert transposes only where unavoidable.
+
+One forward walk in topological order (greedy partition). Each logical value (PyTorch layout)
+is carried by a physical value in some permutation; spatial ops pull their input into
+channels-last, layout-agnostic ops run in whatever layout they receive, explicit permutes are
+absorbed, and a transpose is materialized only when a consumer needs a permutation the value
+does not have (cached, so each value is transposed at most once per permutation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transpiler.ir import Graph, Node, TensorType, Value
+
+from ..manager import PassContext, PassResult
+from .policy import Perm, channels_last, identity, rule_for
+
+
+def physical_shape(shape: tuple, perm: Perm) -> tuple:
+    return tuple(shape[p] for p in perm)
+
+
+class Layouts:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._state: dict[int, tuple[Value, Perm]] = {}
+        self._logical: dict[int, TensorType] = {}
+        self._cache: dict[tuple[int, Perm], Value] = {}
+        self._anchor: Node | None = None  # new nodes go before it (None: at the end)
+        self.inserted = 0
+
+    def record_logical(self, v: Value) -> None:
+        self._logical[id(v)] = v.type
+
+    def logical_shape(self, v: Value) -> tuple:
+        return self._logical[id(v)].shape if id(v) in self._logical else v.shape
+
+    # -- state --------------------------------------------------------------------------------
+    def set(self, logical: Value, physical: Value, perm: Perm) -> None:
+        self._state[id(logical)] = (physical, perm)
+
+    def alias(self, logical: Value, source: Value, perm: Perm) -> None:
+        self._state[id(logical)] = (self.physical(source), perm)
+
+    def perm(self, v: Value) -> Perm:
+        if id(v) in self._state:
+            return self._state[id(v)][1]
+        return identity(v.rank)
+
+    def physical(self, v: Value) -> Value:
+        return self._state[id(v)][0] if id(v) in self._state else v
+
+    # -- requests -------------------------------------------------------------------------------
+    def need(self, v: Value, target: Perm, why: str) -> Value:
+        """``v`` carried in permutation ``target``; inserts (once) a transpose if needed."""
+        pv, p = self.physical(v), self.perm(v)
+        if p == tuple(target):
+            return pv
+        key = (id(pv), tuple(target))
+        if key not in self._cache:
+            t = tuple(p.index(a) for a in target)  # physical axis to take for each new axis
+            where = self._anchor.source.describe() if self._anchor and self._anchor.source else ""
+            reason = f"{why}" + (f" ({where})" if where else "")
+            node = self.graph.make_node(
+                "transpose",
+                [pv],
+                TensorType(physical_shape(pv.shape, t), pv.type.dtype),
+                {"perm": t, "reason": reason},
+                self._anchor.source if self._anchor else None,
+                "transpose",
+            )
+            node.output.perm = tuple(target)
+            node.output.torch_ref = pv.torch_ref
+            self._insert(node)
+            self._cache[key] = node.output
+            self.inserted += 1
+        return self._cache[key]
+
+    def constant_in(self, c: Value, perm: Perm, rank: int) -> Value:
+        """A constant broadcast operand, materialized in ``perm`` at conversion time."""
+        arr = self.graph.constant(c)
+        if arr.ndim == 0 or perm == identity(rank):
+            return c
+        arr = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+        return self.graph.add_constant(np.ascontiguousarray(arr.transpose(perm)), c.name)
+
+    def unsqueeze(self, v: Value, rank: int) -> Value:
+        """Leading size-1 axes, so a lower-rank operand can be permuted with the others."""
+        pv = self.need(v, identity(v.rank), "broadcast operand")
+        shape = (1,) * (rank - v.rank) + tuple(pv.shape)
+        node = self.graph.make_node(
+            "reshape",
+            [pv],
+            TensorType(shape, pv.type.dtype),
+            {"shape": tuple(-1 if d is None else d for d in shape)},
+            None,
+            "unsqueeze",
+        )
+        self._insert(node)
+        return node.output
+
+    def _insert(self, node: Node) -> None:
+        if self._anchor is None:
+            self.graph.nodes.append(node)
+        else:
+            self.graph.insert_before(self._anchor, node)
+
+
+def _io_perm(v: Value, layout: str) -> Perm:
+    if layout == "nhwc" and v.type.is_float and 3 <= v.rank <= 5:
+        return channels_last(v.rank)
+    return identity(v.rank)
+
+
+def layout(graph: Graph, ctx: PassContext) -> PassResult:
+    """NCHW -> NHWC: transposes only where a consumer needs a layout its input lacks."""
+    lay = Layouts(graph)
+    for v in graph.inputs:
+        p = _io_perm(v, ctx.input_layout)
+        lay.record_logical(v)
+        v.type, v.perm = TensorType(physical_shape(v.shape, p), v.type.dtype), p
+        lay.set(v, v, p)
+    for node in list(graph.nodes):
+        for y in node.outputs:
+            lay.record_logical(y)
+        lay._anchor = node
+        out_perm = rule_for(node)(node, lay)
+        if out_perm is None:  # absorbed (an explicit transpose)
+            graph.nodes.remove(node)
+            continue
+        y = node.output
+        y.type, y.perm = TensorType(physical_shape(y.shape, out_perm), y.type.dtype), out_perm
+        lay.set(y, y, out_perm)
+    lay._anchor = None
+    graph.outputs = [
+        lay.need(o, _io_perm(o, ctx.output_layout), "graph output layout") for o in graph.outputs
+    ]
+    return PassResult(graph, True, f"{lay.inserted} transpose(s) inserted")

@@ -1,0 +1,550 @@
+"""The operator catalog: one `OpCase` per small model, generated from configuration tables.
+
+Most cases put a small convolution in front of the op under test, so that the op runs inside the
+NHWC region the layout pass builds (its axis attributes are then remapped); a few run on raw
+inputs. Shapes are small (channels <= 16, spatial <= 17) to keep the catalog fast.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from helpers import randomize_bn
+from torch import nn
+
+
+@dataclass(frozen=True)
+class OpCase:
+    group: str
+    name: str
+    make: Callable[[], nn.Module]
+    input_shapes: tuple[tuple[int, ...], ...]  # without the batch dimension
+    tol: float = 1e-4
+    # Only layout-agnostic ops around a conv/pool, so the contract's layout promise is exact:
+    # "nhwc" -> no Transpose at all; "nchw" -> one per float rank 3-5 input/output, no more.
+    layout_pure: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.group}-{self.name}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def front_conv(cin: int = 3, cout: int = 8) -> nn.Conv2d:
+    """Conv2d(cin, cout, 3, padding=1) with unit-variance weights: its outputs have a std of ~5,
+    so saturating activations (ReLU6, Hardsigmoid, Tanh, ...) see their whole range."""
+    conv = nn.Conv2d(cin, cout, 3, padding=1)
+    nn.init.normal_(conv.weight, std=1.0)
+    return conv
+
+
+class Fn(nn.Module):
+    """Calls a plain function (traced through as functional ops / tensor methods)."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class Fn2(nn.Module):
+    """Calls a plain function of two inputs."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, a, b):
+        return self.fn(a, b)
+
+
+class Front(nn.Module):
+    """front_conv, then `op`."""
+
+    def __init__(self, op: nn.Module | Callable, cin: int = 3, cout: int = 8):
+        super().__init__()
+        self.conv = front_conv(cin, cout)
+        self.op = op if isinstance(op, nn.Module) else Fn(op)
+
+    def forward(self, x):
+        return self.op(self.conv(x))
+
+
+class TwoBranch(nn.Module):
+    """Two convolutions of the same input, combined by `fn(a, b)`."""
+
+    def __init__(self, fn: Callable, cin: int = 3, ca: int = 8, cb: int = 8):
+        super().__init__()
+        self.a = front_conv(cin, ca)
+        self.b = front_conv(cin, cb)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.a(x), self.b(x))
+
+
+class WithParam(nn.Module):
+    """front_conv, then `fn(y, p)` with a learned parameter `p` of shape `shape`."""
+
+    def __init__(self, fn: Callable, shape: tuple[int, ...]):
+        super().__init__()
+        self.conv = front_conv()
+        self.p = nn.Parameter(torch.randn(shape))
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.conv(x), self.p)
+
+
+class ConvFlattenLinear(nn.Module):
+    """front_conv on a non-square input, flattened by `flatten`, then a Linear layer."""
+
+    def __init__(self, flatten: Callable, features: int, pool: bool = False):
+        super().__init__()
+        self.conv = front_conv()
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.flatten = flatten
+        self.fc = nn.Linear(features, 5)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.conv(x))))
+
+
+class FunctionalConv(nn.Module):
+    """F.conv2d with a registered weight and bias, stride 2, padding 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(0.2 * torch.randn(8, 4, 3, 3))
+        self.bias = nn.Parameter(torch.randn(8))
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, stride=2, padding=1)
+
+
+def seq(*modules: nn.Module) -> nn.Sequential:
+    return randomize_bn(nn.Sequential(*modules))
+
+
+CASES: list[OpCase] = []
+
+
+def add(group, name, make, *shapes, tol=1e-4, pure=False):
+    CASES.append(OpCase(group, name, make, tuple(tuple(s) for s in shapes), tol, pure))
+
+
+IMG = (3, 15, 15)  # the default input of a front_conv: odd spatial size
+IMG_EVEN = (3, 16, 16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conv2d
+# ----------------------------------------------------------------------------------------------
+
+# name -> (Conv2d keyword arguments (in_channels 4, out_channels 8 unless given), input H, W)
+CONV_CONFIGS: list[tuple[str, dict, list[tuple[int, int]]]] = [
+    ("k1", dict(kernel_size=1), [(16, 16)]),
+    ("k1-s2", dict(kernel_size=1, stride=2), [(16, 16)]),
+    ("k3-p0", dict(kernel_size=3), [(15, 15)]),
+    ("k3-p1", dict(kernel_size=3, padding=1), [(15, 15), (16, 16)]),
+    ("k3-s2-p1", dict(kernel_size=3, stride=2, padding=1), [(15, 15), (16, 16)]),
+    ("k3-s2-p0", dict(kernel_size=3, stride=2), [(16, 16)]),
+    ("k5-p2", dict(kernel_size=5, padding=2), [(16, 16)]),
+    ("k5-s2-p2", dict(kernel_size=5, stride=2, padding=2), [(15, 16), (16, 16)]),
+    ("k3x1-p1x0", dict(kernel_size=(3, 1), padding=(1, 0)), [(15, 16)]),
+    ("k1x5-s2x1-p0x2", dict(kernel_size=(1, 5), stride=(2, 1), padding=(0, 2)), [(16, 15)]),
+    ("k3-s2x1-p1", dict(kernel_size=3, stride=(2, 1), padding=1), [(16, 16)]),
+    ("k3-p1x2", dict(kernel_size=3, padding=(1, 2)), [(15, 16)]),
+    ("k3-same", dict(kernel_size=3, padding="same"), [(15, 15)]),
+    ("k4-same", dict(kernel_size=4, padding="same"), [(16, 15)]),
+    ("k3-same-d2", dict(kernel_size=3, padding="same", dilation=2), [(16, 16)]),
+    ("k3-valid", dict(kernel_size=3, padding="valid"), [(16, 15)]),
+    ("k3-d2-p2", dict(kernel_size=3, dilation=2, padding=2), [(15, 15)]),
+    ("k3-d2-s2-p1", dict(kernel_size=3, dilation=2, stride=2, padding=1), [(16, 16)]),
+    ("g2-k3-p1", dict(kernel_size=3, padding=1, groups=2), [(15, 15)]),
+    ("g2-k3-s2-p1", dict(kernel_size=3, stride=2, padding=1, groups=2), [(16, 16)]),
+    ("dw-k3-p1", dict(out_channels=4, kernel_size=3, padding=1, groups=4), [(15, 15)]),
+    ("dw-k3-s2-p1", dict(out_channels=4, kernel_size=3, stride=2, padding=1, groups=4), [(16, 16)]),
+    ("dw-mult2-k3-p1", dict(kernel_size=3, padding=1, groups=4), [(15, 15)]),
+    ("dw-mult2-k5-s2-p2", dict(kernel_size=5, stride=2, padding=2, groups=4), [(16, 16)]),
+    ("nobias-k3-p1", dict(kernel_size=3, padding=1, bias=False), [(15, 15)]),
+    ("dw-nobias-k3-s2", dict(kernel_size=3, stride=2, groups=4, bias=False), [(15, 15)]),
+    ("reflect-k3-p1", dict(kernel_size=3, padding=1, padding_mode="reflect"), [(15, 16)]),
+    (
+        "reflect-k5-s2-p2",
+        dict(kernel_size=5, stride=2, padding=2, padding_mode="reflect"),
+        [(16, 16)],
+    ),
+    ("replicate-k3-p1", dict(kernel_size=3, padding=1, padding_mode="replicate"), [(16, 16)]),
+    (
+        "replicate-k3-s2-p1",
+        dict(kernel_size=3, stride=2, padding=1, padding_mode="replicate"),
+        [(15, 15)],
+    ),
+    ("circular-k3-p1", dict(kernel_size=3, padding=1, padding_mode="circular"), [(15, 15)]),
+    ("circular-k3-p1x2", dict(kernel_size=3, padding=(1, 2), padding_mode="circular"), [(16, 15)]),
+]
+
+for _name, _kwargs, _sizes in CONV_CONFIGS:
+    for _h, _w in _sizes:
+        _kw = {"in_channels": 4, "out_channels": 8, **_kwargs}
+        add("conv2d", f"{_name}-{_h}x{_w}", lambda kw=_kw: nn.Conv2d(**kw), (4, _h, _w), pure=True)
+
+add("conv2d", "functional-k3-s2-p1", lambda: FunctionalConv(), (4, 16, 16), pure=True)
+add(
+    "conv2d",
+    "stack-conv-relu-conv",
+    lambda: nn.Sequential(nn.Conv2d(4, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 1)),
+    (4, 16, 16),
+    pure=True,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm (randomized running statistics and affine parameters, so folding is really tested)
+# ----------------------------------------------------------------------------------------------
+
+add(
+    "batchnorm",
+    "conv-nobias-bn2d",
+    lambda: seq(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)),
+    IMG,
+    pure=True,
+)
+add(
+    "batchnorm",
+    "conv-bias-bn2d",
+    lambda: seq(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)),
+    IMG_EVEN,
+    pure=True,
+)
+add(
+    "batchnorm",
+    "conv-s2-bn2d-relu",
+    lambda: seq(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU()),
+    IMG_EVEN,
+    pure=True,
+)
+add(
+    "batchnorm",
+    "dwconv-bn2d-relu6",
+    lambda: seq(nn.Conv2d(4, 8, 3, padding=1, groups=4), nn.BatchNorm2d(8), nn.ReLU6()),
+    (4, 15, 15),
+    pure=True,
+)
+add("batchnorm", "bn2d-eps-1e-3-standalone", lambda: seq(nn.BatchNorm2d(4, eps=1e-3)), (4, 15, 15))
+add(
+    "batchnorm",
+    "bn2d-noaffine-standalone",
+    lambda: seq(nn.BatchNorm2d(4, affine=False)),
+    (4, 16, 16),
+)
+add("batchnorm", "linear-bn1d", lambda: seq(nn.Linear(8, 6), nn.BatchNorm1d(6)), (8,))
+add("batchnorm", "bn1d-standalone", lambda: seq(nn.BatchNorm1d(6)), (6,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear, flatten / view / reshape
+# ----------------------------------------------------------------------------------------------
+
+add("linear", "linear", lambda: nn.Linear(8, 4), (8,))
+add("linear", "linear-nobias", lambda: nn.Linear(8, 4, bias=False), (8,))
+add("linear", "linear-rank3", lambda: nn.Linear(8, 4), (5, 8))
+add(
+    "linear", "mlp-relu", lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), (8,)
+)
+
+# H=7, W=6 and 8 channels: a wrong (NHWC vs NCHW) flatten order cannot go unnoticed.
+FLAT_IMG = (3, 7, 6)
+FLATTENS: dict[str, Callable] = {
+    "nn-flatten": nn.Flatten(),
+    "view-size0": lambda y: y.view(y.size(0), -1),
+    "torch-flatten": lambda y: torch.flatten(y, 1),
+    "reshape-shape0": lambda y: y.reshape(y.shape[0], -1),
+}
+for _name, _flatten in FLATTENS.items():
+    add(
+        "flatten",
+        f"{_name}-linear",
+        lambda f=_flatten: ConvFlattenLinear(f if isinstance(f, nn.Module) else Fn(f), 8 * 7 * 6),
+        FLAT_IMG,
+        pure=True,
+    )
+add(
+    "flatten",
+    "maxpool-flatten-linear",
+    lambda: ConvFlattenLinear(nn.Flatten(), 8 * 4 * 4, pool=True),
+    (3, 8, 9),
+    pure=True,
+)
+add("flatten", "flatten-output", lambda: Front(nn.Flatten()), FLAT_IMG)
+add("flatten", "view-output", lambda: Front(lambda y: y.view(-1, 8 * 7 * 6)), FLAT_IMG)
+
+
+# ----------------------------------------------------------------------------------------------
+# Activations after a conv (module and functional forms)
+# ----------------------------------------------------------------------------------------------
+
+ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "relu-inplace": lambda: nn.ReLU(inplace=True),
+    "relu6": nn.ReLU6,
+    "leakyrelu-0.01": nn.LeakyReLU,
+    "leakyrelu-0.2": lambda: nn.LeakyReLU(0.2),
+    "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid,
+    "gelu": nn.GELU,
+    "gelu-tanh": lambda: nn.GELU(approximate="tanh"),
+}
+# GELU exact and tanh differ by up to 4.7e-4 (at |x| ~ 2.7): a tighter bound tells them apart.
+GELU_TOL = 1e-5
+for _name, _act in ACTIVATION_MODULES.items():
+    _tol = GELU_TOL if "gelu" in _name else 1e-4
+    add("activation", _name, lambda a=_act: Front(a()), IMG, tol=_tol, pure=True)
+
+ACTIVATION_FUNCTIONS: dict[str, Callable] = {
+    "F.relu": F.relu,
+    "torch.relu": torch.relu,
+    "method-relu": lambda y: y.relu(),
+    "torch.sigmoid": torch.sigmoid,
+    "method-sigmoid": lambda y: y.sigmoid(),
+    "F.silu": F.silu,
+    "F.relu6": F.relu6,
+    "F.leaky_relu-0.2": lambda y: F.leaky_relu(y, 0.2),
+    "F.hardswish": F.hardswish,
+    "F.hardsigmoid": F.hardsigmoid,
+    "torch.tanh": torch.tanh,
+    "F.gelu-tanh": lambda y: F.gelu(y, approximate="tanh"),
+}
+for _name, _fn in ACTIVATION_FUNCTIONS.items():
+    _tol = GELU_TOL if "gelu" in _name else 1e-4
+    add("activation", _name, lambda f=_fn: Front(f), IMG_EVEN, tol=_tol, pure=True)
+
+add("activation", "raw-relu", nn.ReLU, (4, 5, 6))
+add("activation", "raw-silu-2d", nn.SiLU, (6,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pooling
+# ----------------------------------------------------------------------------------------------
+
+# (kernel, stride, padding, ceil_mode, sizes)
+MAXPOOL_CONFIGS = [
+    (2, 2, 0, False, [15, 16]),
+    (2, 2, 0, True, [15]),
+    (2, 1, 1, False, [15]),
+    (3, 1, 1, False, [16]),
+    (3, 2, 0, False, [15]),
+    (3, 2, 0, True, [16]),
+    (3, 2, 1, False, [15, 16]),
+    (3, 2, 1, True, [16]),
+]
+for _k, _s, _p, _ceil, _sizes in MAXPOOL_CONFIGS:
+    for _n in _sizes:
+        add(
+            "maxpool2d",
+            f"k{_k}-s{_s}-p{_p}{'-ceil' if _ceil else ''}-{_n}",
+            lambda k=_k, s=_s, p=_p, c=_ceil: nn.MaxPool2d(k, s, p, ceil_mode=c),
+            (4, _n, _n),
+            pure=True,
+        )
+
+# (kernel, stride, padding, ceil_mode, count_include_pad, sizes)
+AVGPOOL_CONFIGS = [
+    (2, 2, 0, False, True, [15, 16]),
+    (2, 2, 0, True, True, [15]),
+    (2, 1, 1, False, False, [16]),
+    (3, 1, 1, False, True, [15]),
+    (3, 1, 1, False, False, [15]),
+    (3, 2, 0, True, True, [16]),
+    (3, 2, 1, False, True, [16]),
+    (3, 2, 1, False, False, [16]),
+    (3, 2, 1, True, True, [16]),
+    (3, 2, 1, True, False, [15]),
+]
+for _k, _s, _p, _ceil, _cip, _sizes in AVGPOOL_CONFIGS:
+    for _n in _sizes:
+        _name = f"k{_k}-s{_s}-p{_p}{'-ceil' if _ceil else ''}{'' if _cip else '-exclpad'}-{_n}"
+        add(
+            "avgpool2d",
+            _name,
+            lambda k=_k, s=_s, p=_p, c=_ceil, i=_cip: nn.AvgPool2d(
+                k, s, p, ceil_mode=c, count_include_pad=i
+            ),
+            (4, _n, _n),
+            pure=True,
+        )
+
+add("maxpool2d", "functional-k2", lambda: Fn(lambda x: F.max_pool2d(x, 2)), (4, 15, 15), pure=True)
+add(
+    "avgpool2d",
+    "functional-k3-s2-p1",
+    lambda: Fn(lambda x: F.avg_pool2d(x, 3, 2, 1)),
+    (4, 16, 16),
+    pure=True,
+)
+
+# (output_size, input size)
+ADAPTIVE_CONFIGS = [(1, 7), ((1, 1), 8), (2, 8), (2, 7), (3, 10), (3, 8), ((2, 3), 10)]
+for _out, _n in ADAPTIVE_CONFIGS:
+    _label = "x".join(map(str, _out)) if isinstance(_out, tuple) else str(_out)
+    add(
+        "adaptiveavgpool2d",
+        f"out{_label}-{_n}",
+        lambda o=_out: nn.AdaptiveAvgPool2d(o),
+        (4, _n, _n),
+        pure=True,
+    )
+add(
+    "adaptiveavgpool2d",
+    "functional-out1-flatten",
+    lambda: Front(lambda y: torch.flatten(F.adaptive_avg_pool2d(y, 1), 1)),
+    IMG,
+    pure=True,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise arithmetic
+# ----------------------------------------------------------------------------------------------
+
+BINARY: dict[str, Callable] = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div-guarded": lambda a, b: a / (b.abs() + 1),
+    "operator.add": operator.add,
+    "torch.add": torch.add,
+    "torch.mul": torch.mul,
+    "torch.sub": torch.sub,
+}
+for _name, _fn in BINARY.items():
+    add("binary", _name, lambda f=_fn: TwoBranch(f), IMG, pure=True)
+
+SCALAR: dict[str, Callable] = {
+    "x-plus-2": lambda y: y + 2.0,
+    "2-plus-x": lambda y: 2.0 + y,
+    "x-minus-1.5": lambda y: y - 1.5,
+    "2-minus-x": lambda y: 2.0 - y,
+    "3-times-x": lambda y: 3 * y,
+    "x-div-2": lambda y: y / 2,
+    "recip-abs-plus-1": lambda y: 1 / (y.abs() + 1),
+}
+for _name, _fn in SCALAR.items():
+    add("scalar", _name, lambda f=_fn: Front(f), IMG_EVEN, pure=True)
+
+add(
+    "broadcast",
+    "nchw-plus-nc11-mean",
+    lambda: Front(lambda y: y + y.mean((2, 3), keepdim=True)),
+    IMG,
+    pure=True,
+)
+add(
+    "broadcast",
+    "squeeze-excite",
+    lambda: Front(lambda y: y * torch.sigmoid(y.mean((2, 3), keepdim=True))),
+    IMG,
+    pure=True,
+)
+add("broadcast", "param-c11-add", lambda: WithParam(lambda y, p: y + p, (8, 1, 1)), IMG, pure=True)
+add(
+    "broadcast",
+    "param-c11-mul",
+    lambda: WithParam(lambda y, p: p * y, (8, 1, 1)),
+    IMG_EVEN,
+    pure=True,
+)
+add("broadcast", "raw-two-inputs-add", lambda: Fn2(lambda a, b: a + b), (4, 6, 5), (4, 6, 5))
+add("broadcast", "raw-two-inputs-mul-nc11", lambda: Fn2(lambda a, b: a * b), (4, 6, 5), (4, 1, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Concatenation
+# ----------------------------------------------------------------------------------------------
+
+for _dim in (1, 2, 3, -1, -3):
+    add(
+        "cat",
+        f"dim{_dim}",
+        lambda d=_dim: TwoBranch(lambda a, b: torch.cat([a, b], d)),
+        IMG,
+        pure=True,
+    )
+add(
+    "cat",
+    "dim1-unequal-channels",
+    lambda: TwoBranch(lambda a, b: torch.cat((a, b), dim=1), cb=4),
+    IMG_EVEN,
+    pure=True,
+)
+add(
+    "cat",
+    "dim1-three-way",
+    lambda: TwoBranch(lambda a, b: torch.cat([a, b, a * b], 1), cb=8),
+    IMG,
+    pure=True,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reductions and softmax
+# ----------------------------------------------------------------------------------------------
+
+add("mean", "dim23", lambda: Front(lambda y: y.mean(dim=(2, 3))), IMG, pure=True)
+add(
+    "mean",
+    "dim23-keepdim",
+    lambda: Front(lambda y: y.mean(dim=(2, 3), keepdim=True)),
+    IMG_EVEN,
+    pure=True,
+)
+add("mean", "dim-1-2", lambda: Front(lambda y: y.mean(dim=[-1, -2])), IMG, pure=True)
+add(
+    "mean",
+    "torch.mean-dim23-keepdim",
+    lambda: Front(lambda y: torch.mean(y, (2, 3), True)),
+    IMG,
+    pure=True,
+)
+add("mean", "dim1-keepdim", lambda: Front(lambda y: y.mean(1, keepdim=True)), IMG, pure=True)
+
+add("softmax", "4d-dim1", lambda: Front(lambda y: F.softmax(y, dim=1)), IMG, pure=True)
+add("softmax", "4d-dim-1", lambda: Front(lambda y: y.softmax(dim=-1)), (3, 15, 16), pure=True)
+add("softmax", "4d-module-dim1", lambda: Front(nn.Softmax(dim=1)), IMG_EVEN, pure=True)
+add("softmax", "2d-linear-dim1", lambda: nn.Sequential(nn.Linear(8, 6), nn.Softmax(dim=1)), (8,))
+add("softmax", "2d-raw-dim-1", lambda: Fn(lambda x: torch.softmax(3 * x, -1)), (10,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Eval-mode no-ops
+# ----------------------------------------------------------------------------------------------
+
+add("noop", "dropout", lambda: Front(nn.Sequential(nn.Dropout(0.5), nn.ReLU())), IMG, pure=True)
+add("noop", "dropout2d", lambda: Front(nn.Dropout2d(0.3)), IMG_EVEN, pure=True)
+add("noop", "identity", lambda: Front(nn.Identity()), IMG, pure=True)
+add(
+    "noop",
+    "functional-dropout-eval",
+    lambda: Front(lambda y: F.dropout(y, 0.5, training=False)),
+    IMG,
+    pure=True,
+)
+add("noop", "raw-identity-linear", lambda: nn.Sequential(nn.Identity(), nn.Linear(6, 3)), (6,))
+
+
+_ids = [case.id for case in CASES]
+assert len(_ids) == len(set(_ids)), "duplicate case ids"

@@ -1,0 +1,260 @@
+"""``transpile()``: the public entry point (see ../shared/CONTRACT.md)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import TranspileError
+from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
+from .frontend.fx_importer import trace
+from .ir import Graph, Value
+from .report import Report
+from .signature import alternate_inputs, infer_inputs, normalize_inputs
+
+__all__ = ["transpile", "TranspileResult"]
+
+LAYOUTS = ("nchw", "nhwc")
+BACKENDS = ("keras",)
+PLANNED_BACKENDS = ("tf",)
+
+
+@dataclass
+class TranspileResult:
+    backend: str
+    out_dir: Path
+    source_path: Path | None
+    weights_path: Path | None
+    report: Report
+    graph: Graph  # the IR after the pipeline
+    io_layout: tuple[str, str] = ("nchw", "nchw")
+    files: list[Path] = field(default_factory=list)
+
+    def keras_model(self) -> Any:
+        """The generated model, loaded with its weights (a fresh ``keras.Model``)."""
+        from transpiler.backends.keras_source import import_module_from
+
+        if self.source_path is None:
+            raise TranspileError(f"the {self.backend} backend has no Keras model")
+        return import_module_from(self.source_path).load_model(str(self.weights_path))
+
+    def load(self) -> Callable[..., Any]:
+        """A plain callable: numpy arrays (layout per io_layout) in, numpy array(s) out."""
+        return make_callable(self.keras_model(), len(self.graph.outputs))
+
+
+def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
+    import keras
+
+    def fn(*arrays: Any) -> Any:
+        xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
+        ys = model(xs if len(xs) > 1 else xs[0], training=False)
+        ys = ys if isinstance(ys, list | tuple) else [ys]
+        outs = tuple(keras.ops.convert_to_numpy(y) for y in ys)
+        return outs[0] if n_outputs == 1 else outs
+
+    return fn
+
+
+def _check_layout(io_layout: Any) -> tuple[str, str]:
+    valid = f"valid choices: {', '.join(repr(x) for x in LAYOUTS)} or a pair like ('nhwc', 'nchw')"
+    if isinstance(io_layout, str):
+        if io_layout.lower() in LAYOUTS:
+            return io_layout.lower(), io_layout.lower()
+    elif isinstance(io_layout, tuple | list) and len(io_layout) == 2:
+        if all(isinstance(x, str) and x.lower() in LAYOUTS for x in io_layout):
+            return io_layout[0].lower(), io_layout[1].lower()
+    raise TranspileError(f"unknown io_layout {io_layout!r}; {valid}.")
+
+
+def _check_backend(backend: Any) -> str:
+    if backend in BACKENDS:
+        return backend
+    if backend in PLANNED_BACKENDS:
+        raise TranspileError(
+            f"backend {backend!r} (TF graph / SavedModel) is not available in this version; use "
+            "backend='keras' (its model runs under TensorFlow and exports to SavedModel)."
+        )
+    raise TranspileError(
+        f"unknown backend {backend!r}; valid choices: {', '.join(repr(b) for b in BACKENDS)}."
+    )
+
+
+def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode float32 copy: the user's model is never touched."""
+    try:
+        work = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001
+        raise TranspileError(
+            f"could not copy {type(model).__name__} ({type(exc).__name__}: {exc}); the "
+            "transpiler works on a copy so that your model stays as it is. Make it deep-copyable."
+        ) from exc
+    work.eval()
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in work.parameters()):
+        work.float()
+    return work
+
+
+def transpile(
+    model: torch.nn.Module,
+    example_inputs: Any = None,
+    *,
+    backend: str = "keras",
+    out_dir: str | os.PathLike[str] | None = None,
+    io_layout: str | Sequence[str] = "nchw",
+    fold_batchnorm: bool = True,
+    verify: bool = True,
+    tolerance: float = 1e-4,
+    extra_converters: ConverterRegistry | None = None,
+) -> TranspileResult:
+    """Transpile a PyTorch module into readable Keras 3 source plus weights.
+
+    Args:
+        model: the ``torch.nn.Module``; its eval-mode behaviour is converted and it is left
+            exactly as it was (the transpiler works on a copy).
+        example_inputs: a tensor or a tuple of tensors giving shapes and dtypes; optional when
+            the input signature can be inferred (``Conv2d(3, ...)`` -> ``(N, 3, H, W)``).
+        backend: ``"keras"``.
+        out_dir: output folder (created if needed); None -> a new temporary directory.
+        io_layout: ``"nchw"``, ``"nhwc"`` or a pair (inputs, outputs).
+        fold_batchnorm: fold BatchNorm into the preceding conv/linear; False keeps
+            BatchNormalization layers (trainable Keras model).
+        verify: compare with PyTorch on the example inputs and on another batch size.
+        tolerance: the check's bound: max|y - y_torch| <= tolerance * max(1, max|y_torch|).
+        extra_converters: a ``ConverterRegistry`` with converters of your own (they take
+            precedence over the built-in ones).
+
+    Returns:
+        A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).
+
+    Example:
+        >>> result = transpile(torchvision.models.resnet18(), torch.randn(1, 3, 224, 224))
+        >>> y = result.load()(x.numpy())
+    """
+    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    if not isinstance(model, torch.nn.Module):
+        raise TranspileError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    backend = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    if not (isinstance(tolerance, int | float) and tolerance > 0):
+        raise TranspileError(f"tolerance must be a positive number, got {tolerance!r}.")
+    registry = DEFAULT_REGISTRY
+    if extra_converters is not None:
+        registry = DEFAULT_REGISTRY.copy()
+        registry.modules.update(extra_converters.modules)
+        registry.functions.update(extra_converters.functions)
+        registry.methods.update(extra_converters.methods)
+
+    work = _working_copy(model)
+    fx_graph = trace(work, registry)
+    if example_inputs is None:
+        inputs_a, inputs_b = infer_inputs(work, fx_graph)
+    else:
+        inputs_a = normalize_inputs(example_inputs)
+        inputs_b = alternate_inputs(inputs_a)
+    imported = import_model(work, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
+    ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
+    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, ctx)
+    graph = run.graph
+
+    report = Report(backend=backend, io_layout=layouts, passes=run.records)
+    report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
+    report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
+    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
+    if example_inputs is None:
+        report.notes.append(
+            "input signature inferred from the first layer; spatial sizes are dynamic"
+        )
+
+    return _write_and_verify(
+        graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+    )
+
+
+def _describe(v: Value, name: str) -> str:
+    dims = ", ".join(
+        "N" if i == 0 and d is None else ("?" if d is None else str(d))
+        for i, d in enumerate(v.shape)
+    )
+    return f"{name}: {v.type.dtype} ({dims})"
+
+
+def _write_and_verify(
+    graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+) -> TranspileResult:
+    from transpiler.backends.keras_source import (
+        SOURCE_FILE,
+        WEIGHTS_FILE,
+        count_tf_transposes,
+        write_keras,
+    )
+
+    from .verify import check_numerics
+
+    final = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
+    if final.exists() and not final.is_dir():
+        raise TranspileError(
+            f"out_dir {str(final)!r} exists and is not a folder; pick another path."
+        )
+    created = not final.exists()
+    staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    try:
+        emitted, model = write_keras(
+            graph,
+            staging,
+            model_name=graph.meta.get("model_class", "Model"),
+            input_layouts=[layouts[0]] * n_in,
+            output_layouts=[layouts[1]] * n_out,
+        )
+        report.module_layers = emitted.module_layers
+        report.batchnorm_layers = sum(
+            1 for layer in model.layers if type(layer).__name__ == "BatchNormalization"
+        )
+        report.transpose_count = count_tf_transposes(model)
+        if verify:
+            fn = make_callable(model, n_out)
+            check_numerics(
+                fn,
+                model,
+                emitted,
+                graph,
+                imported,
+                work,
+                [inputs_a, inputs_b],
+                layouts,
+                tolerance,
+                report,
+            )
+        (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
+        final.mkdir(parents=True, exist_ok=True)
+        files = []
+        for name in (SOURCE_FILE, WEIGHTS_FILE, "report.md"):
+            shutil.move(str(staging / name), str(final / name))
+            files.append(final / name)
+    except BaseException:
+        if created and final.exists() and not any(final.iterdir()):
+            final.rmdir()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.files = [f.name for f in files]
+    return TranspileResult(
+        backend="keras",
+        out_dir=final,
+        source_path=final / SOURCE_FILE,
+        weights_path=final / WEIGHTS_FILE,
+        report=report,
+        graph=graph,
+        io_layout=layouts,
+        files=files,
+    )

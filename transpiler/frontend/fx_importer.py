@@ -1,0 +1,427 @@
+"""torch.fx frontend: trace a module symbolically and import it into the IR.
+
+One loop over the fx graph, dispatching on ``node.op`` into the converter registry (TVM's
+``from_fx`` shape). Before anything is converted, every unsupported target is collected and
+raised at once.
+
+Shapes come from running the traced graph twice, with the example inputs and with inputs whose
+dynamic dimensions (the batch, and the spatial sizes in the one-line form) have other sizes:
+a dimension that differs between the two runs is dynamic (``None`` in the IR). Nodes that do
+not depend on the inputs (parameter arithmetic, ``torch.ones`` in forward) and non-tensor values
+(``x.size(0)``) are folded to constants; a folded Python value that differs between the runs is
+``DYNAMIC`` and a converter that needs it static says so.
+
+We never use ``GraphModule`` code generation (it breaks on hostile module names): the graph is
+built with ``fx.Tracer().trace`` and interpreted here node by node.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from ..errors import TranspileError, UnsupportedOpError
+from ..ir import Graph, SourceInfo, TensorType, Value
+from .registry import DEFAULT_REGISTRY, ConverterRegistry
+
+__all__ = ["import_model", "Builder", "DYNAMIC", "ImportedModel", "torch_dtype_name"]
+
+
+class _Dynamic:
+    """A Python value (a size, a shape) that depends on the dynamic input dimensions."""
+
+    def __repr__(self) -> str:
+        return "DYNAMIC"
+
+
+DYNAMIC = _Dynamic()
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def torch_dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _target_name(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    if node.op == "call_function":
+        mod = getattr(t, "__module__", None) or ""
+        name = getattr(t, "__name__", repr(t))
+        if mod.startswith("torch._C") or mod == "torch":
+            mod = "torch"
+        return f"{mod}.{name}" if mod else name
+    return str(t)
+
+
+def _source_line(node: fx.Node) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    for path, line, _fn in reversed(_FRAME.findall(trace)):
+        if not path.startswith(_TORCH_DIR):
+            return f"{os.path.basename(path)}:{line}"
+    return ""
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, registry: ConverterRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+        self.record_stack_traces = True
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        return self.registry.module_converter(m) is not None
+
+
+@dataclass
+class _Run:
+    """Concrete values of one run of the traced graph."""
+
+    values: dict[fx.Node, Any] = field(default_factory=dict)
+
+
+class Builder:
+    """What a converter uses to add IR: ``op``, ``const``, and facts about the current fx node."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.source: SourceInfo | None = None
+        self.out_type: TensorType | None = None
+        self.example: Any = None  # the node's torch result in the first run
+        self._ref: str | None = None
+        self._last: list[Value] = []
+
+    def op(
+        self, name: str, inputs: Sequence[Value], out_type: TensorType | None = None, **attrs: Any
+    ) -> Value:
+        out_type = out_type or self.out_type
+        if out_type is None:
+            raise TranspileError(f"internal: no output type for {name} at {self.where()}")
+        node = self.graph.make_node(name, list(inputs), out_type, attrs, self.source, self._hint())
+        self.graph.nodes.append(node)
+        self._last.append(node.output)
+        return node.output
+
+    def const(self, data: Any, hint: str = "const") -> Value:
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu()
+            if data.is_floating_point():
+                data = data.float()
+            data = data.numpy()
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        return self.graph.add_constant(np.ascontiguousarray(arr), hint)
+
+    def scalar(self, value: Any, like: Value | None = None) -> Value:
+        dtype = np.float32
+        if isinstance(value, bool | int) and like is not None and not like.type.is_float:
+            dtype = np.dtype(like.type.dtype)
+        return self.graph.add_constant(np.asarray(value, dtype=dtype), "scalar")
+
+    def static(self, value: Any, what: str) -> Any:
+        """``value`` with every element known; raise if it depends on a dynamic size."""
+        if _contains_dynamic(value):
+            raise TranspileError(
+                f"{what} at {self.where()} depends on a dynamic input size; pass example_inputs "
+                "with the sizes you need, or compute it from static sizes."
+            )
+        return value
+
+    def where(self) -> str:
+        return self.source.describe() if self.source else "<unknown>"
+
+    def _hint(self) -> str:
+        path = self.source.module_path if self.source else ""
+        return re.sub(r"\W", "_", path) or "v"
+
+
+def _contains_dynamic(value: Any) -> bool:
+    if value is DYNAMIC:
+        return True
+    if isinstance(value, list | tuple):
+        return any(_contains_dynamic(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_dynamic(v) for v in value.values())
+    return False
+
+
+def _merge_static(a: Any, b: Any) -> Any:
+    """A Python value seen in both runs: equal parts stay, differing parts become DYNAMIC."""
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list) and len(a) == len(b):
+        merged = [_merge_static(x, y) for x, y in zip(a, b, strict=True)]
+        return tuple(merged) if isinstance(a, tuple) else merged
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return DYNAMIC
+    try:
+        return a if type(a) is type(b) and a == b else DYNAMIC
+    except Exception:  # noqa: BLE001 - unusual objects: not foldable
+        return DYNAMIC
+
+
+def _tensor_type(a: torch.Tensor, b: Any) -> TensorType:
+    """The IR type of a traced tensor: dims that differ between the two runs are dynamic."""
+    if isinstance(b, torch.Tensor) and b.dim() == a.dim():
+        shape = tuple(int(x) if x == y else None for x, y in zip(a.shape, b.shape, strict=True))
+    else:
+        shape = tuple(int(x) for x in a.shape)
+    dtype = "float32" if a.is_floating_point() else torch_dtype_name(a.dtype)
+    return TensorType(shape, dtype)
+
+
+def _flatten(obj: Any) -> list[Any]:
+    if isinstance(obj, tuple | list):
+        return [leaf for item in obj for leaf in _flatten(item)]
+    if isinstance(obj, dict):
+        return [leaf for item in obj.values() for leaf in _flatten(item)]
+    return [obj]
+
+
+def _is_tensorish(obj: Any) -> bool:
+    return any(isinstance(x, torch.Tensor) for x in _flatten(obj))
+
+
+@dataclass
+class ImportedModel:
+    graph: Graph
+    fx_graph: fx.Graph
+    root: torch.nn.Module
+    placeholders: list[fx.Node]
+
+
+def _get_attr(root: torch.nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _run(fx_graph: fx.Graph, root: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> _Run:
+    """Interpret the fx graph on concrete inputs (no GraphModule code generation)."""
+    run = _Run()
+    env = run.values
+    inputs = list(inputs)
+
+    def load(a: Any) -> Any:
+        return fx.node.map_arg(a, lambda n: env[n])
+
+    with torch.no_grad():
+        for node in fx_graph.nodes:
+            if node.op == "placeholder":
+                if inputs:
+                    env[node] = inputs.pop(0)
+                elif node.args:
+                    env[node] = node.args[0]
+                else:
+                    raise TranspileError(
+                        f"forward() takes an input {node.target!r} that example_inputs does not "
+                        "provide; pass one tensor per forward() argument."
+                    )
+            elif node.op == "get_attr":
+                env[node] = _get_attr(root, node.target)
+            elif node.op == "call_module":
+                env[node] = root.get_submodule(node.target)(*load(node.args), **load(node.kwargs))
+            elif node.op == "call_function":
+                env[node] = node.target(*load(node.args), **load(node.kwargs))
+            elif node.op == "call_method":
+                self_, *rest = load(node.args)
+                env[node] = getattr(self_, node.target)(*rest, **load(node.kwargs))
+            elif node.op == "output":
+                env[node] = load(node.args[0])
+    return run
+
+
+def trace(model: torch.nn.Module, registry: ConverterRegistry) -> fx.Graph:
+    tracer = _Tracer(registry)
+    try:
+        return tracer.trace(model)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure becomes one clear message
+        raise TranspileError(
+            f"torch.fx could not trace {type(model).__name__}: {type(exc).__name__}: {exc}\n"
+            "Symbolic tracing cannot follow Python control flow that depends on tensor values "
+            "(e.g. `if x.sum() > 0`) or iterate over tensors. Make that code static, or move it "
+            "out of forward()."
+        ) from exc
+
+
+def import_model(
+    model: torch.nn.Module,
+    inputs_a: Sequence[torch.Tensor],
+    inputs_b: Sequence[torch.Tensor],
+    *,
+    registry: ConverterRegistry = DEFAULT_REGISTRY,
+    fx_graph: fx.Graph | None = None,
+) -> ImportedModel:
+    """Trace ``model`` and import it; ``inputs_b`` differ from ``inputs_a`` in the dynamic dims."""
+
+    fx_graph = fx_graph if fx_graph is not None else trace(model, registry)
+    placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
+    try:
+        run_a = _run(fx_graph, model, inputs_a)
+        run_b = _run(fx_graph, model, inputs_b)
+    except TranspileError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TranspileError(
+            f"running {type(model).__name__} on the example inputs failed: "
+            f"{type(exc).__name__}: {exc}\nCheck that example_inputs has the shapes and dtypes "
+            "that forward() expects."
+        ) from exc
+
+    depends = _input_dependence(fx_graph)
+    _precheck(fx_graph, model, registry, depends, run_a)
+
+    graph = Graph()
+    graph.meta["model_class"] = type(model).__name__
+    b = Builder(graph)
+    env: dict[fx.Node, Any] = {}
+    modules = dict(model.named_modules())
+
+    def arg(a: Any) -> Any:
+        return fx.node.map_arg(a, lambda n: env[n])
+
+    for node in fx_graph.nodes:
+        a, bb = run_a.values.get(node), run_b.values.get(node)
+        b.source = _source_info(node, modules)
+        b.example = a
+        b.out_type = _tensor_type(a, bb) if isinstance(a, torch.Tensor) else None
+        b._last = []
+        if node.op == "placeholder":
+            value = Value(graph.fresh_name("input"), b.out_type, torch_ref=node.name)
+            graph.inputs.append(value)
+            graph.input_names.append(str(node.target))
+            env[node] = value
+        elif node.op == "output":
+            graph.outputs = _output_values(node, arg(node.args[0]), b)
+        elif node not in depends:
+            env[node] = b.const(a, "const") if isinstance(a, torch.Tensor) else _merge_static(a, bb)
+        elif not _is_tensorish(a):
+            env[node] = _merge_static(a, bb)  # sizes, shapes, dims: folded
+        else:
+            fn = _converter(node, modules, registry)
+            args, kwargs = arg(node.args), arg(node.kwargs)
+            try:
+                if node.op == "call_module":
+                    out = fn(b, modules[node.target], *args, **kwargs)
+                else:
+                    out = fn(b, *args, **kwargs)
+            except TranspileError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - name the node
+                raise TranspileError(
+                    f"converting {_target_name(node)} at {b.where()} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if isinstance(out, Value):
+                out.torch_ref = node.name
+                _check_type(out, b, node)
+            env[node] = out
+    return ImportedModel(graph, fx_graph, model, placeholders)
+
+
+def _check_type(out: Value, b: Builder, node: fx.Node) -> None:
+    if b.out_type is not None and out.type.shape != b.out_type.shape:
+        raise TranspileError(
+            f"internal: converter for {_target_name(node)} at {b.where()} produced shape "
+            f"{out.type.shape}, torch gives {b.out_type.shape}"
+        )
+
+
+def _output_values(node: fx.Node, out: Any, b: Builder) -> list[Value]:
+    leaves = _flatten(out)
+    values = []
+    for leaf in leaves:
+        if not isinstance(leaf, Value):
+            raise TranspileError(
+                f"forward() returns {type(leaf).__name__} {leaf!r}, which does not depend on the "
+                "inputs; return only tensors computed from the inputs."
+            )
+        if b.graph.is_constant(leaf):
+            raise TranspileError(
+                "forward() returns a tensor that does not depend on the inputs; return it from "
+                "outside the model instead."
+            )
+        values.append(leaf)
+    return values
+
+
+def _input_dependence(fx_graph: fx.Graph) -> set[fx.Node]:
+    depends: set[fx.Node] = set()
+    for node in fx_graph.nodes:
+        if node.op == "placeholder" or any(i in depends for i in node.all_input_nodes):
+            depends.add(node)
+    return depends
+
+
+def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceInfo:
+    if node.op == "call_module":
+        path = str(node.target)
+        mtype = type(modules[path]).__name__
+        op = f"call_module {mtype}"
+    else:
+        stack = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack)) if stack else ""
+        mod = modules.get(path)
+        mtype = type(mod).__name__ if mod is not None else ""
+        op = f"{node.op} {_target_name(node)}"
+    return SourceInfo(path, mtype, op, _source_line(node))
+
+
+def _converter(
+    node: fx.Node, modules: dict[str, torch.nn.Module], registry: ConverterRegistry
+) -> Callable[..., Any] | None:
+    if node.op == "call_module":
+        return registry.module_converter(modules[node.target])
+    if node.op == "call_function":
+        return registry.functions.get(node.target)
+    if node.op == "call_method":
+        return registry.methods.get(node.target)
+    return None
+
+
+def _precheck(
+    fx_graph: fx.Graph,
+    model: torch.nn.Module,
+    registry: ConverterRegistry,
+    depends: set[fx.Node],
+    run_a: _Run,
+) -> None:
+    """Collect every unsupported op, then raise once."""
+    modules = dict(model.named_modules())
+    missing: list[dict[str, str]] = []
+    for node in fx_graph.nodes:
+        if node.op not in ("call_module", "call_function", "call_method"):
+            continue
+        if node not in depends or not _is_tensorish(run_a.values.get(node)):
+            continue
+        if _converter(node, modules, registry) is None:
+            info = _source_info(node, modules)
+            missing.append(
+                {
+                    "target": _target_name(node),
+                    "module_path": info.module_path or "<top>",
+                    "module_type": info.module_type,
+                    "source_line": info.source_line,
+                }
+            )
+    if missing:
+        lines = [
+            f"  - {m['target']} in {m['module_path']} ({m['module_type']})"
+            + (f" at {m['source_line']}" if m["source_line"] else "")
+            for m in missing
+        ]
+        raise UnsupportedOpError(
+            f"{len(missing)} unsupported operation(s); nothing was written:\n"
+            + "\n".join(lines)
+            + "\nAdd converters with transpile(..., extra_converters=registry) (see README, "
+            "'Adding a converter'), or rewrite these parts of the model.",
+            missing,
+        )

@@ -1,0 +1,137 @@
+"""The canonical IR op set: each op declared once with its inputs, attributes and layout class.
+
+Layout classes (what the layout pass asks instead of keeping lists of op names):
+
+- ``spatial``: computes over N, C and spatial axes; runs channels-last (``data_format``).
+- ``elementwise``: any layout, all tensor inputs in the same layout (broadcasting included).
+- ``axis``: any layout; the ``axis``/``axes``/``pads`` attributes are remapped to it.
+- ``last_axis``: works on the last axis (linear); that axis must stay in place.
+- ``reshape``: reinterprets the element order; handled specially by the layout pass.
+- ``transpose``: an explicit permutation; absorbed into the layout where possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ir import Node
+
+__all__ = ["OpSpec", "OPS", "op_spec"]
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    layout: str
+    min_inputs: int = 1
+    max_inputs: int | None = 1  # None: variadic
+    attrs: dict[str, Any] = field(default_factory=dict)  # name -> default (_REQUIRED if none)
+    pure: bool = True
+
+    def check(self, node: Node) -> None:
+        from .ir import IRVerificationError
+
+        n = len(node.inputs)
+        if n < self.min_inputs or (self.max_inputs is not None and n > self.max_inputs):
+            raise IRVerificationError(
+                f"node `{node.format()}`: {self.name} takes {self.min_inputs}..{self.max_inputs} "
+                f"inputs, got {n}"
+            )
+        for key, default in self.attrs.items():
+            if default is _REQUIRED and key not in node.attrs:
+                raise IRVerificationError(f"node `{node.format()}`: missing attribute {key!r}")
+        unknown = set(node.attrs) - set(self.attrs)
+        if unknown:
+            raise IRVerificationError(
+                f"node `{node.format()}`: unknown attributes {sorted(unknown)} for {self.name}"
+            )
+
+    def attr(self, node: Node, key: str) -> Any:
+        value = node.attrs.get(key, self.attrs[key])
+        return None if value is _REQUIRED else value
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def _op(name: str, layout: str, min_inputs: int = 1, max_inputs: int | None = 1, **attrs: Any):
+    OPS[name] = OpSpec(name, layout, min_inputs, max_inputs, attrs)
+
+
+R = _REQUIRED
+SPATIAL = {"data_format": "NCHW"}
+
+# Convolution / pooling. `padding` is what torch gave (int, pairs, "same", "valid") until
+# normalize_padding makes it "valid" or "same" with any other padding as an explicit `pad`.
+_op(
+    "conv2d",
+    "spatial",
+    2,
+    3,
+    stride=(1, 1),
+    padding="valid",
+    dilation=(1, 1),
+    groups=1,
+    padding_mode="zeros",
+    **SPATIAL,
+)
+_op(
+    "max_pool2d",
+    "spatial",
+    kernel=R,
+    stride=R,
+    padding=(0, 0),
+    dilation=(1, 1),
+    ceil_mode=False,
+    **SPATIAL,
+)
+_op(
+    "avg_pool2d",
+    "spatial",
+    kernel=R,
+    stride=R,
+    padding=(0, 0),
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    **SPATIAL,
+)
+_op("adaptive_avg_pool2d", "spatial", output_size=R, **SPATIAL)
+
+# Normalization: `axis` is the channel axis. Inputs: x, mean, var, weight, bias.
+_op("batch_norm", "axis", 5, 5, eps=1e-5, momentum=0.1, axis=1)
+
+# Linear algebra. Inputs: x, weight (out, in) [, bias].
+_op("linear", "last_axis", 2, 3)
+
+# Unary elementwise.
+for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"):
+    _op(_name, "elementwise")
+_op("leaky_relu", "elementwise", negative_slope=0.01)
+_op("gelu", "elementwise", approximate="none")
+_op("identity", "elementwise")
+
+# Binary elementwise with numpy broadcasting; scalars are 0-d constants.
+for _name in ("add", "sub", "mul", "div"):
+    _op(_name, "elementwise", 2, 2)
+
+# Axis-carrying.
+_op("cat", "axis", 1, None, axis=R)
+_op("softmax", "axis", axis=R)
+_op("mean", "axis", axes=R, keepdims=False)
+# pads: one (before, after) pair per axis, in axis order. mode: constant/reflect/replicate/circular
+_op("pad", "axis", pads=R, mode="constant", value=0.0)
+
+# Shape.
+_op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension
+_op("transpose", "transpose", perm=R, reason="")
+
+del _name
+
+
+def op_spec(name: str) -> OpSpec:
+    return OPS[name]

@@ -1,0 +1,132 @@
+"""What a transpile did, as data with a readable ``str()`` (and ``report.md`` in out_dir)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Report", "Check", "Divergence"]
+
+
+@dataclass(frozen=True)
+class Check:
+    batch_size: int
+    output_index: int
+    max_abs: float
+    max_rel: float  # max|y - y_torch| / max(1, max|y_torch|)
+    bound: float  # tolerance · max(1, max|y_torch|)
+    ok: bool
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Divergence:
+    module_path: str
+    module_type: str
+    layer: str
+    max_abs: float
+    bound: float
+
+
+@dataclass
+class Report:
+    backend: str
+    tracer: str = "torch.fx symbolic_trace"
+    io_layout: tuple[str, str] = ("nchw", "nchw")
+    inputs: list[str] = field(default_factory=list)  # "x: float32 (N, 3, 224, 224)"
+    outputs: list[str] = field(default_factory=list)
+    passes: list[Any] = field(default_factory=list)  # PassRecord
+    transpose_count: int | None = None  # TF Transpose ops in tf.function(model)
+    transposes: list[str] = field(default_factory=list)  # why each IR transpose exists
+    batchnorm_layers: int = 0
+    module_layers: dict[str, list[str]] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    divergence: Divergence | None = None
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_markdown(self) -> str:
+        lines = [f"# Transpile report ({self.backend} backend)", ""]
+        lines.append(f"- tracer: {self.tracer}")
+        lines.append(f"- io_layout: inputs {self.io_layout[0]}, outputs {self.io_layout[1]}")
+        lines += [f"- input {s}" for s in self.inputs]
+        lines += [f"- output {s}" for s in self.outputs]
+        lines += [
+            "",
+            "## Passes",
+            "",
+            "| pass | nodes before | nodes after | detail |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p.name} | {p.nodes_before} | {p.nodes_after} | {p.detail} |" for p in self.passes
+        ]
+        lines += ["", "## Transposes", ""]
+        count = (
+            "not counted (TensorFlow backend of Keras not active)"
+            if self.transpose_count is None
+            else str(self.transpose_count)
+        )
+        lines.append(f"- TF `Transpose` ops in `tf.function(model)`: {count}")
+        lines += [f"- IR transpose: {why}" for why in self.transposes]
+        lines += ["", "## Numeric check", ""]
+        if self.checks:
+            lines += [
+                "| batch | output | max abs error | scaled error | bound | ok |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {c.batch_size} | {c.output_index} | {c.max_abs:.3g} | {c.max_rel:.3g} "
+                f"| {c.bound:.3g} | {'yes' if c.ok else 'NO'} |"
+                for c in self.checks
+            ]
+        else:
+            lines.append("skipped (verify=False)")
+        if self.divergence:
+            d = self.divergence
+            lines += [
+                "",
+                f"First diverging module: `{d.module_path}` ({d.module_type}), Keras layer "
+                f"`{d.layer}`: max abs error {d.max_abs:.3g} > {d.bound:.3g}",
+            ]
+        if self.module_layers:
+            lines += [
+                "",
+                "## PyTorch module -> Keras layers",
+                "",
+                "| module | layers |",
+                "|---|---|",
+            ]
+            lines += [
+                f"| `{m}` | {', '.join(f'`{x}`' for x in ls)} |"
+                for m, ls in self.module_layers.items()
+            ]
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        lines = [f"transpile report ({self.backend}): tracer {self.tracer}"]
+        lines += [f"  input {s}" for s in self.inputs] + [f"  output {s}" for s in self.outputs]
+        lines += [f"  pass {p}" for p in self.passes]
+        lines.append(
+            "  TF Transpose ops: "
+            + (str(self.transpose_count) if self.transpose_count is not None else "not counted")
+        )
+        lines += [f"    - {why}" for why in self.transposes]
+        for c in self.checks:
+            lines.append(
+                f"  check batch {c.batch_size} output {c.output_index}: max abs {c.max_abs:.3g}, "
+                f"scaled {c.max_rel:.3g} (bound {c.bound:.3g}) {'ok' if c.ok else 'FAILED'}"
+            )
+        if self.divergence:
+            d = self.divergence
+            lines.append(
+                f"  first diverging module: {d.module_path} ({d.module_type}) -> layer "
+                f"{d.layer}, max abs {d.max_abs:.3g}"
+            )
+        return "\n".join(lines)
