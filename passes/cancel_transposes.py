@@ -22,6 +22,8 @@ def cancel_transposes(graph: Graph, ctx: PassContext) -> PassResult:
             p, q = src.attrs["perm"], node.attrs["perm"]
             node.attrs["perm"] = tuple(p[i] for i in q)
             node.inputs[0] = src.inputs[0]
+            graph.nodes.remove(src)  # its only user no longer reads it
+            removed += 1
         if tuple(node.attrs["perm"]) == tuple(range(len(node.attrs["perm"]))):
             node.output.perm = node.inputs[0].perm
             graph.replace_all_uses(node.output, node.inputs[0])

@@ -49,3 +49,40 @@ def softmax(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
 @converts(nn.Softmax)
 def softmax_module(b: Builder, m: nn.Softmax, input):
     return softmax(b, input, m.dim)
+
+
+# F.pad(input, pad, mode='constant', value=None): `pad` lists the last dimension first
+@converts(F.pad, torch._C._nn.pad)
+def pad(b: Builder, input, pad, mode="constant", value=None):
+    pad = b.static(pad, "padding")
+    if len(pad) % 2 or len(pad) // 2 > input.rank:
+        raise TranspileError(f"F.pad at {b.where()}: bad padding {pad}")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise TranspileError(f"F.pad mode {mode!r} at {b.where()} is not supported")
+    if any(p < 0 for p in pad):
+        raise TranspileError(f"F.pad with negative padding (cropping) at {b.where()}")
+    pairs = [(0, 0)] * input.rank
+    for i in range(len(pad) // 2):
+        pairs[input.rank - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if all(p == (0, 0) for p in pairs):
+        return input
+    return b.op("pad", [input], pads=tuple(pairs), mode=mode, value=float(value or 0.0))
+
+
+# Tensor.permute(*dims) / torch.permute(input, dims)
+@converts("permute", torch.permute)
+def permute(b: Builder, input, *dims):
+    dims = dims[0] if len(dims) == 1 and isinstance(dims[0], list | tuple) else dims
+    perm = tuple(axis(d, input.rank) for d in dims)
+    if perm == tuple(range(input.rank)):
+        return input
+    return b.op("transpose", [input], perm=perm)
+
+
+# Tensor.transpose(dim0, dim1) / torch.transpose(input, dim0, dim1)
+@converts("transpose", torch.transpose, torch.swapaxes, "swapaxes")
+def transpose(b: Builder, input, dim0, dim1):
+    perm = list(range(input.rank))
+    i, j = axis(dim0, input.rank), axis(dim1, input.rank)
+    perm[i], perm[j] = perm[j], perm[i]
+    return permute(b, input, perm)
