@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ._hygiene import block_triton_if_tensorflow
 from .errors import TranspileError
 from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
 from .frontend.fx_importer import trace
@@ -140,6 +141,10 @@ def transpile(
         >>> y = result.load()(x.numpy())
     """
     from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    # We load TensorFlow (through Keras) below, and fx's stack-trace recording may load torch's
+    # inductor, which loads triton: with TensorFlow in the process that is a SIGSEGV.
+    block_triton_if_tensorflow(force=True)
 
     if not isinstance(model, torch.nn.Module):
         raise TranspileError(f"model must be a torch.nn.Module, got {type(model).__name__}.")

@@ -114,6 +114,8 @@ for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigm
 _op("leaky_relu", "elementwise", negative_slope=0.01)
 _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
+for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal"):
+    _op(_name, "elementwise")
 
 # Binary elementwise with numpy broadcasting; scalars are 0-d constants.
 for _name in ("add", "sub", "mul", "div"):

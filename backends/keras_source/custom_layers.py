@@ -50,6 +50,37 @@ class Scalar(keras.layers.Layer):
 )
 
 _layer(
+    "Unary",
+    '''
+class Unary(keras.layers.Layer):
+    """y = ops.<fn>(x) for an elementwise keras.ops function (absolute, exp, sqrt, ...)."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, x):
+        return getattr(ops, self.fn)(x)
+''',
+)
+
+_layer(
+    "SoftmaxOnAxis",
+    '''
+class SoftmaxOnAxis(keras.layers.Layer):
+    """Softmax over a non-last axis, computed in place (TF would transpose it to the end)."""
+
+    def __init__(self, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, x):
+        e = ops.exp(x - ops.max(x, axis=self.axis, keepdims=True))
+        return e / ops.sum(e, axis=self.axis, keepdims=True)
+''',
+)
+
+_layer(
     "Divide",
     '''
 class Divide(keras.layers.Layer):

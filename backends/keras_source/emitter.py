@@ -181,6 +181,7 @@ def emit_source(
     var: dict[int, str] = {}
     body: list[str] = []
     used_custom: set[str] = set()
+    used_modules: set[str] = set()
     indent = "    "
 
     input_vars = []
@@ -205,11 +206,13 @@ def emit_source(
             raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
         calls: list[KerasCall] = rule(node, graph)
         if comment and comment != last_comment:
-            body.append(f"{indent}{comment}")
+            limit = MAX_LINE - len(indent)
+            body.append(indent + (comment if len(comment) <= limit else comment[: limit - 3] + "..."))
             last_comment = comment
         name = ns.create(_node_hint(node))
         for k, call in enumerate(calls):
             layer_name = name if k == 0 else ns.create(f"{name}_{call.suffix or k}")
+            used_modules.add(call.ctor.split(".")[0])
             if call.custom:
                 if call.custom not in SOURCES:
                     raise TranspileError(f"internal: unknown custom layer {call.custom}")
@@ -242,7 +245,10 @@ def emit_source(
     body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
 
     header = _header(graph, model_name, input_layouts, output_layouts)
-    imports = "import os\n\nimport keras\nfrom keras import layers, ops\n"
+    names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and used_custom)]
+    imports = "import os\n\nimport keras\n"
+    if names:
+        imports += f"from keras import {', '.join(names)}\n"
     blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']
     blocks += [SOURCES[c] for c in sorted(used_custom)]
     blocks.append(

@@ -173,6 +173,23 @@ _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
 }
 
 
+_UNARY_OPS = {
+    "abs": "absolute",
+    "neg": "negative",
+    "exp": "exp",
+    "log": "log",
+    "sqrt": "sqrt",
+    "rsqrt": "rsqrt",
+    "square": "square",
+    "reciprocal": "reciprocal",
+}
+
+
+@emits(*_UNARY_OPS)
+def _unary(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("Unary", [node.inputs[0]], (_UNARY_OPS[node.op],), {})]
+
+
 @emits(*_ACTIVATIONS)
 def _activation(node: Node, graph: Graph) -> list[KerasCall]:
     ctor, args, kwargs = _ACTIVATIONS[node.op]
@@ -229,8 +246,10 @@ def _cat(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("softmax")
 def _softmax(node: Node, graph: Graph) -> list[KerasCall]:
     axis = node.attrs["axis"]
-    axis = -1 if axis == node.output.rank - 1 else axis
-    return [KerasCall("layers.Softmax", [node.inputs[0]], (), {"axis": axis})]
+    if axis == node.output.rank - 1:
+        return [KerasCall("layers.Softmax", [node.inputs[0]], (), {"axis": -1})]
+    # TF's softmax moves a non-last axis to the end with two Transposes; this one reduces in place
+    return [KerasCall("SoftmaxOnAxis", [node.inputs[0]], (), {"axis": axis})]
 
 
 @emits("mean")

@@ -209,6 +209,12 @@ def _run(fx_graph: fx.Graph, root: torch.nn.Module, inputs: Sequence[torch.Tenso
     run = _Run()
     env = run.values
     inputs = list(inputs)
+    n_params = sum(1 for n in fx_graph.nodes if n.op == "placeholder")
+    if len(inputs) > n_params:
+        raise TranspileError(
+            f"example_inputs has {len(inputs)} tensors but forward() takes {n_params} input(s); "
+            "pass one tensor per forward() argument."
+        )
 
     def load(a: Any) -> Any:
         return fx.node.map_arg(a, lambda n: env[n])

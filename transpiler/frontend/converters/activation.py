@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,6 +31,14 @@ for _op, _fns, _mods, _methods in [
     ("tanh", (torch.tanh, F.tanh), (nn.Tanh,), ("tanh", "tanh_")),
     ("hardswish", (F.hardswish,), (nn.Hardswish,), ()),
     ("hardsigmoid", (F.hardsigmoid,), (nn.Hardsigmoid,), ()),
+    ("abs", (torch.abs, torch.absolute), (), ("abs", "absolute")),
+    ("neg", (torch.neg, torch.negative, operator.neg), (), ("neg", "negative")),
+    ("exp", (torch.exp,), (), ("exp",)),
+    ("log", (torch.log,), (), ("log",)),
+    ("sqrt", (torch.sqrt,), (), ("sqrt",)),
+    ("rsqrt", (torch.rsqrt,), (), ("rsqrt",)),
+    ("square", (torch.square,), (), ("square",)),
+    ("reciprocal", (torch.reciprocal,), (), ("reciprocal",)),
 ]:
     _fn, _mod = _unary(_op)
     converts(*_fns, *_methods)(_fn)
