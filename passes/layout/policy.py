@@ -36,7 +36,7 @@ def channels_last(rank: int) -> Perm:
 def spatial(node: Node, lay: Layouts) -> Perm:
     x = node.inputs[0]
     cl = channels_last(x.rank)
-    node.inputs[0] = lay.need(x, cl, f"{node.op} runs channels-last")
+    node.inputs[0] = lay.need(x, cl, f"to channels-last for {node.op}")
     node.attrs["data_format"] = "NHWC"
     return cl
 
@@ -96,7 +96,7 @@ def pad(node: Node, lay: Layouts) -> Perm:
     users = lay.graph.users(node.output)
     if users and all(OPS[u.op].layout == "spatial" for u in users):
         # a pad made for a conv/pool: pad channels-last, so the transpose (if any) comes first
-        node.inputs[0] = lay.need(x, channels_last(x.rank), f"{users[0].op} runs channels-last")
+        node.inputs[0] = lay.need(x, channels_last(x.rank), f"to channels-last for {users[0].op}")
         p = channels_last(x.rank)
     else:
         p = lay.perm(x)

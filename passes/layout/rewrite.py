@@ -60,8 +60,9 @@ class Layouts:
         key = (id(pv), tuple(target))
         if key not in self._cache:
             t = tuple(p.index(a) for a in target)  # physical axis to take for each new axis
-            where = self._anchor.source.describe() if self._anchor and self._anchor.source else ""
-            reason = f"{why}" + (f" ({where})" if where else "")
+            src = self._anchor.source if self._anchor else None
+            where = f" at {src.module_path or '<top>'} ({src.module_type})" if src else ""
+            reason = f"{why}{where}"
             node = self.graph.make_node(
                 "transpose",
                 [pv],
