@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ def test_result_attributes(tmp_path):
     import keras
 
     assert isinstance(keras_model, keras.Model)
-    assert keras_model.inputs[0].shape[0] is None, "the batch dimension must be dynamic"
+    assert tuple(keras_model.inputs[0].shape) == (None, 3, 16, 16), "dynamic batch, NCHW"
 
 
 def test_out_dir_none_makes_a_directory():
@@ -533,24 +534,30 @@ def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    names = ["stem", "act", "mid", "act2", "head"]
     if failure == "unsupported":
         model, kwargs = TwoUnsupported().eval(), {}
     else:
         # A bound no float32 computation meets: fails in the numeric check, after emission.
         torch.manual_seed(0)
-        model = nn.Sequential(
+        layers = [
             nn.Conv2d(3, 16, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(16, 16, 3),
             nn.SiLU(),
             nn.Conv2d(16, 8, 3),
-        ).eval()
+        ]
+        model = nn.Sequential(OrderedDict(zip(names, layers, strict=True))).eval()
         kwargs = {"tolerance": 1e-12}
     try:
         result = transpile(model, x_img(), out_dir=out, **kwargs)
     except TranspileError as exc:
         if failure == "mismatch":
-            assert hasattr(exc, "report")
+            assert not all(c.ok for c in exc.report.checks), "e.report must carry the failure"
+            message = str(exc)
+            assert any(f"'{name}'" in message or f" {name} " in message for name in names), (
+                f"the message must name the first diverging PyTorch module: {message}"
+            )
     else:
         assert failure == "mismatch", "an unsupported op was accepted"
         pytest.skip(f"bit-exact outputs, no mismatch to provoke: {result.report.checks}")

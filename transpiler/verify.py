@@ -130,7 +130,8 @@ def _diagnose(
         probes.append((node, v, layer, ref))
     if not probes:
         return None
-    probe_model = keras.Model(model.inputs, [model.get_layer(p[2]).output for p in probes])
+    ins = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe_model = keras.Model(ins, [model.get_layer(p[2]).output for p in probes])
     outs = probe_model(arrays if len(arrays) > 1 else arrays[0], training=False)
     outs = outs if isinstance(outs, list | tuple) else [outs]
     for (node, v, layer, ref), y in zip(probes, outs, strict=True):

@@ -135,6 +135,11 @@ def layout(graph: Graph, ctx: PassContext) -> PassResult:
         lay.set(y, y, out_perm)
     lay._anchor = None
     graph.outputs = [
-        lay.need(o, _io_perm(o, ctx.output_layout), "graph output layout") for o in graph.outputs
+        lay.need(
+            o,
+            _io_perm(o, ctx.output_layout),
+            f"graph output {k} in io_layout {ctx.output_layout!r}",
+        )
+        for k, o in enumerate(graph.outputs)
     ]
     return PassResult(graph, True, f"{lay.inserted} transpose(s) inserted")

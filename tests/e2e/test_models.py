@@ -36,6 +36,7 @@ def yolo_block() -> nn.Module:
 # name -> (factory, input shape without batch)
 MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(weights=None), (3, 64, 64)),
+    "resnet18-65": (lambda: torchvision.models.resnet18(weights=None), (3, 65, 65)),
     "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), (3, 64, 64)),
     # 66x66: each of SqueezeNet's three ceil_mode max pools rounds up (32 -> 16 -> 8 -> 4).
     "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), (3, 66, 66)),
@@ -124,7 +125,11 @@ def test_batchnorm_folded(transpiled, name, io_layout):
     result = t.get()
     assert n_torch_bn(t.model) > 0
     assert "batch_norm" not in graph_ops(result)
-    assert count_bn_layers(result.keras_model()) == 0
+    keras_model = result.keras_model()
+    assert count_bn_layers(keras_model) == 0
+    c, h, w = t.shape
+    expected_input = (None, c, h, w) if io_layout == "nchw" else (None, h, w, c)
+    assert tuple(keras_model.inputs[0].shape) == expected_input
 
 
 def _check_unfolded(t: Transpiled):
@@ -171,7 +176,6 @@ def test_fold_batchnorm_false_yolo_block(transpiled, io_layout):
     assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("io_layout", LAYOUTS)
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_fold_batchnorm_false_classifiers(transpiled, name, io_layout):

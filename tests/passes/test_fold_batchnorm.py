@@ -25,8 +25,9 @@ def _randomize(model: nn.Module) -> nn.Module:
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_conv_bn_folds(bias, groups):
-    model = _randomize(nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=groups, bias=bias),
-                                     nn.BatchNorm2d(8)))
+    model = _randomize(
+        nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=groups, bias=bias), nn.BatchNorm2d(8))
+    )
     x = torch.randn(2, 4, 7, 7)
     graph = import_torch(model, x)
     assert ops_of(graph) == ["conv2d", "batch_norm"]

@@ -1,0 +1,124 @@
+"""The torch.fx frontend: converter registry, folding of sizes/constants, module handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from transpiler import UnsupportedOpError, transpile
+from transpiler.frontend import ConverterRegistry, import_model
+from transpiler.interpreter import run_graph
+from transpiler.signature import alternate_inputs
+
+
+def _import(model, x):
+    return import_model(model.eval(), [x], alternate_inputs([x])).graph
+
+
+class Swish(nn.Module):
+    """A user activation the default registry does not know."""
+
+    def forward(self, x):
+        return x * torch.special.expit(x)
+
+
+def test_extra_converters_take_a_user_module():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), Swish()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(UnsupportedOpError, match="special_expit"):
+        transpile(model, x)
+    extra = ConverterRegistry()
+
+    @extra.converts(Swish)
+    def swish(b, module, x):
+        return b.op("silu", [x])
+
+    result = transpile(model, x, extra_converters=extra)
+    assert "silu" in [n.op for n in result.graph.nodes]
+    assert result.report.ok
+
+
+def test_sizes_are_folded_and_batch_stays_dynamic():
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.fc(y.view(y.size(0), -1))
+
+    g = _import(Head(), torch.randn(2, 3, 8, 8))
+    reshape = next(n for n in g.nodes if n.op == "reshape")
+    assert reshape.attrs["shape"] == (-1, 144)
+    assert g.outputs[0].shape == (None, 5)
+
+
+def test_constants_made_in_forward_are_folded():
+    class Offsets(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.randn(4, 1, 1))
+
+        def forward(self, x):
+            return x * (self.scale * 2) + torch.ones(4, 1, 1)
+
+    model = Offsets().eval()
+    x = torch.randn(2, 4, 3, 3)
+    g = _import(model, x)
+    assert [n.op for n in g.nodes] == ["mul", "add"]
+    np.testing.assert_allclose(run_graph(g, [x.numpy()])[0], model(x).detach().numpy(), atol=1e-6)
+
+
+def test_shared_module_called_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(F.relu(self.conv(x)))
+
+    model = Twice().eval()
+    x = torch.randn(2, 4, 6, 6)
+    result = transpile(model, x)
+    source = result.source_path.read_text()
+    assert 'name="conv"' in source and 'name="conv_1"' in source
+    assert result.report.ok
+
+
+def test_subclass_keeping_forward_converts_like_its_base():
+    class MyConv(nn.Conv2d):
+        pass
+
+    class MyConvWithForward(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    x = torch.randn(2, 3, 6, 6)
+    g1 = _import(nn.Sequential(MyConv(3, 4, 3)), x)
+    assert [n.op for n in g1.nodes] == ["conv2d"]
+    assert g1.nodes[0].source.module_type == "MyConv"
+    g2 = _import(nn.Sequential(MyConvWithForward(3, 4, 3)), x)
+    assert [n.op for n in g2.nodes] == ["conv2d", "mul"]  # traced through its own forward
+
+
+def test_unsupported_ops_name_module_path_and_line():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(3, 3, 1))
+
+        def forward(self, x):
+            y = torch.cumsum(self.a(x), dim=1)
+            return torch.flip(y, dims=[2])
+
+    with pytest.raises(UnsupportedOpError) as info:
+        transpile(Bad(), torch.randn(1, 3, 4, 4))
+    msg = str(info.value)
+    assert "torch.cumsum" in msg and "torch.flip" in msg and "test_frontend.py:" in msg
+    assert [op["target"] for op in info.value.ops] == ["torch.cumsum", "torch.flip"]
