@@ -154,8 +154,7 @@ def _comment(node: Node) -> str:
         parts.append(f"{sanitize_text(folded.module_path)} ({folded.module_type}, folded)")
     if node.meta.get("flatten_permuted"):
         parts.append("weight columns permuted for the NHWC flatten")
-    line = f"# torch: {' + '.join(parts)}"
-    return line if len(line) <= MAX_LINE - 4 else line[: MAX_LINE - 7] + "..."
+    return f"# torch: {' + '.join(parts)}"
 
 
 def _shape_doc(v: Value) -> str:
@@ -207,7 +206,8 @@ def emit_source(
         calls: list[KerasCall] = rule(node, graph)
         if comment and comment != last_comment:
             limit = MAX_LINE - len(indent)
-            body.append(indent + (comment if len(comment) <= limit else comment[: limit - 3] + "..."))
+            short = comment if len(comment) <= limit else comment[: limit - 3] + "..."
+            body.append(indent + short)
             last_comment = comment
         name = ns.create(_node_hint(node))
         for k, call in enumerate(calls):

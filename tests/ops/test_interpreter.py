@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from helpers import random_inputs, stable_seed, torch_reference
 from ops.cases import CASES, OpCase
+from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
 from transpiler.frontend import import_model
 from transpiler.interpreter import run_graph
-from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 from transpiler.signature import alternate_inputs
 from transpiler.verify import from_layout, to_layout
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from transpiler.passes import PassContext, PassResult, run_pipeline
 
 from transpiler.frontend import import_model
 from transpiler.interpreter import run_graph
 from transpiler.ir import Graph
-from transpiler.passes import PassContext, PassResult, run_pipeline
 from transpiler.signature import alternate_inputs
 from transpiler.verify import from_layout, to_layout
 

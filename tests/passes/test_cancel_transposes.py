@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from transpiler.passes import PassContext, cancel_transposes, run_pipeline
 
 from transpiler.interpreter import run_graph
 from transpiler.ir import Graph, TensorType, Value
-from transpiler.passes import PassContext, cancel_transposes, run_pipeline
 
 
 def _chain(perms):

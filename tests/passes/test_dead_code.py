@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from _helpers import import_torch, ops_of, run_pass_and_check
-
 from transpiler.passes import dead_code, fold_batchnorm
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 from _helpers import import_torch, ops_of, run_pass_and_check
-
 from transpiler.passes import PassContext, fold_batchnorm
 
 

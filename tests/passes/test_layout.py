@@ -7,7 +7,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from _helpers import import_torch, ops_of, run_pass_and_check
-
 from transpiler.passes import PassContext, fold_batchnorm, layout, normalize_padding
 
 PIPE = [normalize_padding, fold_batchnorm, layout]

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 from _helpers import import_torch
+from transpiler.passes import DEFAULT_PIPELINE, PassContext, PassError, PassResult, run_pipeline
 
 from transpiler.ir import IRVerificationError
-from transpiler.passes import DEFAULT_PIPELINE, PassContext, PassError, PassResult, run_pipeline
 
 
 def _graph():
