@@ -326,7 +326,11 @@ def test_generated_source_passes_ruff(tmp_path):
     assert fmt.returncode == 0, f"not formatted (black/ruff style):\n{fmt.stdout}{fmt.stderr}"
 
 
-BLOCKED_PACKAGES = ("torch", "torchvision", "transpiler")
+# Keras backend -> the packages the generated module must run without.
+BLOCKED_PACKAGES = {
+    "tensorflow": ("torch", "torchvision", "transpiler"),
+    "torch": ("tensorflow", "transpiler"),  # the file runs unchanged on other Keras backends
+}
 
 STANDALONE_SCRIPT = """
     import importlib.util
@@ -342,36 +346,40 @@ STANDALONE_SCRIPT = """
     np.save(sys.argv[3], np.asarray(y))
     built = module.build_model()
     assert built.count_params() == model.count_params()
-    for name in ("torch", "transpiler"):
+    for name in sys.argv[4:]:
         assert name not in sys.modules, name + " was imported"
 """
 
 
-def test_generated_module_runs_without_torch_and_transpiler(tmp_path):
+@pytest.mark.parametrize("keras_backend", list(BLOCKED_PACKAGES))
+def test_generated_module_runs_standalone(tmp_path, keras_backend):
+    """model.py moved elsewhere and run in a fresh process where torch (or TensorFlow, on the
+    torch backend of Keras) and transpiler cannot be imported; weights found beside it."""
     model = small_net()
     x = x_img(batch=3)
     result = transpile(model, x_img(batch=1), out_dir=tmp_path / "out")
     expected = torch_reference(model, [x])[0]
 
-    # Moved elsewhere, run from another directory: the weights are found beside the module.
     moved = tmp_path / "elsewhere" / "generated"
     shutil.copytree(result.out_dir, moved)
     np.save(tmp_path / "x.npy", x.numpy())
 
+    blocked = BLOCKED_PACKAGES[keras_backend]
     blocker = tmp_path / "blocker"
-    for package in BLOCKED_PACKAGES:
+    for package in blocked:
         (blocker / package).mkdir(parents=True)
         (blocker / package / "__init__.py").write_text(
             f"raise ImportError('the generated module must not import {package}')\n"
         )
     work = tmp_path / "work"
     work.mkdir()
-    env = subprocess_env(PYTHONPATH=str(blocker), KERAS_BACKEND="tensorflow")
+    env = subprocess_env(PYTHONPATH=str(blocker), KERAS_BACKEND=keras_backend)
     run_python(
         STANDALONE_SCRIPT,
         str(moved / result.source_path.name),
         str(tmp_path / "x.npy"),
         str(tmp_path / "y.npy"),
+        *blocked,
         cwd=work,
         env=env,
     )
