@@ -29,8 +29,9 @@ def factory(tmp_path: Path) -> Path:
     (tmp_path / "mymodels.py").write_text(
         "import torch.nn as nn\n"
         "def tiny():\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4),\n"
-        "                         nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
+        "    return nn.Sequential(\n"
+        "        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.SiLU(),\n"
+        "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
         "def bad():\n"
         "    import torch\n"
         "    class M(nn.Module):\n"
