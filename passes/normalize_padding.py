@@ -48,10 +48,18 @@ def _torch_pads(node: Node) -> list[tuple[int, int]]:
     return [(int(p[0]), int(p[0])), (int(p[1]), int(p[1]))]
 
 
-def _ceil_extra(n: int | None, k: int, s: int, p: int, d: int, where: str) -> int:
-    """Extra end padding that PyTorch's ceil_mode needs on one axis."""
+def _ceil_extra(
+    n: int | None, k: int, s: int, p: int, d: int, where: str, any_size: bool = False
+) -> int:
+    """Extra end padding that PyTorch's ceil_mode needs on one axis.
+
+    With ``any_size`` (max pooling, padded with -inf) and an unknown size, s - 1 works for every
+    n when p = 0 and the window is at least the stride: floor((n + s - 1 - k')/s) + 1 equals
+    ceil((n - k')/s) + 1, and PyTorch's last-window rule never drops a window then."""
     if s == 1:
         return 0
+    if n is None and any_size and p == 0 and d * (k - 1) + 1 >= s:
+        return s - 1
     if n is None:
         raise TranspileError(
             f"ceil_mode pooling at {where} on a dynamic spatial size: pass example_inputs."
@@ -96,7 +104,7 @@ def _max_pool(graph: Graph, node: Node) -> bool:
     for i in range(2):
         p = a["padding"][i]
         extra = (
-            _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, dil[i], node.source.describe())
+            _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, dil[i], str(node.source), True)
             if a.get("ceil_mode")
             else 0
         )

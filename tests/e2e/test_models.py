@@ -42,7 +42,7 @@ MODELS = {
     "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), (3, 66, 66)),
     "yolo_block-64": (yolo_block, (3, 64, 64)),
     "yolo_block-65": (yolo_block, (3, 65, 65)),
-    # Full-size inputs (224: trap 1's even size), for the slow run.
+    # Full-size inputs (224: trap 1's even size), numerics only.
     "resnet18-224": (lambda: torchvision.models.resnet18(weights=None), (3, 224, 224)),
     "mobilenet_v2-224": (lambda: torchvision.models.mobilenet_v2(weights=None), (3, 224, 224)),
 }
@@ -99,9 +99,7 @@ def n_torch_bn(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("io_layout", LAYOUTS)
-@pytest.mark.parametrize(
-    "name", FAST + [pytest.param(name, marks=pytest.mark.slow) for name in FULL_SIZE]
-)
+@pytest.mark.parametrize("name", FAST + FULL_SIZE)
 def test_numerics(transpiled, name, io_layout):
     t = transpiled(name, io_layout)
     result = t.get()

@@ -111,3 +111,21 @@ def test_unchanged_graph_without_convs():
     g = import_torch(nn.ReLU(), x)
     result = normalize_padding(g, None)
     assert not result.changed and ops_of(result.graph) == ["relu"]
+
+
+def test_ceil_mode_max_pool_on_dynamic_size_any_size_is_exact():
+    # SqueezeNet's MaxPool2d(3, 2, ceil_mode=True) in the one-line form: sizes unknown
+    from transpiler.passes import PassContext, run_pipeline
+
+    from transpiler.frontend import import_model
+    from transpiler.interpreter import run_graph
+
+    model = nn.MaxPool2d(3, 2, ceil_mode=True).eval()
+    g = import_model(model, [torch.randn(2, 3, 9, 9)], [torch.randn(3, 3, 12, 12)]).graph
+    assert g.inputs[0].shape == (None, 3, None, None)
+    out = run_pipeline(g, [normalize_padding], PassContext()).graph
+    for n in range(5, 14):
+        x = torch.randn(1, 3, n, n)
+        y = run_graph(out, [x.numpy()])[0]
+        assert y.shape == tuple(model(x).shape)
+        assert (y == model(x).numpy()).all()
