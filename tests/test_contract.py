@@ -30,6 +30,7 @@ from helpers import (
 from torch import nn
 
 from transpiler import TranspileError, UnsupportedOpError, transpile
+from transpiler.frontend import ConverterRegistry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LINE = 120
@@ -312,17 +313,15 @@ def test_generated_source_is_clean(tmp_path):
 
 
 def test_generated_source_passes_ruff(tmp_path):
-    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
-    if not Path(ruff).exists():
-        pytest.skip("ruff is not installed")
+    ruff = [sys.executable, "-m", "ruff"]  # in the test extra
     result = transpile(small_net(), x_img(), out_dir=tmp_path / "out")
     path = str(result.source_path)
     common = ["--isolated", "--line-length", str(MAX_LINE)]
     lint = subprocess.run(
-        [ruff, "check", *common, "--select", "E,F,W", path], capture_output=True, text=True
+        [*ruff, "check", *common, "--select", "E,F,W", path], capture_output=True, text=True
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = subprocess.run([ruff, "format", *common, "--diff", path], capture_output=True, text=True)
+    fmt = subprocess.run([*ruff, "format", *common, "--diff", path], capture_output=True, text=True)
     assert fmt.returncode == 0, f"not formatted (black/ruff style):\n{fmt.stdout}{fmt.stderr}"
 
 
@@ -546,7 +545,14 @@ def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure):
     if failure == "unsupported":
         model, kwargs = TwoUnsupported().eval(), {}
     else:
-        # A bound no float32 computation meets: fails in the numeric check, after emission.
+        # A deliberately broken converter (SiLU emitted as ReLU): the numeric check fails after
+        # emission, and the diagnosis must name the module where outputs first diverge.
+        broken = ConverterRegistry()
+
+        @broken.converts(nn.SiLU)
+        def wrong_silu(b, module, x):
+            return b.op("relu", [x])
+
         torch.manual_seed(0)
         layers = [
             nn.Conv2d(3, 16, 3, padding=1),
@@ -556,19 +562,16 @@ def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure):
             nn.Conv2d(16, 8, 3),
         ]
         model = nn.Sequential(OrderedDict(zip(names, layers, strict=True))).eval()
-        kwargs = {"tolerance": 1e-12}
+        kwargs = {"extra_converters": broken}
     try:
         result = transpile(model, x_img(), out_dir=out, **kwargs)
     except TranspileError as exc:
         if failure == "mismatch":
             assert not all(c.ok for c in exc.report.checks), "e.report must carry the failure"
-            message = str(exc)
-            assert any(f"'{name}'" in message or f" {name} " in message for name in names), (
-                f"the message must name the first diverging PyTorch module: {message}"
-            )
+            assert "'act2'" in str(exc), f"must name the diverging module: {exc}"
+            assert exc.report.divergence.module_path == "act2"
     else:
-        assert failure == "mismatch", "an unsupported op was accepted"
-        pytest.skip(f"bit-exact outputs, no mismatch to provoke: {result.report.checks}")
+        pytest.fail(f"{failure}: transpile succeeded: {result.report.checks}")
     assert listing(out) == {"keep.txt"}
     assert (out / "keep.txt").read_text() == "mine"
 
