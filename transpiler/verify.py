@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._pytree import flatten
 from .errors import TranspileError
 from .report import Check, Divergence, Report
 
@@ -35,14 +36,6 @@ def from_layout(a: np.ndarray, layout: str) -> np.ndarray:
     if layout == "nhwc" and a.dtype.kind == "f" and 3 <= a.ndim <= 5:
         return np.ascontiguousarray(a.transpose(np.argsort(_cl(a.ndim))))
     return a
-
-
-def _flatten(obj: Any) -> list[Any]:
-    if isinstance(obj, tuple | list):
-        return [leaf for item in obj for leaf in _flatten(item)]
-    if isinstance(obj, dict):
-        return [leaf for item in obj.values() for leaf in _flatten(item)]
-    return [obj]
 
 
 def _error(y: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[float, float, float]:
@@ -71,7 +64,7 @@ def check_numerics(
         with torch.no_grad():
             refs = [
                 t.detach().float().numpy() if t.is_floating_point() else t.numpy()
-                for t in _flatten(work(*inputs))
+                for t in flatten(work(*inputs))
             ]
         arrays = [to_layout(x.numpy(), layouts[0]) for x in inputs]
         outs = fn(*arrays)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from .._pytree import flatten
 from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
 from .registry import DEFAULT_REGISTRY, ConverterRegistry
@@ -177,16 +178,8 @@ def _tensor_type(a: torch.Tensor, b: Any) -> TensorType:
     return TensorType(shape, dtype)
 
 
-def _flatten(obj: Any) -> list[Any]:
-    if isinstance(obj, tuple | list):
-        return [leaf for item in obj for leaf in _flatten(item)]
-    if isinstance(obj, dict):
-        return [leaf for item in obj.values() for leaf in _flatten(item)]
-    return [obj]
-
-
 def _is_tensorish(obj: Any) -> bool:
-    return any(isinstance(x, torch.Tensor) for x in _flatten(obj))
+    return any(isinstance(x, torch.Tensor) for x in flatten(obj))
 
 
 @dataclass
@@ -342,7 +335,7 @@ def _check_type(out: Value, b: Builder, node: fx.Node) -> None:
 
 
 def _output_values(node: fx.Node, out: Any, b: Builder) -> list[Value]:
-    leaves = _flatten(out)
+    leaves = flatten(out)
     values = []
     for leaf in leaves:
         if not isinstance(leaf, Value):
