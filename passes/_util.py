@@ -20,20 +20,31 @@ def tf_same_pads(size: int | None, k: int, s: int, d: int) -> tuple[int, int] | 
     return total // 2, total - total // 2
 
 
-def insert_pad(
-    graph: Graph, before: Node, x: Value, pads_hw: list[tuple[int, int]], mode: str, value: float
-) -> Value:
-    """Insert ``pad`` of the two trailing (spatial) axes of NCHW ``x`` before ``before``."""
-    pads = [(0, 0)] * (x.rank - 2) + [tuple(p) for p in pads_hw]
+def make_pad(
+    graph: Graph,
+    x: Value,
+    spatial_pads: list[tuple[int, int]],
+    mode: str,
+    value: float,
+    source=None,
+) -> Node:
+    """A ``pad`` node (not inserted) padding the trailing (spatial) axes of ``x``."""
+    pads = [(0, 0)] * (x.rank - len(spatial_pads)) + [tuple(p) for p in spatial_pads]
     shape = tuple(None if d is None else d + a + b for d, (a, b) in zip(x.shape, pads, strict=True))
-    node = graph.make_node(
-        "pad",
-        [x],
-        TensorType(shape, x.type.dtype),
-        {"pads": tuple(pads), "mode": mode, "value": float(value)},
-        before.source,
-        "pad",
-    )
+    attrs = {"pads": tuple(pads), "mode": mode, "value": float(value)}
+    return graph.make_node("pad", [x], TensorType(shape, x.type.dtype), attrs, source, "pad")
+
+
+def insert_pad(
+    graph: Graph,
+    before: Node,
+    x: Value,
+    spatial_pads: list[tuple[int, int]],
+    mode: str,
+    value: float,
+) -> Value:
+    """Insert a ``pad`` of ``x``'s spatial axes right before ``before``; returns its output."""
+    node = make_pad(graph, x, spatial_pads, mode, value, before.source)
     graph.insert_before(before, node)
     return node.output
 

@@ -3,7 +3,8 @@
 Requires: batch_norm inputs mean/var/weight/bias are constants; conv2d/linear weights constant.
 Establishes (with ``ctx.fold_batchnorm``): no ``batch_norm`` node remains. A batch_norm whose
 input is produced by a conv2d (channel axis 1) or linear (features last) that has no other user
-is folded into its weights; any other batch_norm becomes ``mul`` + ``add`` by constants.
+is folded into its weights; any other batch_norm (after a transposed conv, say) becomes ``mul`` +
+``add`` by constants.
 With ``fold_batchnorm=False`` the graph is left as it is (Keras keeps BatchNormalization layers,
 trainable).
 
@@ -35,14 +36,14 @@ def _foldable_producer(graph: Graph, bn: Node, uses: dict[int, int]) -> str | No
     """Why the producer of ``bn``'s input cannot absorb it, or None if it can."""
     x = bn.inputs[0]
     p = x.producer
-    if p is None or p.op not in ("conv2d", "linear"):
-        return "input is not a conv2d/linear"
+    if p is None or p.op not in ("conv", "linear"):
+        return "input is not a conv/linear"
     if uses.get(id(x), 0) != 1:
         return f"{p.op} output has other users"
     if not all(graph.is_constant(v) for v in p.inputs[1:]):
         return f"{p.op} weights are not constants"
     axis = bn.attrs.get("axis", 1)
-    if p.op == "conv2d" and axis != 1:
+    if p.op == "conv" and axis != 1:
         return "batch_norm axis is not the conv channel axis"
     if p.op == "linear" and axis != x.rank - 1:
         return "batch_norm axis is not the linear feature axis"

@@ -1,11 +1,13 @@
 """Make every padding explicit; keep TF 'same' only where it is provably identical.
 
-Requires: conv2d/max_pool2d/avg_pool2d with torch padding (int pairs, "same", "valid"),
-``padding_mode``, ``ceil_mode`` and ``count_include_pad`` as torch gave them (NCHW, logical).
-Establishes: every conv2d/max_pool2d/avg_pool2d has ``padding`` "valid" or "same", no
-``padding_mode``/``ceil_mode``/``count_include_pad`` semantics left; anything else became an
-explicit ``pad`` node (zeros, -inf for max pooling, or reflect/replicate/circular) and, for
-average pooling, a ``mul`` by a constant divisor correction.
+Requires: conv/conv_transpose/max_pool/avg_pool (1-3 spatial axes) with torch padding (ints,
+"same", "valid"), ``padding_mode``, ``output_padding``, ``ceil_mode``, ``count_include_pad`` as
+torch gave them (channels-first, logical).
+Establishes: every conv/conv_transpose/max_pool/avg_pool has ``padding`` "valid" or "same" and
+no ``padding_mode``/``output_padding``/``ceil_mode``/``count_include_pad`` semantics left;
+anything else became an explicit ``pad`` node (zeros, -inf for max pooling, or
+reflect/replicate/circular), a ``slice`` (transposed conv crop) and, for average pooling, a
+``mul`` by a constant divisor correction.
 
 Math:
 - TF 'SAME' on an axis of size n, kernel k, stride s, dilation d: out = ceil(n/s),
@@ -19,6 +21,9 @@ Math:
 - avg pooling divides by the window clipped to [-p, n+p) (count_include_pad) or to [0, n)
   (not); a constant map k_h·k_w / divisor corrects a plain 'valid' average of the zero-padded
   input. With divisor_override the map is k_h·k_w / divisor_override.
+- conv_transpose: the full ('valid') output has (n-1)·s + d(k-1) + 1 rows; torch keeps rows
+  [p, p + out) with out = full - 2p + output_padding, i.e. a crop of p before and p - op after
+  (op > p: op - p rows that only the bias reaches are padded after).
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from transpiler.errors import TranspileError
-from transpiler.ir import Graph, Node
+from transpiler.ir import Graph, Node, TensorType, Value
 
-from ._util import insert_binary_const, insert_pad, tf_same_pads
+from ._util import insert_binary_const, insert_pad, make_pad, tf_same_pads
 from .manager import PassContext, PassResult
 
 __all__ = ["normalize_padding"]
@@ -36,16 +41,14 @@ __all__ = ["normalize_padding"]
 
 def _torch_pads(node: Node) -> list[tuple[int, int]]:
     p = node.attrs.get("padding", "valid")
+    n = node.inputs[0].rank - 2
     if p == "valid":
-        return [(0, 0), (0, 0)]
+        return [(0, 0)] * n
     if p == "same":  # torch 'same' (stride 1 only): total d(k-1), the extra one after
         w = node.inputs[1]
-        pads = []
-        for i in range(2):
-            total = node.attrs["dilation"][i] * (w.shape[2 + i] - 1)
-            pads.append((total // 2, total - total // 2))
-        return pads
-    return [(int(p[0]), int(p[0])), (int(p[1]), int(p[1]))]
+        totals = [node.attrs["dilation"][i] * (w.shape[2 + i] - 1) for i in range(n)]
+        return [(t // 2, t - t // 2) for t in totals]
+    return [(int(v), int(v)) for v in p]
 
 
 def _ceil_extra(
@@ -71,52 +74,102 @@ def _ceil_extra(
     return max((out - 1) * s + eff - (n + 2 * p), 0)
 
 
-def _same_or_none(node: Node, x_shape, kernel, pads) -> bool:
+def _is_tf_same(node: Node, x_shape, kernel, pads) -> bool:
     stride = node.attrs["stride"]
-    dilation = node.attrs.get("dilation", (1, 1))
-    for i in range(2):
-        if tf_same_pads(x_shape[2 + i], kernel[i], stride[i], dilation[i]) != tuple(pads[i]):
-            return False
-    return True
+    dilation = node.attrs.get("dilation") or (1,) * len(kernel)
+    if max(stride) > 1 and max(dilation) > 1:
+        return False  # the backend splits such a conv into conv + subsample: 'same' would shift
+    return all(
+        tf_same_pads(x_shape[2 + i], kernel[i], stride[i], dilation[i]) == tuple(pads[i])
+        for i in range(len(kernel))
+    )
 
 
-def _conv(graph: Graph, node: Node) -> bool:
+def _conv(graph: Graph, node: Node) -> None:
     x = node.inputs[0]
     pads = _torch_pads(node)
     mode = node.attrs.pop("padding_mode", "zeros")
     kernel = node.inputs[1].shape[2:]
     if all(p == (0, 0) for p in pads):
         node.attrs["padding"] = "valid"
-    elif mode == "zeros" and _same_or_none(node, x.shape, kernel, pads):
+    elif mode == "zeros" and _is_tf_same(node, x.shape, kernel, pads):
         node.attrs["padding"] = "same"
     else:
         torch_mode = {"zeros": "constant"}.get(mode, mode)
         node.inputs[0] = insert_pad(graph, node, x, pads, torch_mode, 0.0)
         node.attrs["padding"] = "valid"
-    return True
 
 
-def _max_pool(graph: Graph, node: Node) -> bool:
+def _conv_transpose(graph: Graph, node: Node) -> None:
+    """Full ('valid') transposed conv, then crop torch's padding; output_padding beyond the
+    padding adds rows that only the bias reaches (so the bias moves after the crop)."""
+    x, y, w = node.inputs[0], node.output, node.inputs[1]
+    a = node.attrs
+    n = x.rank - 2
+    pads, extra = a.pop("padding"), a.pop("output_padding")
+    a["padding"] = "valid"
+    full = [
+        None
+        if x.shape[2 + i] is None
+        else (x.shape[2 + i] - 1) * a["stride"][i] + a["dilation"][i] * (w.shape[2 + i] - 1) + 1
+        for i in range(n)
+    ]
+    if all(p == 0 and e == 0 for p, e in zip(pads, extra, strict=True)):
+        return
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    grow = [max(0, e - p) for p, e in zip(pads, extra, strict=True)]
+    if bias is not None and any(grow):
+        node.inputs = node.inputs[:2]
+    out_ch = w.shape[1] * a["groups"]
+    full_type = TensorType(tuple(y.shape[:2]) + tuple(full), y.type.dtype)
+    cur = Value(graph.fresh_name("full"), full_type, producer=node)
+    node.outputs = [cur]
+    if any(grow):
+        pad = make_pad(graph, cur, [(0, g) for g in grow], "constant", 0.0, node.source)
+        graph.nodes.insert(graph.nodes.index(node) + 1, pad)
+        cur = pad.output
+    crop = graph.make_node(
+        "slice",
+        [cur],
+        y.type,
+        {
+            "axes": tuple(range(2, 2 + n)),
+            "starts": tuple(pads),
+            "stops": tuple(-(p - e) if p > e else None for p, e in zip(pads, extra, strict=True)),
+            "steps": (1,) * n,
+        },
+        node.source,
+        "crop",
+    )
+    graph.nodes.insert(graph.nodes.index(cur.producer) + 1, crop)
+    result = crop.output
+    if bias is not None and any(grow):
+        b = graph.constant(bias).reshape(out_ch, *([1] * n))
+        result = insert_binary_const(graph, crop, "add", result, b, "bias")
+    graph.replace_all_uses(y, result)
+    result.torch_ref, y.torch_ref = y.torch_ref, None
+
+
+def _max_pool(graph: Graph, node: Node) -> None:
     x = node.inputs[0]
     a = node.attrs
-    kernel, stride, dil = a["kernel"], a["stride"], a.get("dilation", (1, 1))
+    kernel, stride, dil = a["kernel"], a["stride"], a["dilation"]
+    where = str(node.source)
     pads = []
-    for i in range(2):
+    for i in range(len(kernel)):
         p = a["padding"][i]
+        n = x.shape[2 + i]
         extra = (
-            _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, dil[i], str(node.source), True)
-            if a.get("ceil_mode")
-            else 0
+            _ceil_extra(n, kernel[i], stride[i], p, dil[i], where, True) if a["ceil_mode"] else 0
         )
         pads.append((p, p + extra))
     a["padding"], a["ceil_mode"] = "valid", False
     if all(p == (0, 0) for p in pads):
-        return True
-    if dil == (1, 1) and _same_or_none(node, x.shape, kernel, pads):
+        return
+    if max(dil) == 1 and _is_tf_same(node, x.shape, kernel, pads):
         a["padding"] = "same"
     else:
         node.inputs[0] = insert_pad(graph, node, x, pads, "constant", float("-inf"))
-    return True
 
 
 def _avg_divisor(n: int, out: int, k: int, s: int, p: int, include_pad: bool) -> np.ndarray:
@@ -131,42 +184,44 @@ def _avg_divisor(n: int, out: int, k: int, s: int, p: int, include_pad: bool) ->
     return div
 
 
-def _avg_pool(graph: Graph, node: Node) -> bool:
+def _avg_pool(graph: Graph, node: Node) -> None:
     x, y = node.inputs[0], node.output
     a = node.attrs
     kernel, stride = a["kernel"], a["stride"]
     where = node.source.describe() if node.source else node.op
     pads = []
-    for i in range(2):
+    for i in range(len(kernel)):
         p = a["padding"][i]
         extra = (
-            _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, 1, where)
-            if a.get("ceil_mode")
-            else 0
+            _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, 1, where) if a["ceil_mode"] else 0
         )
         pads.append((p, p + extra))
     include_pad = a.pop("count_include_pad", True)
     override = a.pop("divisor_override", None)
     a["padding"], a["ceil_mode"] = "valid", False
     if all(p == (0, 0) for p in pads) and override is None:
-        return True
-    if not include_pad and override is None and _same_or_none(node, x.shape, kernel, pads):
+        return
+    if not include_pad and override is None and _is_tf_same(node, x.shape, kernel, pads):
         a["padding"] = "same"  # TF 'same' averaging excludes the padding, like torch here
-        return True
+        return
+    area = float(np.prod(kernel))
     if override is not None:
-        correction = np.full((1, 1), kernel[0] * kernel[1] / float(override))
+        correction = np.full((1,) * len(kernel), area / float(override))
     else:
         sizes = x.shape[2:]
         if None in sizes or None in y.shape[2:]:
             raise TranspileError(
-                f"avg_pool2d at {where} with padding on a dynamic spatial size: "
+                f"avg_pool at {where} with padding on a dynamic spatial size: "
                 "pass example_inputs with a fixed size."
             )
         divs = [
             _avg_divisor(sizes[i], y.shape[2 + i], kernel[i], stride[i], pads[i][0], include_pad)
-            for i in range(2)
+            for i in range(len(kernel))
         ]
-        correction = kernel[0] * kernel[1] / np.outer(divs[0], divs[1])
+        grid = divs[0]
+        for d in divs[1:]:
+            grid = np.multiply.outer(grid, d)
+        correction = area / grid
     if any(p != (0, 0) for p in pads):
         node.inputs[0] = insert_pad(graph, node, x, pads, "constant", 0.0)
     if not np.allclose(correction, 1.0, rtol=0, atol=1e-7):
@@ -175,16 +230,21 @@ def _avg_pool(graph: Graph, node: Node) -> bool:
         graph.replace_all_uses(y, out)
         out.producer.inputs[0] = y  # replace_all_uses also rewired the mul itself
         out.torch_ref, y.torch_ref = y.torch_ref, None
-    return True
 
 
-_RULES = {"conv2d": _conv, "max_pool2d": _max_pool, "avg_pool2d": _avg_pool}
+_RULES = {
+    "conv": _conv,
+    "conv_transpose": _conv_transpose,
+    "max_pool": _max_pool,
+    "avg_pool": _avg_pool,
+}
 
 
 def normalize_padding(graph: Graph, ctx: PassContext) -> PassResult:
     changed = 0
     for node in list(graph.nodes):
         rule = _RULES.get(node.op)
-        if rule is not None and rule(graph, node):
+        if rule is not None:
+            rule(graph, node)
             changed += 1
     return PassResult(graph, changed > 0, f"{graph.count('pad')} explicit pad")

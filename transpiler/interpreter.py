@@ -8,7 +8,6 @@ numerically before/after without TensorFlow. torch.nn.functional serves as the a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,25 +33,15 @@ def evaluates(*ops: str) -> Callable[[Evaluator], Evaluator]:
 
 def _cf(x: torch.Tensor, node: Node) -> torch.Tensor:
     """To channels-first for a spatial op."""
-    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1)) if _nhwc(node) else x
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1)) if _last(node) else x
 
 
 def _back(y: torch.Tensor, node: Node) -> torch.Tensor:
-    return y.permute(0, *range(2, y.dim()), 1) if _nhwc(node) else y
+    return y.permute(0, *range(2, y.dim()), 1) if _last(node) else y
 
 
-def _nhwc(node: Node) -> bool:
-    return node.attrs.get("data_format", "NCHW") == "NHWC"
-
-
-def _explicit(padding: Any) -> tuple[int, int, int, int] | str:
-    """(top, bottom, left, right) from pairs, an int pair, or a string."""
-    if isinstance(padding, str):
-        return padding
-    (pt, pb), (pl, pr) = (
-        padding if isinstance(padding[0], tuple | list) else ((padding[0],) * 2, (padding[1],) * 2)
-    )
-    return int(pt), int(pb), int(pl), int(pr)
+def _last(node: Node) -> bool:
+    return node.attrs.get("data_format", "channels_first") == "channels_last"
 
 
 def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
@@ -63,72 +52,118 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-@evaluates("conv2d")
-def _conv2d(node: Node, x, w, bias=None):
-    x = _cf(x, node)
-    a = node.attrs
-    stride, dilation = tuple(a.get("stride", (1, 1))), tuple(a.get("dilation", (1, 1)))
-    pad = _explicit(a.get("padding", "valid"))
-    mode = a.get("padding_mode", "zeros")
-    if pad == "same":
-        (pt, pb), (pl, pr) = (
-            _same_pads(x.shape[2 + i], w.shape[2 + i], stride[i], dilation[i]) for i in range(2)
-        )
-        pad = (pt, pb, pl, pr)
+def _pads(node: Node, x: torch.Tensor, kernel) -> list[tuple[int, int]] | None:
+    """Explicit (before, after) per spatial axis from "valid"/"same"/torch ints; None: torch's
+    symmetric ints (let the torch op pad)."""
+    a, n = node.attrs, x.dim() - 2
+    pad = a.get("padding", "valid")
     if pad == "valid":
-        pad = (0, 0, 0, 0)
-    pt, pb, pl, pr = pad
-    torch_mode = {"zeros": "constant", "circular": "circular"}.get(mode, mode)
-    x = F.pad(x, (pl, pr, pt, pb), mode=torch_mode)
-    y = F.conv2d(x, w, bias, stride, 0, dilation, a.get("groups", 1))
+        return [(0, 0)] * n
+    if pad == "same" and node.op in ("conv", "conv_transpose") and a["stride"] == (1,) * n:
+        # torch-'same' and TF-'same' agree for stride 1 except on the odd extra pad: torch puts
+        # it after as well, so one formula serves both.
+        return [_same_pads(x.shape[2 + i], kernel[i], 1, a["dilation"][i]) for i in range(n)]
+    if pad == "same":
+        dil = a.get("dilation") or (1,) * n
+        return [_same_pads(x.shape[2 + i], kernel[i], a["stride"][i], dil[i]) for i in range(n)]
+    return None
+
+
+def _flat(pads: list[tuple[int, int]]) -> list[int]:
+    return [p for pair in reversed(pads) for p in pair]  # torch F.pad: last axis first
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+@evaluates("conv")
+def _conv(node: Node, x, w, bias=None):
+    x, a = _cf(x, node), node.attrs
+    n = x.dim() - 2
+    pads = _pads(node, x, w.shape[2:])
+    if pads is None:
+        pads = [(int(p), int(p)) for p in a["padding"]]
+    mode = {"zeros": "constant"}.get(a.get("padding_mode", "zeros"), a.get("padding_mode"))
+    if any(p != (0, 0) for p in pads):
+        x = F.pad(x, _flat(pads), mode=mode)
+    y = _CONV[n](x, w, bias, a["stride"], 0, a["dilation"], a.get("groups", 1))
     return _back(y, node)
 
 
-@evaluates("max_pool2d", "avg_pool2d")
+@evaluates("conv_transpose")
+def _conv_transpose(node: Node, x, w, bias=None):
+    x, a = _cf(x, node), node.attrs
+    n = x.dim() - 2
+    pad = a["padding"]
+    pad = (0,) * n if pad == "valid" else tuple(pad)
+    out_pad = tuple(a.get("output_padding") or (0,) * n)
+    fn = _CONV_T[n]
+    y = fn(x, w, bias, a["stride"], pad, out_pad, a.get("groups", 1), a["dilation"])
+    return _back(y, node)
+
+
+_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+@evaluates("max_pool", "avg_pool")
 def _pool(node: Node, x):
-    x = _cf(x, node)
-    a = node.attrs
-    pad = _explicit(a.get("padding", (0, 0)))
-    if pad == "same":
-        (pt, pb), (pl, pr) = (
-            _same_pads(x.shape[2 + i], a["kernel"][i], a["stride"][i], 1) for i in range(2)
-        )
-        if node.op == "max_pool2d":
-            x = F.pad(x, (pl, pr, pt, pb), value=float("-inf"))
-            return _back(F.max_pool2d(x, a["kernel"], a["stride"]), node)
+    x, a = _cf(x, node), node.attrs
+    n = x.dim() - 2
+    kernel, stride = a["kernel"], a["stride"]
+    pads = _pads(node, x, kernel)
+    if a.get("padding") == "same" and node.op == "avg_pool":
         # TF 'same' average pooling divides by the number of real (unpadded) elements
-        ones = torch.ones_like(x[:1, :1])
-        s = F.avg_pool2d(F.pad(x, (pl, pr, pt, pb)), a["kernel"], a["stride"])
-        c = F.avg_pool2d(F.pad(ones, (pl, pr, pt, pb)), a["kernel"], a["stride"])
+        s = _AVG[n](F.pad(x, _flat(pads)), kernel, stride)
+        c = _AVG[n](F.pad(torch.ones_like(x[:1, :1]), _flat(pads)), kernel, stride)
         return _back(s / c, node)
-    if pad == "valid":
-        pad = (0, 0, 0, 0)
-    pt, pb, pl, pr = pad
-    if pt == pb and pl == pr:
-        sym = (pt, pl)
+    if pads is not None:  # explicit: pad here (-inf for max), then a padding-free torch pool
+        fill = float("-inf") if node.op == "max_pool" else 0.0
+        if any(p != (0, 0) for p in pads):
+            x = F.pad(x, _flat(pads), value=fill)
+        sym = (0,) * n
     else:
-        fill = float("-inf") if node.op == "max_pool2d" else 0.0
-        x, sym = F.pad(x, (pl, pr, pt, pb), value=fill), (0, 0)
-    if node.op == "max_pool2d":
-        y = F.max_pool2d(
-            x, a["kernel"], a["stride"], sym, a.get("dilation", 1), a.get("ceil_mode", False)
+        sym = tuple(a["padding"])
+    if node.op == "max_pool":
+        return _back(
+            _MAX[n](x, kernel, stride, sym, a["dilation"], a.get("ceil_mode", False)), node
         )
+    args = (x, kernel, stride, sym, a.get("ceil_mode", False), a.get("count_include_pad", True))
+    if n == 1:
+        y = F.avg_pool1d(*args)
     else:
-        y = F.avg_pool2d(
-            x,
-            a["kernel"],
-            a["stride"],
-            sym,
-            a.get("ceil_mode", False),
-            a.get("count_include_pad", True),
-            a.get("divisor_override"),
-        )
+        y = _AVG[n](*args, a.get("divisor_override"))
     return _back(y, node)
 
 
-@evaluates("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(node: Node, x):
-    return _back(F.adaptive_avg_pool2d(_cf(x, node), node.attrs["output_size"]), node)
+_ADAPTIVE = {
+    "adaptive_avg_pool": {
+        1: F.adaptive_avg_pool1d,
+        2: F.adaptive_avg_pool2d,
+        3: F.adaptive_avg_pool3d,
+    },
+    "adaptive_max_pool": {
+        1: F.adaptive_max_pool1d,
+        2: F.adaptive_max_pool2d,
+        3: F.adaptive_max_pool3d,
+    },
+}
+
+
+@evaluates(*_ADAPTIVE)
+def _adaptive(node: Node, x):
+    x = _cf(x, node)
+    return _back(_ADAPTIVE[node.op][x.dim() - 2](x, node.attrs["output_size"]), node)
+
+
+@evaluates("slice")
+def _slice(node: Node, x):
+    a = node.attrs
+    index = [slice(None)] * x.dim()
+    for ax, start, stop, step in zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True):
+        index[ax] = slice(start, stop, step)
+    return x[tuple(index)]
 
 
 @evaluates("batch_norm")

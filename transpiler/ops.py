@@ -63,44 +63,49 @@ def _op(name: str, layout: str, min_inputs: int = 1, max_inputs: int | None = 1,
 
 
 R = _REQUIRED
-SPATIAL = {"data_format": "NCHW"}
+SPATIAL = {"data_format": "channels_first"}  # the layout pass sets "channels_last"
 
-# Convolution / pooling. `padding` is what torch gave (int, pairs, "same", "valid") until
-# normalize_padding makes it "valid" or "same" with any other padding as an explicit `pad`.
+# Convolution / pooling over 1, 2 or 3 spatial axes (the rank comes from the input; tuples
+# have one entry per spatial axis). `padding` is what torch gave (ints, "same", "valid") until
+# normalize_padding makes it "valid" or "same", with any other padding an explicit `pad`.
 _op(
-    "conv2d",
+    "conv",  # inputs: x, weight (O, I/groups, *k) [, bias]
     "spatial",
     2,
     3,
-    stride=(1, 1),
+    stride=R,
     padding="valid",
-    dilation=(1, 1),
+    dilation=R,
     groups=1,
     padding_mode="zeros",
     **SPATIAL,
 )
 _op(
-    "max_pool2d",
+    "conv_transpose",  # inputs: x, weight (I, O/groups, *k) [, bias]
     "spatial",
-    kernel=R,
+    2,
+    3,
     stride=R,
-    padding=(0, 0),
-    dilation=(1, 1),
-    ceil_mode=False,
+    padding=R,  # torch's padding crops the full output; normalize_padding makes it explicit
+    output_padding=R,
+    dilation=R,
+    groups=1,
     **SPATIAL,
 )
+_op("max_pool", "spatial", kernel=R, stride=R, padding=R, dilation=R, ceil_mode=False, **SPATIAL)
 _op(
-    "avg_pool2d",
+    "avg_pool",
     "spatial",
     kernel=R,
     stride=R,
-    padding=(0, 0),
+    padding=R,
     ceil_mode=False,
     count_include_pad=True,
     divisor_override=None,
     **SPATIAL,
 )
-_op("adaptive_avg_pool2d", "spatial", output_size=R, **SPATIAL)
+_op("adaptive_avg_pool", "spatial", output_size=R, **SPATIAL)
+_op("adaptive_max_pool", "spatial", output_size=R, **SPATIAL)
 
 # Normalization: `axis` is the channel axis. Inputs: x, mean, var, weight, bias.
 _op("batch_norm", "axis", 5, 5, eps=1e-5, momentum=0.1, axis=1)
@@ -127,6 +132,9 @@ _op("softmax", "axis", axis=R)
 _op("mean", "axis", axes=R, keepdims=False)
 # pads: one (before, after) pair per axis, in axis order. mode: constant/reflect/replicate/circular
 _op("pad", "axis", pads=R, mode="constant", value=0.0)
+
+# slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end)
+_op("slice", "axis", axes=R, starts=R, stops=R, steps=R)
 
 # Shape.
 _op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension

@@ -8,6 +8,7 @@ standalone (it cannot import this package).
 from __future__ import annotations
 
 SOURCES: dict[str, str] = {}
+STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {"DilatedMaxPool": ("itertools",)}
 
 
 def _layer(name: str, source: str) -> None:
@@ -222,38 +223,119 @@ class Pad(keras.layers.Layer):
 )
 
 _layer(
-    "AdaptiveAvgPool2D",
+    "AdaptivePool",
     '''
-class AdaptiveAvgPool2D(keras.layers.Layer):
-    """PyTorch's adaptive average pooling (NHWC): output cell (i, j) averages the input window
-    rows[i] x cols[j], with rows/cols the (start, stop) ranges PyTorch uses."""
+class AdaptivePool(keras.layers.Layer):
+    """PyTorch's adaptive pooling (channels-last): output cell i along each spatial axis
+    reduces (mean or max) the input window windows[axis][i] = (start, stop)."""
 
-    def __init__(self, rows, cols, **kwargs):
+    def __init__(self, windows, reduce, **kwargs):
         super().__init__(**kwargs)
-        self.rows = tuple(tuple(r) for r in rows)
-        self.cols = tuple(tuple(c) for c in cols)
+        self.windows = tuple(tuple(tuple(w) for w in axis) for axis in windows)
+        self.reduce = reduce
 
     def call(self, x):
-        x = ops.concatenate(
-            [ops.mean(x[:, a:b], axis=1, keepdims=True) for a, b in self.rows], axis=1
-        )
-        return ops.concatenate(
-            [ops.mean(x[:, :, a:b], axis=2, keepdims=True) for a, b in self.cols], axis=2
-        )
+        fn = ops.mean if self.reduce == "mean" else ops.max
+        for axis, windows in enumerate(self.windows, start=1):
+            parts = []
+            for start, stop in windows:
+                index = (slice(None),) * axis + (slice(start, stop),)
+                parts.append(fn(x[index], axis=axis, keepdims=True))
+            x = ops.concatenate(parts, axis=axis)
+        return x
 ''',
 )
 
 _layer(
-    "Subsample2D",
+    "Subsample",
     '''
-class Subsample2D(keras.layers.Layer):
-    """Keep every stride-th row and column (NHWC): a strided, dilated conv = conv + this."""
+class Subsample(keras.layers.Layer):
+    """Keep every stride-th position on each spatial axis (channels-last): a strided, dilated
+    convolution is the stride-1 convolution followed by this."""
 
     def __init__(self, strides, **kwargs):
         super().__init__(**kwargs)
         self.strides = tuple(strides)
 
     def call(self, x):
-        return x[:, :: self.strides[0], :: self.strides[1], :]
+        return x[(slice(None),) + tuple(slice(None, None, s) for s in self.strides)]
+''',
+)
+
+_layer(
+    "Slice",
+    '''
+class Slice(keras.layers.Layer):
+    """x[...] with (axis, start, stop, step) per sliced axis (stop None: to the end)."""
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = tuple(tuple(s) for s in spec)
+
+    def call(self, x):
+        index = [slice(None)] * len(x.shape)
+        for axis, start, stop, step in self.spec:
+            index[axis] = slice(start, stop, step)
+        return x[tuple(index)]
+''',
+)
+
+_layer(
+    "DilatedMaxPool",
+    '''
+class DilatedMaxPool(keras.layers.Layer):
+    """Max pooling with dilation ('valid', channels-last): the max over the kernel's taps, each
+    a strided slice of the input."""
+
+    def __init__(self, pool_size, strides, dilation, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = tuple(pool_size), tuple(strides)
+        self.dilation = tuple(dilation)
+
+    def call(self, x):
+        out = None
+        for taps in itertools.product(*(range(k) for k in self.pool_size)):
+            index = [slice(None)]
+            for t, k, s, d in zip(taps, self.pool_size, self.strides, self.dilation):
+                end = (k - 1 - t) * d
+                index.append(slice(t * d, -end if end else None, s))
+            part = x[tuple(index)]
+            out = part if out is None else ops.maximum(out, part)
+        return out
+''',
+)
+
+_layer(
+    "GroupedConvTranspose",
+    '''
+class GroupedConvTranspose(keras.layers.Layer):
+    """Transposed convolution with groups ('valid', channels-last), which Keras' ConvNDTranspose
+    lacks: one transposed convolution per group, concatenated."""
+
+    def __init__(self, filters, kernel_size, groups, strides=None, dilation_rate=None,
+                 use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        n = len(kernel_size)
+        self.filters, self.kernel_size, self.groups = filters, tuple(kernel_size), groups
+        self.strides = tuple(strides or (1,) * n)
+        self.dilation_rate = tuple(dilation_rate or (1,) * n)
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        shape = self.kernel_size + (self.filters // self.groups, input_shape[-1])
+        self.kernel = self.add_weight(name="kernel", shape=shape)
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x):
+        step = x.shape[-1] // self.groups
+        outs = []
+        for g in range(self.groups):
+            outs.append(ops.conv_transpose(
+                x[..., g * step:(g + 1) * step], self.kernel[..., g * step:(g + 1) * step],
+                strides=self.strides, padding="valid", dilation_rate=self.dilation_rate,
+            ))
+        y = ops.concatenate(outs, axis=-1)
+        return y + self.bias if self.use_bias else y
 ''',
 )

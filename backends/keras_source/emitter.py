@@ -20,7 +20,7 @@ from transpiler import __version__
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
 
-from .custom_layers import SOURCES
+from .custom_layers import SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
@@ -246,7 +246,8 @@ def emit_source(
 
     header = _header(graph, model_name, input_layouts, output_layouts)
     names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and used_custom)]
-    imports = "import os\n\nimport keras\n"
+    stdlib = sorted({"os", *(m for c in used_custom for m in STDLIB_IMPORTS.get(c, ()))})
+    imports = "".join(f"import {m}\n" for m in stdlib) + "\nimport keras\n"
     if names:
         imports += f"from keras import {', '.join(names)}\n"
     blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']

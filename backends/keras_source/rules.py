@@ -67,38 +67,70 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-@emits("conv2d")
-def _conv2d(node: Node, graph: Graph) -> list[KerasCall]:
+def _spatial_kernel(w: np.ndarray) -> np.ndarray:
+    """(O, I/g, *k) -> (*k, I/g, O) for Conv; also (I, O/g, *k) -> (*k, O/g, I) for transposed."""
+    n = w.ndim - 2
+    return w.transpose(*range(2, 2 + n), 1, 0)
+
+
+def _check_channels_last(node: Node) -> None:
+    if node.attrs["data_format"] != "channels_last":
+        raise TranspileError(f"internal: {node.op} at {node.source} is not channels-last")
+
+
+@emits("conv")
+def _conv(node: Node, graph: Graph) -> list[KerasCall]:
+    _check_channels_last(node)
     x, w = node.inputs[0], graph.constant(node.inputs[1])
     bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
-    a = node.attrs
-    if a["data_format"] != "NHWC":
-        raise TranspileError(f"internal: conv2d at {node.source} is not NHWC after layout")
-    out_ch, in_per_group, kh, kw = w.shape
-    groups = a["groups"]
+    a, n = node.attrs, w.ndim - 2
+    out_ch, in_per_group, k = w.shape[0], w.shape[1], tuple(w.shape[2:])
+    groups, ones = a["groups"], (1,) * n
     stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
     split = max(stride) > 1 and max(dilation) > 1  # TF cannot stride a dilated conv
     common = _non_default(
-        strides=((1, 1) if split else stride, (1, 1)),
+        strides=(ones if split else stride, ones),
         padding=(a["padding"], "valid"),
-        dilation_rate=(dilation, (1, 1)),
+        dilation_rate=(dilation, ones),
         use_bias=(bias is not None, True),
     )
-    if groups > 1 and in_per_group == 1 and groups == x.shape[-1]:
+    if groups > 1 and in_per_group == 1 and groups == x.shape[-1] and n in (1, 2):
         mult = out_ch // groups
-        kernel = w.reshape(groups, mult, kh, kw).transpose(2, 3, 0, 1)
-        call = KerasCall(
-            "layers.DepthwiseConv2D", [x], ((kh, kw),), {"depth_multiplier": mult, **common}
-        )
+        kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
+        kwargs = {"depth_multiplier": mult, **common}
+        call = KerasCall(f"layers.DepthwiseConv{n}D", [x], (k,), kwargs)
     else:
-        kernel = w.transpose(2, 3, 1, 0)
-        extra = {"groups": groups} if groups > 1 else {}
-        call = KerasCall("layers.Conv2D", [x], (out_ch, (kh, kw)), {**common, **extra})
+        kernel = _spatial_kernel(w)
+        kwargs = {**common, **_non_default(groups=(groups, 1))}
+        call = KerasCall(f"layers.Conv{n}D", [x], (out_ch, k), kwargs)
     call.weights = [_f32(kernel)] + ([_f32(bias)] if bias is not None else [])
     if not split:
         return [call]
-    sub = KerasCall("Subsample2D", [node.output], (), {"strides": stride}, suffix="stride")
+    sub = KerasCall("Subsample", [node.output], (), {"strides": stride}, suffix="stride")
     return [call, sub]
+
+
+@emits("conv_transpose")
+def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
+    _check_channels_last(node)
+    x, w = node.inputs[0], graph.constant(node.inputs[1])
+    bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    a, n = node.attrs, w.ndim - 2
+    k, groups, ones = tuple(w.shape[2:]), a["groups"], (1,) * n
+    out_ch = w.shape[1] * groups
+    if a["padding"] != "valid":
+        raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    kwargs = _non_default(
+        strides=(tuple(a["stride"]), ones),
+        dilation_rate=(tuple(a["dilation"]), ones),
+        use_bias=(bias is not None, True),
+    )
+    if groups == 1:
+        call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
+    else:  # Keras' transposed convs have no groups: a small layer loops over them
+        call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
+    call.weights = [_f32(_spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
+    return [call]
 
 
 @emits("linear")
@@ -125,40 +157,49 @@ def _batch_norm(node: Node, graph: Graph) -> list[KerasCall]:
     return [call]
 
 
-def _pool(ctor: str) -> Rule:
-    def rule(node: Node, graph: Graph) -> list[KerasCall]:
-        a = node.attrs
-        kwargs = {"strides": tuple(a["stride"]), **_non_default(padding=(a["padding"], "valid"))}
-        if tuple(a.get("dilation", (1, 1))) != (1, 1):
-            raise TranspileError(
-                f"max_pool2d with dilation at {node.source.describe()} has no Keras layer yet"
-            )
-        return [KerasCall(ctor, [node.inputs[0]], (tuple(a["kernel"]),), kwargs)]
-
-    return rule
-
-
-emits("max_pool2d")(_pool("layers.MaxPooling2D"))
-emits("avg_pool2d")(_pool("layers.AveragePooling2D"))
+@emits("max_pool", "avg_pool")
+def _pool(node: Node, graph: Graph) -> list[KerasCall]:
+    _check_channels_last(node)
+    a, x = node.attrs, node.inputs[0]
+    n = x.rank - 2
+    kernel, stride = tuple(a["kernel"]), tuple(a["stride"])
+    if node.op == "max_pool" and max(a["dilation"]) > 1:
+        if a["padding"] != "valid":
+            raise TranspileError(f"internal: dilated max_pool at {node.source} is not 'valid'")
+        kwargs = {"strides": stride, "dilation": tuple(a["dilation"])}
+        return [KerasCall("DilatedMaxPool", [x], (kernel,), kwargs)]
+    ctor = "layers.MaxPooling" if node.op == "max_pool" else "layers.AveragePooling"
+    kwargs = {"strides": stride, **_non_default(padding=(a["padding"], "valid"))}
+    return [KerasCall(f"{ctor}{n}D", [x], (kernel,), kwargs)]
 
 
 def _adaptive_windows(n: int, out: int) -> list[tuple[int, int]]:
     return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
 
-@emits("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(node: Node, graph: Graph) -> list[KerasCall]:
+@emits("adaptive_avg_pool", "adaptive_max_pool")
+def _adaptive_pool(node: Node, graph: Graph) -> list[KerasCall]:
     x = node.inputs[0]
-    (h, w), (oh, ow) = x.shape[1:3], node.attrs["output_size"]
-    if (oh, ow) == (1, 1):
-        return [KerasCall("layers.GlobalAveragePooling2D", [x], (), {"keepdims": True})]
-    if h is None or w is None:
-        raise TranspileError(f"adaptive_avg_pool2d at {node.source} needs a static input size")
-    if h % oh == 0 and w % ow == 0:
-        k = (h // oh, w // ow)
-        return [KerasCall("layers.AveragePooling2D", [x], (k,), {"strides": k})]
-    rows, cols = _adaptive_windows(h, oh), _adaptive_windows(w, ow)
-    return [KerasCall("AdaptiveAvgPool2D", [x], (), {"rows": rows, "cols": cols})]
+    n = x.rank - 2
+    sizes, out = x.shape[1:-1], tuple(node.attrs["output_size"])
+    kind = "Average" if node.op == "adaptive_avg_pool" else "Max"
+    if out == (1,) * n:
+        return [KerasCall(f"layers.Global{kind}Pooling{n}D", [x], (), {"keepdims": True})]
+    if None in sizes:
+        raise TranspileError(f"{node.op} at {node.source} needs a static input size")
+    if all(s % o == 0 for s, o in zip(sizes, out, strict=True)):
+        k = tuple(s // o for s, o in zip(sizes, out, strict=True))
+        return [KerasCall(f"layers.{kind}Pooling{n}D", [x], (k,), {"strides": k})]
+    windows = [_adaptive_windows(s, o) for s, o in zip(sizes, out, strict=True)]
+    reduce = "mean" if node.op == "adaptive_avg_pool" else "max"
+    return [KerasCall("AdaptivePool", [x], (), {"windows": windows, "reduce": reduce})]
+
+
+@emits("slice")
+def _slice(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    spec = tuple(zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True))
+    return [KerasCall("Slice", [node.inputs[0]], (spec,), {})]
 
 
 _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {

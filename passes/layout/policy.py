@@ -37,7 +37,7 @@ def spatial(node: Node, lay: Layouts) -> Perm:
     x = node.inputs[0]
     cl = channels_last(x.rank)
     node.inputs[0] = lay.need(x, cl, f"to channels-last for {node.op}")
-    node.attrs["data_format"] = "NHWC"
+    node.attrs["data_format"] = "channels_last"
     return cl
 
 
@@ -79,6 +79,16 @@ def _single_axis(key: str) -> Rule:
         return p
 
     return rule
+
+
+def slice_(node: Node, lay: Layouts) -> Perm:
+    p = lay.perm(node.inputs[0])
+    node.inputs[0] = lay.physical(node.inputs[0])
+    order = sorted(range(len(node.attrs["axes"])), key=lambda k: p.index(node.attrs["axes"][k]))
+    for key in ("starts", "stops", "steps"):
+        node.attrs[key] = tuple(node.attrs[key][k] for k in order)
+    node.attrs["axes"] = tuple(p.index(node.attrs["axes"][k]) for k in order)
+    return p
 
 
 def mean(node: Node, lay: Layouts) -> Perm:
@@ -187,6 +197,7 @@ BY_OP: dict[str, Rule] = {
     "softmax": _single_axis("axis"),
     "batch_norm": batch_norm,
     "mean": mean,
+    "slice": slice_,
     "pad": pad,
 }
 

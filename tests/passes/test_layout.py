@@ -30,7 +30,7 @@ def _check(model, x, ctx, transposes):
     assert ops_of(g).count("transpose") == transposes, g.format()
     for n in g.nodes:
         if "data_format" in n.attrs:
-            assert n.attrs["data_format"] == "NHWC"
+            assert n.attrs["data_format"] == "channels_last"
     return g
 
 
