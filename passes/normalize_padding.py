@@ -106,8 +106,8 @@ def _conv_transpose(graph: Graph, node: Node) -> None:
     x, y, w = node.inputs[0], node.output, node.inputs[1]
     a = node.attrs
     n = x.rank - 2
-    pads, extra = a.pop("padding"), a.pop("output_padding")
-    a["padding"] = "valid"
+    pads, extra = a["padding"], a["output_padding"]
+    a["padding"], a["output_padding"] = "valid", (0,) * n
     full = [
         None
         if x.shape[2 + i] is None

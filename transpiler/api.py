@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import shutil
 import tempfile
@@ -89,6 +90,24 @@ def _check_backend(backend: Any) -> str:
     )
 
 
+class _Root(torch.nn.Module):
+    """Wraps a model that is a single convertible layer (e.g. a bare nn.ConvTranspose2d), so
+    tracing records one call of it instead of stepping into its forward()."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input: Any) -> Any:
+        return self.model(input)
+
+
+def _takes_one_input(model: torch.nn.Module) -> bool:
+    params = list(inspect.signature(model.forward).parameters.values())
+    required = [p for p in params if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+    return len(required) == 1
+
+
 def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode float32 copy: the user's model is never touched."""
     try:
@@ -160,6 +179,8 @@ def transpile(
         registry.methods.update(extra_converters.methods)
 
     work = _working_copy(model)
+    if registry.module_converter(work) is not None and _takes_one_input(work):
+        work = _Root(work)  # the model is itself one convertible layer: trace it as a call
     fx_graph = trace(work, registry)
     if example_inputs is None:
         inputs_a, inputs_b = infer_inputs(work, fx_graph)

@@ -306,14 +306,38 @@ class DilatedMaxPool(keras.layers.Layer):
 )
 
 _layer(
+    "ZeroInsert",
+    '''
+class ZeroInsert(keras.layers.Layer):
+    """Insert stride - 1 zeros between neighbours on each spatial axis (channels-last, static
+    sizes): a strided, dilated transposed conv is this, then the stride-1 transposed conv."""
+
+    def __init__(self, strides, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = tuple(strides)
+
+    def call(self, x):
+        for axis, s in enumerate(self.strides, start=1):
+            if s == 1:
+                continue
+            zeros = ops.expand_dims(ops.zeros_like(x), axis + 1)
+            spread = ops.concatenate([ops.expand_dims(x, axis + 1)] + [zeros] * (s - 1), axis + 1)
+            size = (x.shape[axis] * s,)
+            shape = (-1,) + tuple(x.shape[1:axis]) + size + tuple(x.shape[axis + 1 :])
+            x = ops.reshape(spread, shape)[(slice(None),) * axis + (slice(None, 1 - s),)]
+        return x
+''',
+)
+
+_layer(
     "GroupedConvTranspose",
     '''
 class GroupedConvTranspose(keras.layers.Layer):
     """Transposed convolution with groups ('valid', channels-last), which Keras' ConvNDTranspose
     lacks: one transposed convolution per group, concatenated."""
 
-    def __init__(self, filters, kernel_size, groups, strides=None, dilation_rate=None,
-                 use_bias=True, **kwargs):
+    def __init__(self, filters, kernel_size, groups, strides=None, dilation_rate=None, **kwargs):
+        use_bias = kwargs.pop("use_bias", True)
         super().__init__(**kwargs)
         n = len(kernel_size)
         self.filters, self.kernel_size, self.groups = filters, tuple(kernel_size), groups
@@ -331,10 +355,13 @@ class GroupedConvTranspose(keras.layers.Layer):
         step = x.shape[-1] // self.groups
         outs = []
         for g in range(self.groups):
-            outs.append(ops.conv_transpose(
-                x[..., g * step:(g + 1) * step], self.kernel[..., g * step:(g + 1) * step],
-                strides=self.strides, padding="valid", dilation_rate=self.dilation_rate,
-            ))
+            part = x[..., g * step : (g + 1) * step]
+            kernel = self.kernel[..., g * step : (g + 1) * step]
+            outs.append(
+                ops.conv_transpose(
+                    part, kernel, self.strides, "valid", dilation_rate=self.dilation_rate
+                )
+            )
         y = ops.concatenate(outs, axis=-1)
         return y + self.bias if self.use_bias else y
 ''',

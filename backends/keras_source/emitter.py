@@ -245,7 +245,8 @@ def emit_source(
     body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
 
     header = _header(graph, model_name, input_layouts, output_layouts)
-    names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and used_custom)]
+    uses_ops = any(re.search(r"\bops\b", SOURCES[c]) for c in used_custom)
+    names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and uses_ops)]
     stdlib = sorted({"os", *(m for c in used_custom for m in STDLIB_IMPORTS.get(c, ()))})
     imports = "".join(f"import {m}\n" for m in stdlib) + "\nimport keras\n"
     if names:

@@ -120,17 +120,28 @@ def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     out_ch = w.shape[1] * groups
     if a["padding"] != "valid":
         raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
+    # Keras refuses strides with dilation: insert the zeros of the stride first, then stride 1
+    split = max(stride) > 1 and max(dilation) > 1
     kwargs = _non_default(
-        strides=(tuple(a["stride"]), ones),
-        dilation_rate=(tuple(a["dilation"]), ones),
+        strides=(ones if split else stride, ones),
+        dilation_rate=(dilation, ones),
         use_bias=(bias is not None, True),
     )
+    calls = []
+    if split:
+        if None in x.shape[1:-1]:
+            raise TranspileError(
+                f"strided, dilated conv_transpose at {node.source} needs static spatial sizes"
+            )
+        calls.append(KerasCall("ZeroInsert", [x], (stride,), {}, suffix="zeros"))
+        x = node.output  # the emitter chains a node's calls
     if groups == 1:
         call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
     else:  # Keras' transposed convs have no groups: a small layer loops over them
         call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
     call.weights = [_f32(_spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
-    return [call]
+    return [*calls, call]
 
 
 @emits("linear")

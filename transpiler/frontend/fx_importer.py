@@ -44,6 +44,7 @@ class _Dynamic:
 
 DYNAMIC = _Dynamic()
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_OUR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
@@ -67,7 +68,7 @@ def _target_name(node: fx.Node) -> str:
 def _source_line(node: fx.Node) -> str:
     trace = node.meta.get("stack_trace") or ""
     for path, line, _fn in reversed(_FRAME.findall(trace)):
-        if not path.startswith(_TORCH_DIR):
+        if not path.startswith((_TORCH_DIR, _OUR_DIR)):
             return f"{os.path.basename(path)}:{line}"
     return ""
 
