@@ -126,20 +126,88 @@ def last_axis(node: Node, lay: Layouts) -> Perm:
 
 
 def reshape(node: Node, lay: Layouts) -> Perm:
+    """Reshape the physical tensor directly when the reshape only splits/merges axes that lie
+    together and in order in the physical layout (e.g. channel shuffle's view on NHWC data);
+    a flatten feeding only linears permutes their weights instead; otherwise reorder the input
+    (one transpose) so that it does."""
     x, y = node.inputs[0], node.output
-    p = lay.perm(x)
-    if _keeps_element_order(p, lay.logical_shape(x)) or _flatten_into_linears(node, lay, p):
+    p, in_shape, out_shape = lay.perm(x), lay.logical_shape(x), tuple(y.shape)
+    blocks = _reshape_blocks(in_shape, out_shape)
+    if blocks is None:
+        node.inputs[0] = lay.need(x, identity(x.rank), "reshape merging the dynamic axis")
+        return identity(y.rank)
+    order = _block_order(blocks, p, in_shape)
+    if order is None and _flatten_into_linears(node, lay, p):
         node.inputs[0] = lay.physical(x)
         return identity(y.rank)
-    node.inputs[0] = lay.need(x, identity(x.rank), "reshape of a permuted tensor")
-    return identity(y.rank)
+    if order is None:
+        target = _reordered(p, blocks, in_shape)
+        node.inputs[0] = lay.need(x, target, "reshape of a permuted tensor")
+        order = _block_order(blocks, target, in_shape)
+        assert order is not None
+    else:
+        node.inputs[0] = lay.physical(x)
+    q = _out_perm(order, out_shape)
+    node.attrs["shape"] = tuple(-1 if out_shape[a] is None else out_shape[a] for a in q)
+    return q
 
 
-def _keeps_element_order(p: Perm, logical_shape: tuple) -> bool:
-    """True if the physical tensor lists its elements in logical order (only size-1 axes
-    moved), so a reshape can run on it directly: e.g. (N, C, 1, 1) carried as (N, 1, 1, C)."""
-    moved = [a for a in p if logical_shape[a] != 1]
-    return moved == sorted(moved)
+def _reshape_blocks(in_shape: tuple, out_shape: tuple) -> list[tuple[list, list]] | None:
+    """Pair runs of input axes with runs of output axes of equal size (size-1 axes left out);
+    None if a dynamic axis is merged or split."""
+    ins = [a for a, d in enumerate(in_shape) if d != 1]
+    outs = [a for a, d in enumerate(out_shape) if d != 1]
+    blocks, i, j = [], 0, 0
+    while i < len(ins) and j < len(outs):
+        bi, bo = [ins[i]], [outs[j]]
+        si, so = in_shape[ins[i]], out_shape[outs[j]]
+        if si is None or so is None:
+            if si is not None or so is not None:
+                return None
+        else:
+            while si != so:
+                if si < so:
+                    i += 1
+                    if i >= len(ins) or in_shape[ins[i]] is None:
+                        return None
+                    bi.append(ins[i])
+                    si *= in_shape[ins[i]]
+                else:
+                    j += 1
+                    if j >= len(outs) or out_shape[outs[j]] is None:
+                        return None
+                    bo.append(outs[j])
+                    so *= out_shape[outs[j]]
+        blocks.append((bi, bo))
+        i, j = i + 1, j + 1
+    return blocks if i == len(ins) and j == len(outs) else None
+
+
+def _block_order(blocks, p: Perm, in_shape: tuple) -> list | None:
+    """The blocks in physical order, if each block's axes are adjacent and in order there."""
+    phys = [a for a in p if in_shape[a] != 1]
+    pos = {a: k for k, a in enumerate(phys)}
+    for bi, _ in blocks:
+        if [pos[a] for a in bi] != list(range(pos[bi[0]], pos[bi[0]] + len(bi))):
+            return None
+    return sorted(blocks, key=lambda blk: pos[blk[0][0]])
+
+
+def _reordered(p: Perm, blocks, in_shape: tuple) -> Perm:
+    """``p`` with the non-1 axes regrouped block by block (blocks kept in physical order)."""
+    phys = [a for a in p if in_shape[a] != 1]
+    first = {a: min(phys.index(b) for b in bi) for bi, _ in blocks for a in bi}
+    regrouped = iter(sorted(phys, key=lambda a: (first[a], a)))
+    return tuple(next(regrouped) if in_shape[a] != 1 else a for a in p)
+
+
+def _out_perm(order, out_shape: tuple) -> Perm:
+    """Output axes block by block in physical order; size-1 axes after their predecessor."""
+    q = [a for _, bo in order for a in bo]
+    for a in range(len(out_shape)):
+        if out_shape[a] == 1:
+            q.insert(q.index(a - 1) + 1 if a - 1 in q else 0, a)
+    return tuple(q)
 
 
 def _flatten_into_linears(node: Node, lay: Layouts, p: Perm) -> bool:

@@ -93,8 +93,8 @@ def test_permute_pairs_are_absorbed():
     assert "transpose" not in ops_of(g)
 
 
-def test_reshape_of_permuted_tensor_gets_one_transpose():
-    class ShuffleLike(nn.Module):
+def test_channel_split_and_merge_reshape_on_nhwc_data_is_free():
+    class SplitMerge(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(4, 4, 1)
@@ -103,8 +103,36 @@ def test_reshape_of_permuted_tensor_gets_one_transpose():
             y = self.conv(x)
             return y.reshape(y.shape[0], 2, 2, 5, 5).reshape(y.shape[0], 4, 5, 5)
 
-    g = _check(ShuffleLike(), torch.randn(2, 4, 5, 5), NHWC, 2)
+    g = _check(SplitMerge(), torch.randn(2, 4, 5, 5), NHWC, 0)
     assert ops_of(g).count("reshape") == 2
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's shuffle: view -> transpose(1, 2) -> view, between two convs."""
+
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+        self.a = nn.Conv2d(8, 8, 1)
+        self.b = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        n, c, h, w = y.size()
+        y = y.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
+        return self.b(y.view(n, c, h, w))
+
+
+@pytest.mark.parametrize(("ctx", "expected"), [(NCHW, 3), (NHWC, 1)])
+def test_channel_shuffle_costs_one_transpose(ctx, expected):
+    # the shuffle is a real permutation of channels: one transpose, and the convs stay NHWC
+    _check(ChannelShuffle(), torch.randn(2, 8, 5, 6), ctx, expected)
+
+
+def test_flatten_of_channels_first_needs_one_reorder():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.ReLU())
+    g = _check(model, torch.randn(2, 3, 6, 7), NHWC, 1)
+    assert g.nodes[-1].op == "relu"
 
 
 def test_mixed_io_layout():
