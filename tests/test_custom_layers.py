@@ -12,12 +12,12 @@ from transpiler.backends.keras_source.custom_layers import SOURCES, STDLIB_IMPOR
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_custom_layer_source_is_formatted_and_lint_clean(name, tmp_path):
-    imports = "".join(f"import {m}\n" for m in STDLIB_IMPORTS.get(name, ()))
+    imports = "".join(f"import {m}\n" for m in STDLIB_IMPORTS.get(name, ()) if m != "numpy")
     imports += "\n" if imports else ""
     path = tmp_path / f"{name}.py"
-    keras_imports = "import keras\n" + (
-        "from keras import ops\n" if re.search(r"\bops\b", SOURCES[name]) else ""
-    )
+    keras_imports = "import keras\n"
+    keras_imports += "import numpy as np\n" if "numpy" in STDLIB_IMPORTS.get(name, ()) else ""
+    keras_imports += "from keras import ops\n" if re.search(r"\bops\b", SOURCES[name]) else ""
     path.write_text(f"{imports}{keras_imports}\n\n{SOURCES[name]}")
     ruff = [sys.executable, "-m", "ruff"]
     common = ["--isolated", "--line-length", "100"]

@@ -197,6 +197,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "rsqrt": torch.rsqrt,
     "square": torch.square,
     "reciprocal": torch.reciprocal,
+    "erf": torch.erf,
+    "mish": F.mish,
 }
 
 
@@ -215,7 +217,105 @@ def _gelu(node: Node, x):
     return F.gelu(x, approximate=node.attrs.get("approximate", "none"))
 
 
-_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}
+_BINARY = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+}
+
+
+@evaluates("elu")
+def _elu(node: Node, x):
+    return F.elu(x, node.attrs.get("alpha", 1.0))
+
+
+@evaluates("softplus")
+def _softplus(node: Node, x):
+    return F.softplus(x, node.attrs.get("beta", 1.0), node.attrs.get("threshold", 20.0))
+
+
+@evaluates("clamp")
+def _clamp(node: Node, x):
+    return torch.clamp(x, node.attrs.get("min"), node.attrs.get("max"))
+
+
+@evaluates("log_softmax")
+def _log_softmax(node: Node, x):
+    return torch.log_softmax(x, node.attrs["axis"])
+
+
+_REDUCE = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}
+
+
+@evaluates("reduce")
+def _reduce(node: Node, x):
+    a = node.attrs
+    return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a.get("keepdims", False))
+
+
+@evaluates("layer_norm")
+def _layer_norm(node: Node, x, w, b):
+    axes = tuple(node.attrs["axes"])
+    mean = x.mean(dim=axes, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=axes, keepdim=True)
+    shape = [x.shape[i] if i in axes else 1 for i in range(x.dim())]
+    y = (x - mean) / torch.sqrt(var + node.attrs.get("eps", 1e-5))
+    return y * w.reshape(shape) + b.reshape(shape)
+
+
+@evaluates("group_norm")
+def _group_norm(node: Node, x, w, b):
+    ax = node.attrs.get("axis", 1)
+    xc = x.movedim(ax, 1)
+    y = F.group_norm(xc, node.attrs["groups"], w, b, node.attrs.get("eps", 1e-5))
+    return y.movedim(1, ax)
+
+
+@evaluates("prelu")
+def _prelu(node: Node, x, w):
+    shape = [1] * x.dim()
+    if w.numel() > 1:
+        shape[node.attrs.get("axis", 1)] = -1
+    return torch.where(x >= 0, x, x * w.reshape(shape))
+
+
+@evaluates("broadcast_to")
+def _broadcast_to(node: Node, x, ref=None):
+    shape = [
+        ref.shape[0] if s is None else (x.shape[i] if s == -1 else s)
+        for i, s in enumerate(node.attrs["shape"])
+    ]
+    return x.expand(shape)
+
+
+@evaluates("matmul")
+def _matmul(node: Node, a, b):
+    return torch.matmul(a, b)
+
+
+@evaluates("einsum")
+def _einsum(node: Node, *xs):
+    return torch.einsum(node.attrs["equation"], *xs)
+
+
+@evaluates("resize")
+def _resize(node: Node, x):
+    x, a = _cf(x, node), node.attrs
+    n = x.dim() - 2
+    mode = a["mode"]
+    if mode == "linear":
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
+    align = a.get("align_corners", False) if mode not in ("nearest", "nearest-exact") else None
+    if a.get("scales") is not None:
+        factors = [1.0 / s for s in a["scales"]]
+        y = F.interpolate(x, scale_factor=factors, mode=mode, align_corners=align)
+    else:
+        y = F.interpolate(x, size=tuple(a["sizes"]), mode=mode, align_corners=align)
+    return _back(y, node)
 
 
 @evaluates(*_BINARY)
@@ -231,11 +331,6 @@ def _cat(node: Node, *xs):
 @evaluates("softmax")
 def _softmax(node: Node, x):
     return torch.softmax(x, node.attrs["axis"])
-
-
-@evaluates("mean")
-def _mean(node: Node, x):
-    return torch.mean(x, dim=tuple(node.attrs["axes"]), keepdim=node.attrs.get("keepdims", False))
 
 
 @evaluates("pad")

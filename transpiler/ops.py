@@ -112,6 +112,12 @@ _op("batch_norm", "axis", 5, 5, eps=1e-5, momentum=0.1, axis=1)
 
 # Linear algebra. Inputs: x, weight (out, in) [, bias].
 _op("linear", "last_axis", 2, 3)
+_op("matmul", "fixed", 2, 2)  # numpy matmul semantics; runs in PyTorch's layout
+_op("einsum", "fixed", 1, None, equation=R)
+
+# Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear).
+# scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
+_op("resize", "spatial", sizes=R, mode=R, align_corners=False, scales=None, **SPATIAL)
 
 # Unary elementwise.
 for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"):
@@ -119,17 +125,27 @@ for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigm
 _op("leaky_relu", "elementwise", negative_slope=0.01)
 _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
-for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal"):
+for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
+_op("elu", "elementwise", alpha=1.0)
+_op("softplus", "elementwise", beta=1.0, threshold=20.0)
+_op("clamp", "elementwise", min=None, max=None)
 
 # Binary elementwise with numpy broadcasting; scalars are 0-d constants.
-for _name in ("add", "sub", "mul", "div"):
+for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
     _op(_name, "elementwise", 2, 2)
 
 # Axis-carrying.
 _op("cat", "axis", 1, None, axis=R)
 _op("softmax", "axis", axis=R)
-_op("mean", "axis", axes=R, keepdims=False)
+_op("log_softmax", "axis", axis=R)
+_op("reduce", "axis", kind=R, axes=R, keepdims=False)  # kind: mean, sum, max, min
+_op("layer_norm", "axis", 3, 3, axes=R, eps=1e-5)  # inputs: x, weight, bias (normalized shape)
+_op("group_norm", "axis", 3, 3, groups=R, eps=1e-5, axis=1)  # inputs: x, weight (C,), bias (C,)
+_op("prelu", "axis", 2, 2, axis=1)  # inputs: x, weight (C,) or (1,)
+# broadcast_to: target shape; -1 keeps x's size, None takes the batch size of the optional
+# second input (a graph input) - e.g. a class token expanded to the dynamic batch
+_op("broadcast_to", "axis", 1, 2, shape=R)
 # pads: one (before, after) pair per axis, in axis order. mode: constant/reflect/replicate/circular
 _op("pad", "axis", pads=R, mode="constant", value=0.0)
 

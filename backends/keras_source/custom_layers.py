@@ -8,7 +8,11 @@ standalone (it cannot import this package).
 from __future__ import annotations
 
 SOURCES: dict[str, str] = {}
-STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {"DilatedMaxPool": ("itertools",)}
+# Imports a layer's source needs besides keras/ops, as module names ("numpy" is imported as np).
+STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
+    "DilatedMaxPool": ("itertools",),
+    "Resize": ("numpy",),
+}
 
 
 def _layer(name: str, source: str) -> None:
@@ -126,21 +130,6 @@ class HardSwish(keras.layers.Layer):
 
     def call(self, x):
         return x * (ops.relu6(x + 3.0) / 6.0)
-''',
-)
-
-_layer(
-    "Mean",
-    '''
-class Mean(keras.layers.Layer):
-    """Mean over the given axes."""
-
-    def __init__(self, axis, keepdims, **kwargs):
-        super().__init__(**kwargs)
-        self.axis, self.keepdims = tuple(axis), keepdims
-
-    def call(self, x):
-        return ops.mean(x, axis=self.axis, keepdims=self.keepdims)
 ''',
 )
 
@@ -364,5 +353,171 @@ class GroupedConvTranspose(keras.layers.Layer):
             )
         y = ops.concatenate(outs, axis=-1)
         return y + self.bias if self.use_bias else y
+''',
+)
+
+_layer(
+    "Reduce",
+    '''
+class Reduce(keras.layers.Layer):
+    """Reduce (mean, sum, max or min) over the given axes."""
+
+    def __init__(self, kind, axis, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.axis, self.keepdims = kind, tuple(axis), keepdims
+
+    def call(self, x):
+        return getattr(ops, self.kind)(x, axis=self.axis, keepdims=self.keepdims)
+''',
+)
+
+_layer(
+    "LogSoftmax",
+    '''
+class LogSoftmax(keras.layers.Layer):
+    """log(softmax(x)) over one axis, computed stably in place."""
+
+    def __init__(self, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, x):
+        shifted = x - ops.max(x, axis=self.axis, keepdims=True)
+        return shifted - ops.log(ops.sum(ops.exp(shifted), axis=self.axis, keepdims=True))
+''',
+)
+
+_layer(
+    "Softplus",
+    '''
+class Softplus(keras.layers.Layer):
+    """PyTorch's softplus: log(1 + exp(beta x)) / beta, and x where beta x > threshold."""
+
+    def __init__(self, beta=1.0, threshold=20.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta, self.threshold = beta, threshold
+
+    def call(self, x):
+        scaled = x * self.beta
+        soft = ops.log1p(ops.exp(ops.minimum(scaled, self.threshold))) / self.beta
+        return ops.where(scaled > self.threshold, x, soft)
+''',
+)
+
+_layer(
+    "Clamp",
+    '''
+class Clamp(keras.layers.Layer):
+    """Clamp to [low, high] (None: unbounded on that side)."""
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
+
+    def call(self, x):
+        if self.low is not None:
+            x = ops.maximum(x, self.low)
+        if self.high is not None:
+            x = ops.minimum(x, self.high)
+        return x
+''',
+)
+
+_layer(
+    "Binary",
+    '''
+class Binary(keras.layers.Layer):
+    """y = ops.<fn>(a, b) for two tensors, with broadcasting (power, ...)."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, inputs):
+        return getattr(ops, self.fn)(inputs[0], inputs[1])
+''',
+)
+
+_layer(
+    "MatMul",
+    '''
+class MatMul(keras.layers.Layer):
+    """a @ b (numpy matmul semantics, batched)."""
+
+    def call(self, inputs):
+        return ops.matmul(inputs[0], inputs[1])
+''',
+)
+
+_layer(
+    "Einsum",
+    '''
+class Einsum(keras.layers.Layer):
+    """ops.einsum(equation, *inputs)."""
+
+    def __init__(self, equation, **kwargs):
+        super().__init__(**kwargs)
+        self.equation = equation
+
+    def call(self, inputs):
+        return ops.einsum(self.equation, *inputs)
+''',
+)
+
+_layer(
+    "BroadcastTo",
+    '''
+class BroadcastTo(keras.layers.Layer):
+    """Broadcast to `shape`: -1 keeps the size, None takes the batch size of the second input."""
+
+    def __init__(self, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(shape)
+
+    def call(self, inputs):
+        x, ref = (inputs[0], inputs[1]) if isinstance(inputs, list | tuple) else (inputs, None)
+        x_shape = ops.shape(x)
+        target = [
+            ops.shape(ref)[0] if s is None else (x_shape[i] if s == -1 else s)
+            for i, s in enumerate(self.shape)
+        ]
+        return ops.broadcast_to(x, target)
+''',
+)
+
+_layer(
+    "Resize",
+    '''
+class Resize(keras.layers.Layer):
+    """PyTorch's interpolate on the spatial axes (channels-last): nearest (floor), nearest-exact
+    (half-pixel) or linear, with align_corners as in PyTorch; `scales` is the coordinate scale
+    PyTorch uses per axis (1/scale_factor), else input/output size."""
+
+    def __init__(self, sizes, mode, align_corners=False, scales=None, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes, self.mode, self.align_corners = tuple(sizes), mode, align_corners
+        self.scales = tuple(scales) if scales is not None else None
+
+    def call(self, x):
+        for axis, out in enumerate(self.sizes, start=1):
+            n = x.shape[axis]
+            scale = self.scales[axis - 1] if self.scales else n / out
+            dst = np.arange(out, dtype=np.float64)
+            if self.mode in ("nearest", "nearest-exact"):
+                offset = 0.5 if self.mode == "nearest-exact" else 0.0
+                index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype("int32")
+                x = ops.take(x, index, axis=axis)
+                continue
+            if self.align_corners:
+                src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
+            else:
+                src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+            low = np.minimum(np.floor(src), n - 1).astype("int32")
+            high = np.minimum(low + 1, n - 1)
+            shape = [out if a == axis else 1 for a in range(len(x.shape))]
+            weight = (src - low).astype("float32").reshape(shape)
+            a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
+            x = a + (b - a) * weight
+        return x
 ''',
 )

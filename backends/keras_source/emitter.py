@@ -247,8 +247,11 @@ def emit_source(
     header = _header(graph, model_name, input_layouts, output_layouts)
     uses_ops = any(re.search(r"\bops\b", SOURCES[c]) for c in used_custom)
     names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and uses_ops)]
-    stdlib = sorted({"os", *(m for c in used_custom for m in STDLIB_IMPORTS.get(c, ()))})
+    extra = {m for c in used_custom for m in STDLIB_IMPORTS.get(c, ())}
+    stdlib = sorted({"os", *extra} - {"numpy"})
     imports = "".join(f"import {m}\n" for m in stdlib) + "\nimport keras\n"
+    if "numpy" in extra:
+        imports += "import numpy as np\n"
     if names:
         imports += f"from keras import {', '.join(names)}\n"
     blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']

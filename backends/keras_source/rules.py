@@ -141,7 +141,15 @@ def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     else:  # Keras' transposed convs have no groups: a small layer loops over them
         call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
     call.weights = [_f32(_spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
-    return [*calls, call]
+    calls.append(call)
+    # Keras sizes a 'valid' transposed conv n*s + max(k' - s, 0), PyTorch (n-1)*s + k'
+    # (k' = d(k-1)+1): when the kernel is shorter than the stride, drop Keras' extra zeros
+    strides = (1,) * n if split else stride
+    extra = [s_ - (d * (kk - 1) + 1) for s_, d, kk in zip(strides, dilation, k, strict=True)]
+    if any(e > 0 for e in extra):
+        spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
+        calls.append(KerasCall("Slice", [node.output], (spec,), {}, suffix="crop"))
+    return calls
 
 
 @emits("linear")
@@ -222,7 +230,26 @@ _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
     "hardswish": ("HardSwish", (), {}),
     "hardsigmoid": ("HardSigmoid", (), {}),
     "identity": ("layers.Identity", (), {}),
+    "mish": ("layers.Activation", ("mish",), {}),
 }
+
+
+@emits("elu")
+def _elu(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("layers.ELU", [node.inputs[0]], (), {"alpha": float(node.attrs["alpha"])})]
+
+
+@emits("softplus")
+def _softplus(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"beta": float(a["beta"]), "threshold": float(a["threshold"])}
+    return [KerasCall("Softplus", [node.inputs[0]], (), kwargs)]
+
+
+@emits("clamp")
+def _clamp(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [KerasCall("Clamp", [node.inputs[0]], (a.get("min"), a.get("max")), {})]
 
 
 _UNARY_OPS = {
@@ -234,6 +261,7 @@ _UNARY_OPS = {
     "rsqrt": "rsqrt",
     "square": "square",
     "reciprocal": "reciprocal",
+    "erf": "erf",
 }
 
 
@@ -260,8 +288,24 @@ def _gelu(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("Gelu", [node.inputs[0]], (), {"approximate": approximate})]
 
 
-_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide"}
-_MERGE = {"add": "layers.Add", "sub": "layers.Subtract", "mul": "layers.Multiply", "div": "Divide"}
+_BINARY = {
+    "add": "add",
+    "sub": "subtract",
+    "mul": "multiply",
+    "div": "divide",
+    "pow": "power",
+    "maximum": "maximum",
+    "minimum": "minimum",
+    "matmul": "matmul",
+}
+_MERGE = {
+    "add": "layers.Add",
+    "sub": "layers.Subtract",
+    "mul": "layers.Multiply",
+    "div": "Divide",
+    "maximum": "layers.Maximum",
+    "minimum": "layers.Minimum",
+}
 
 
 @emits(*_BINARY)
@@ -269,7 +313,9 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     a, b = node.inputs
     const_a, const_b = graph.is_constant(a), graph.is_constant(b)
     if not (const_a or const_b):
-        return [KerasCall(_MERGE[node.op], [a, b], (), {}, list_input=True)]
+        if node.op in _MERGE:
+            return [KerasCall(_MERGE[node.op], [a, b], (), {}, list_input=True)]
+        return [KerasCall("Binary", [a, b], (_BINARY[node.op],), {}, list_input=True)]
     if const_a and const_b:
         raise TranspileError(f"internal: {node.op} of two constants at {node.source}")
     x, c = (b, a) if const_a else (a, b)
@@ -304,12 +350,109 @@ def _softmax(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("SoftmaxOnAxis", [node.inputs[0]], (), {"axis": axis})]
 
 
-@emits("mean")
-def _mean(node: Node, graph: Graph) -> list[KerasCall]:
+@emits("reduce")
+def _reduce(node: Node, graph: Graph) -> list[KerasCall]:
     x, axes, keep = node.inputs[0], tuple(node.attrs["axes"]), bool(node.attrs["keepdims"])
-    if x.rank == 4 and axes == (1, 2):
-        return [KerasCall("layers.GlobalAveragePooling2D", [x], (), {"keepdims": keep})]
-    return [KerasCall("Mean", [x], (), {"axis": axes, "keepdims": keep})]
+    kind = node.attrs["kind"]
+    spatial = tuple(range(1, x.rank - 1))
+    if kind in ("mean", "max") and 3 <= x.rank <= 5 and axes == spatial:
+        pool = "Average" if kind == "mean" else "Max"
+        return [KerasCall(f"layers.Global{pool}Pooling{x.rank - 2}D", [x], (), {"keepdims": keep})]
+    return [KerasCall("Reduce", [x], (kind, axes), {"keepdims": keep})]
+
+
+@emits("log_softmax")
+def _log_softmax(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("LogSoftmax", [node.inputs[0]], (), {"axis": node.attrs["axis"]})]
+
+
+@emits("layer_norm")
+def _layer_norm(node: Node, graph: Graph) -> list[KerasCall]:
+    x, a = node.inputs[0], node.attrs
+    axes = tuple(a["axes"])
+    axis = -1 if axes == (x.rank - 1,) else list(axes)
+    kwargs = {"axis": axis, "epsilon": a["eps"]}
+    call = KerasCall("layers.LayerNormalization", [x], (), kwargs)
+    call.weights = [_f32(graph.constant(node.inputs[1])), _f32(graph.constant(node.inputs[2]))]
+    return [call]
+
+
+@emits("group_norm")
+def _group_norm(node: Node, graph: Graph) -> list[KerasCall]:
+    x, a = node.inputs[0], node.attrs
+    axis = -1 if a["axis"] == x.rank - 1 else a["axis"]
+    kwargs = {"groups": a["groups"], "axis": axis, "epsilon": a["eps"]}
+    call = KerasCall("layers.GroupNormalization", [x], (), kwargs)
+    call.weights = [_f32(graph.constant(node.inputs[1])), _f32(graph.constant(node.inputs[2]))]
+    return [call]
+
+
+@emits("prelu")
+def _prelu(node: Node, graph: Graph) -> list[KerasCall]:
+    x, w = node.inputs[0], graph.constant(node.inputs[1]).reshape(-1)
+    axis = node.attrs["axis"] if w.size > 1 else None
+    shared = [a for a in range(1, x.rank) if a != axis]
+    alpha_shape = [x.shape[a] if a == axis else 1 for a in range(1, x.rank)]
+    kwargs = {"shared_axes": shared} if shared else {}
+    call = KerasCall("layers.PReLU", [x], (), kwargs)
+    call.weights = [
+        _f32(np.broadcast_to(w.reshape(-1 if axis else 1), (w.size,)).reshape(alpha_shape))
+    ]
+    return [call]
+
+
+@emits("broadcast_to")
+def _broadcast_to(node: Node, graph: Graph) -> list[KerasCall]:
+    return [
+        KerasCall(
+            "BroadcastTo",
+            list(node.inputs),
+            (tuple(node.attrs["shape"]),),
+            {},
+            list_input=len(node.inputs) > 1,
+        )
+    ]
+
+
+@emits("matmul", "einsum")
+def _matmul(node: Node, graph: Graph) -> list[KerasCall]:
+    consts = [graph.is_constant(v) for v in node.inputs]
+    if node.op == "matmul" and any(consts):
+        return _binary(node, graph)
+    if any(consts):
+        raise TranspileError(
+            f"einsum with a constant operand at {node.source} is not supported yet"
+        )
+    if node.op == "matmul":
+        return [KerasCall("MatMul", list(node.inputs), (), {}, list_input=True)]
+    eq = node.attrs["equation"]
+    return [KerasCall("Einsum", list(node.inputs), (eq,), {}, list_input=True)]
+
+
+@emits("resize")
+def _resize(node: Node, graph: Graph) -> list[KerasCall]:
+    _check_channels_last(node)
+    x, a = node.inputs[0], node.attrs
+    n = x.rank - 2
+    sizes, scales = tuple(a["sizes"]), a.get("scales")
+    ins = x.shape[1:-1]
+    factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
+    exact_scales = scales is None or all(
+        f is not None and abs(s * f - 1.0) < 1e-12 for s, f in zip(scales, factors, strict=True)
+    )
+    if a["mode"] == "nearest" and None not in factors and exact_scales:
+        size = factors[0] if n == 1 else tuple(factors)
+        return [KerasCall(f"layers.UpSampling{n}D", [x], (size,), {})]
+    if None in ins:
+        raise TranspileError(
+            f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
+        )
+    kwargs: dict[str, Any] = {"mode": a["mode"]}
+    if a["mode"] == "linear":
+        kwargs["align_corners"] = bool(a["align_corners"])
+    if scales is not None:
+        kwargs["scales"] = tuple(float(s) for s in scales)
+    return [KerasCall("Resize", [x], (sizes,), kwargs)]
 
 
 @emits("pad")

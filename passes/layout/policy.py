@@ -42,12 +42,18 @@ def spatial(node: Node, lay: Layouts) -> Perm:
 
 
 def _target(node: Node, lay: Layouts) -> Perm:
-    """The layout an elementwise/concat op runs in: that of its first full-rank tensor input."""
+    """The layout an elementwise/concat op runs in: that of its largest full-rank tensor input
+    (re-laying a small operand such as an (N, C, 1, 1) gate costs nothing)."""
     rank = node.output.rank
+    best, best_size = identity(rank), -1
     for v in node.inputs:
         if v.rank == rank and not lay.graph.is_constant(v):
-            return lay.perm(v)
-    return identity(rank)
+            size = 1
+            for d in lay.logical_shape(v):
+                size *= 10**9 if d is None else d
+            if size > best_size:
+                best, best_size = lay.perm(v), size
+    return best
 
 
 def elementwise(node: Node, lay: Layouts) -> Perm:
@@ -91,7 +97,40 @@ def slice_(node: Node, lay: Layouts) -> Perm:
     return p
 
 
-def mean(node: Node, lay: Layouts) -> Perm:
+def layer_norm(node: Node, lay: Layouts) -> Perm:
+    """Normalized axes remapped; the affine constants follow the axes' physical order."""
+    x = node.inputs[0]
+    p = lay.perm(x)
+    node.inputs[0] = lay.physical(x)
+    axes = tuple(node.attrs["axes"])
+    by_position = tuple(sorted(axes, key=p.index))
+    node.attrs["axes"] = tuple(p.index(a) for a in by_position)
+    if by_position != axes:
+        order = tuple(axes.index(a) for a in by_position)
+        for k in (1, 2):
+            arr = lay.graph.constant(node.inputs[k])
+            node.inputs[k] = lay.graph.add_constant(np.ascontiguousarray(arr.transpose(order)))
+    return p
+
+
+def broadcast_to(node: Node, lay: Layouts) -> Perm:
+    x = node.inputs[0]
+    p = lay.perm(x)
+    node.inputs = [lay.physical(v) for v in node.inputs]
+    shape = node.attrs["shape"]
+    node.attrs["shape"] = tuple(shape[q] for q in p)
+    return p
+
+
+def fixed(node: Node, lay: Layouts) -> Perm:
+    """Ops that run in PyTorch's layout (matmul, einsum): inputs back to it."""
+    for k, v in enumerate(node.inputs):
+        if not lay.graph.is_constant(v):
+            node.inputs[k] = lay.need(v, identity(v.rank), f"{node.op} in PyTorch's layout")
+    return identity(node.output.rank)
+
+
+def reduce_(node: Node, lay: Layouts) -> Perm:
     p = lay.perm(node.inputs[0])
     node.inputs[0] = lay.physical(node.inputs[0])
     axes = tuple(node.attrs["axes"])
@@ -259,12 +298,18 @@ RULES: dict[str, Rule] = {
     "last_axis": last_axis,
     "reshape": reshape,
     "transpose": transpose,
+    "fixed": fixed,
 }
 BY_OP: dict[str, Rule] = {
     "cat": cat,
     "softmax": _single_axis("axis"),
     "batch_norm": batch_norm,
-    "mean": mean,
+    "reduce": reduce_,
+    "log_softmax": _single_axis("axis"),
+    "group_norm": _single_axis("axis"),
+    "prelu": _single_axis("axis"),
+    "layer_norm": layer_norm,
+    "broadcast_to": broadcast_to,
     "slice": slice_,
     "pad": pad,
 }

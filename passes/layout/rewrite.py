@@ -26,7 +26,7 @@ class Layouts:
         self.graph = graph
         self._state: dict[int, tuple[Value, Perm]] = {}
         self._logical: dict[int, TensorType] = {}
-        self._cache: dict[tuple[int, Perm], Value] = {}
+        self._cache: dict[tuple[int, Perm, Perm], Value] = {}
         self._anchor: Node | None = None  # new nodes go before it (None: at the end)
         self.inserted = 0
 
@@ -57,7 +57,18 @@ class Layouts:
         pv, p = self.physical(v), self.perm(v)
         if p == tuple(target):
             return pv
-        key = (id(pv), tuple(target))
+        key = (id(pv), p, tuple(target))  # one physical value may carry several logical ones
+        if key not in self._cache and self._only_unit_axes_move(pv, p, tuple(target)):
+            # e.g. (N, C, 1, 1) -> (N, 1, 1, C): the same element order, so a free reshape
+            shape = physical_shape(self.logical_shape_of(pv, p), tuple(target))
+            node = self.graph.make_node(
+                "reshape", [pv], TensorType(shape, pv.type.dtype),
+                {"shape": tuple(-1 if d is None else d for d in shape)},
+                self._anchor.source if self._anchor else None, "relayout",
+            )
+            node.output.perm = tuple(target)
+            self._insert(node)
+            self._cache[key] = node.output
         if key not in self._cache:
             t = tuple(p.index(a) for a in target)  # physical axis to take for each new axis
             src = self._anchor.source if self._anchor else None
@@ -77,6 +88,20 @@ class Layouts:
             self._cache[key] = node.output
             self.inserted += 1
         return self._cache[key]
+
+    @staticmethod
+    def logical_shape_of(pv: Value, p: Perm) -> tuple:
+        shape = [0] * len(p)
+        for k, a in enumerate(p):
+            shape[a] = pv.shape[k]
+        return tuple(shape)
+
+    def _only_unit_axes_move(self, pv: Value, p: Perm, target: Perm) -> bool:
+        logical = self.logical_shape_of(pv, p)
+        if sum(d is None for d in logical) > 1:
+            return False
+        moved = [a for a in p if logical[a] != 1]
+        return moved == [a for a in target if logical[a] != 1]
 
     def constant_in(self, c: Value, perm: Perm, rank: int) -> Value:
         """A constant broadcast operand, materialized in ``perm`` at conversion time."""

@@ -138,3 +138,32 @@ def test_flatten_of_channels_first_needs_one_reorder():
 def test_mixed_io_layout():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     _check(model, torch.randn(2, 3, 6, 6), PassContext("nhwc", "nchw"), 1)
+
+
+def test_two_views_of_one_tensor_are_not_confused():
+    # y and y.transpose(-1, -2) share one physical tensor in two layouts (a real bug once)
+    class Gram(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return torch.matmul(y, y.transpose(-1, -2))
+
+    _check(Gram(), torch.randn(2, 3, 5, 7), NHWC, 3)
+
+
+def test_gate_broadcast_needs_no_transpose():
+    # SE-style gate: mean -> unsqueeze -> multiply; the (N, C, 1, 1) gate is re-laid for free
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * torch.sigmoid(y.mean((2, 3)).unsqueeze(-1).unsqueeze(-1))
+
+    g = _check(Gate(), torch.randn(2, 3, 6, 6), NHWC, 0)
+    assert "reshape" in ops_of(g)

@@ -368,9 +368,10 @@ def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceIn
         op = f"call_module {mtype}"
     else:
         stack = node.meta.get("nn_module_stack") or {}
-        path = next(reversed(stack)) if stack else ""
+        # values are (qualified path, class); keys of shared modules' later calls end in "@k"
+        path, cls = next(reversed(stack.values())) if stack else ("", None)
         mod = modules.get(path)
-        mtype = type(mod).__name__ if mod is not None else ""
+        mtype = type(mod).__name__ if mod is not None else getattr(cls, "__name__", "")
         op = f"{node.op} {_target_name(node)}"
     return SourceInfo(path, mtype, op, _source_line(node))
 

@@ -1,3 +1,14 @@
 """The default converters, grouped by family; importing this package registers them."""
 
-from . import activation, conv, elementwise, linear, norm, pooling, shape  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    attention,
+    conv,
+    elementwise,
+    indexing,
+    linear,
+    norm,
+    pooling,
+    resize,
+    shape,
+)

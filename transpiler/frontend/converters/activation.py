@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import TranspileError
+from ...ir import Value
 from ..fx_importer import Builder
 from ..registry import converts
 
@@ -39,6 +40,9 @@ for _op, _fns, _mods, _methods in [
     ("rsqrt", (torch.rsqrt,), (), ("rsqrt",)),
     ("square", (torch.square,), (), ("square",)),
     ("reciprocal", (torch.reciprocal,), (), ("reciprocal",)),
+    ("erf", (torch.erf, torch.special.erf), (), ("erf",)),
+    ("mish", (F.mish,), (nn.Mish,), ()),
+    ("identity", (torch.clone, torch.Tensor.detach), (), ("clone", "detach", "float")),
 ]:
     _fn, _mod = _unary(_op)
     converts(*_fns, *_methods)(_fn)
@@ -69,18 +73,61 @@ def gelu_module(b: Builder, m: nn.GELU, input):
     return gelu(b, input, m.approximate)
 
 
-# F.hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False): ReLU6 is hardtanh(0, 6)
-@converts(F.hardtanh, nn.Hardtanh)
-def hardtanh(b: Builder, *args, **kwargs):
-    if isinstance(args[0], nn.Module):
-        m, input = args[0], args[1]
-        lo, hi = m.min_val, m.max_val
-    else:
-        input, lo, hi = (list(args) + [-1.0, 1.0])[:3]
-        lo, hi = kwargs.get("min_val", lo), kwargs.get("max_val", hi)
-    if (lo, hi) == (0.0, 6.0):
+# torch.clamp(input, min=None, max=None); F.hardtanh(input, min_val=-1.0, max_val=1.0)
+@converts(torch.clamp, torch.clip, "clamp", "clip", "clamp_", "clip_")
+def clamp(b: Builder, input, min=None, max=None):
+    if isinstance(min, Value) or isinstance(max, Value):
+        raise TranspileError(f"clamp with tensor bounds at {b.where()} is not supported yet")
+    if (min, max) == (0.0, 6.0) or (min, max) == (0, 6):
         return b.op("relu6", [input])
-    raise TranspileError(f"hardtanh({lo}, {hi}) at {b.where()}: only (0, 6) is supported yet")
+    if (min, max) in ((0, None), (0.0, None)):
+        return b.op("relu", [input])
+    lo = None if min is None else float(min)
+    hi = None if max is None else float(max)
+    return b.op("clamp", [input], min=lo, max=hi)
+
+
+@converts(F.hardtanh)
+def hardtanh(b: Builder, input, min_val=-1.0, max_val=1.0, inplace=False):
+    return clamp(b, input, min_val, max_val)
+
+
+@converts(nn.Hardtanh)
+def hardtanh_module(b: Builder, m: nn.Hardtanh, input):
+    return clamp(b, input, m.min_val, m.max_val)
+
+
+# F.elu(input, alpha=1.0, inplace=False)
+@converts(F.elu)
+def elu(b: Builder, input, alpha=1.0, inplace=False):
+    return b.op("elu", [input], alpha=float(alpha))
+
+
+@converts(nn.ELU)
+def elu_module(b: Builder, m: nn.ELU, input):
+    return elu(b, input, m.alpha)
+
+
+# F.softplus(input, beta=1, threshold=20)
+@converts(F.softplus)
+def softplus(b: Builder, input, beta=1.0, threshold=20.0):
+    return b.op("softplus", [input], beta=float(beta), threshold=float(threshold))
+
+
+@converts(nn.Softplus)
+def softplus_module(b: Builder, m: nn.Softplus, input):
+    return softplus(b, input, m.beta, m.threshold)
+
+
+# F.prelu(input, weight)
+@converts(F.prelu, torch.prelu)
+def prelu(b: Builder, input, weight):
+    return b.op("prelu", [input, weight], axis=1 if input.rank > 1 else 0)
+
+
+@converts(nn.PReLU)
+def prelu_module(b: Builder, m: nn.PReLU, input):
+    return prelu(b, input, b.const(m.weight, "prelu_weight"))
 
 
 @converts(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
@@ -91,3 +138,23 @@ def identity_module(b: Builder, m, input, *args, **kwargs):
 @converts(F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, "contiguous")
 def identity(b: Builder, input, *args, **kwargs):
     return input
+
+
+def _register_torchvision() -> None:
+    """torchvision's eval-mode no-ops (only if torchvision is installed)."""
+    try:
+        from torchvision.ops import StochasticDepth, stochastic_depth
+    except ImportError:  # pragma: no cover - torchvision is optional
+        return
+
+    # torchvision.ops.stochastic_depth(input, p, mode, training=True): identity in eval
+    @converts(stochastic_depth)
+    def _stochastic_depth(b: Builder, input, p, mode, training=True):
+        if training and p > 0:
+            raise TranspileError(f"stochastic_depth(training=True) at {b.where()} is random")
+        return input
+
+    converts(StochasticDepth)(identity_module)
+
+
+_register_torchvision()

@@ -38,6 +38,9 @@ converts(operator.truediv, torch.div, torch.true_divide, "div", operator.itruedi
 )
 
 
+converts(torch.pow, operator.pow, "pow")(_binary("pow"))
+
+
 @converts(torch.rsub)
 def rsub(b: Builder, input, other, alpha=1):  # other - alpha * input
     return _binary("sub")(b, other, input if alpha == 1 else _scaled(b, input, alpha))

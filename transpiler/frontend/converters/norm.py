@@ -64,3 +64,79 @@ def batch_norm_module(b: Builder, m: nn.modules.batchnorm._BatchNorm, input):
         m.momentum,
         m.eps,
     )
+
+
+def _affine(b: Builder, weight, bias, shape, what: str):
+    """The affine parameters, ones/zeros where the module has none."""
+    w = weight if weight is not None else b.const(np.ones(shape, np.float32), f"{what}_weight")
+    bb = bias if bias is not None else b.const(np.zeros(shape, np.float32), f"{what}_bias")
+    return w, bb
+
+
+# F.layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05)
+@converts(F.layer_norm)
+def layer_norm(b: Builder, input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = tuple(int(d) for d in b.static(normalized_shape, "normalized_shape"))
+    w, bb = _affine(b, weight, bias, shape, "ln")
+    axes = tuple(range(input.rank - len(shape), input.rank))
+    return b.op("layer_norm", [input, w, bb], axes=axes, eps=float(eps))
+
+
+@converts(nn.LayerNorm)
+def layer_norm_module(b: Builder, m: nn.LayerNorm, input):
+    weight = b.const(m.weight, "ln_weight") if m.weight is not None else None
+    bias = b.const(m.bias, "ln_bias") if getattr(m, "bias", None) is not None else None
+    return layer_norm(b, input, m.normalized_shape, weight, bias, m.eps)
+
+
+# F.group_norm(input, num_groups, weight=None, bias=None, eps=1e-05)
+@converts(F.group_norm)
+def group_norm(b: Builder, input, num_groups, weight=None, bias=None, eps=1e-5):
+    c = input.shape[1]
+    w, bb = _affine(b, weight, bias, (c,), "gn")
+    return b.op("group_norm", [input, w, bb], groups=int(num_groups), eps=float(eps), axis=1)
+
+
+@converts(nn.GroupNorm)
+def group_norm_module(b: Builder, m: nn.GroupNorm, input):
+    weight = b.const(m.weight, "gn_weight") if m.weight is not None else None
+    bias = b.const(m.bias, "gn_bias") if m.bias is not None else None
+    return group_norm(b, input, m.num_groups, weight, bias, m.eps)
+
+
+# F.instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+#                 use_input_stats=True, momentum=0.1, eps=1e-05): group norm with one channel each
+@converts(F.instance_norm)
+def instance_norm(
+    b: Builder,
+    input,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+):
+    if not use_input_stats:
+        return batch_norm(b, input, running_mean, running_var, weight, bias, False, momentum, eps)
+    return group_norm(b, input, input.shape[1], weight, bias, eps)
+
+
+@converts(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+def instance_norm_module(b: Builder, m: nn.modules.instancenorm._InstanceNorm, input):
+    weight = b.const(m.weight, "in_weight") if m.weight is not None else None
+    bias = b.const(m.bias, "in_bias") if m.bias is not None else None
+    if m.track_running_stats and m.running_mean is not None:
+        return batch_norm(
+            b,
+            input,
+            b.const(m.running_mean, "running_mean"),
+            b.const(m.running_var, "running_var"),
+            weight,
+            bias,
+            False,
+            m.momentum,
+            m.eps,
+        )
+    return group_norm(b, input, input.shape[1], weight, bias, m.eps)

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import TranspileError
+from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import axes, axis
@@ -25,17 +26,79 @@ def _reshape_to_traced(b: Builder, input):
     return b.op("reshape", [input], shape=tuple(-1 if d is None else d for d in shape))
 
 
-@converts("view", "reshape", torch.reshape, "flatten", torch.flatten, nn.Flatten, nn.Unflatten)
+@converts(
+    "view",
+    "reshape",
+    torch.reshape,
+    "flatten",
+    torch.flatten,
+    nn.Flatten,
+    nn.Unflatten,
+    "squeeze",
+    torch.squeeze,
+    "unsqueeze",
+    torch.unsqueeze,
+    "view_as",
+    "reshape_as",
+    "unflatten",
+    torch.unflatten,
+)
 def reshape(b: Builder, input, *args, **kwargs):
     if isinstance(input, nn.Module):  # nn.Flatten / nn.Unflatten: the module comes first
         input = args[0]
     return _reshape_to_traced(b, input)
 
 
-# torch.mean(input, dim=None, keepdim=False, *, dtype=None)
-@converts(torch.mean, "mean")
-def mean(b: Builder, input, dim=None, keepdim=False, *, dtype=None):
-    return b.op("mean", [input], axes=axes(dim, input.rank), keepdims=bool(keepdim))
+def _reduce(kind: str):
+    # torch.mean/sum/amax/amin(input, dim=None, keepdim=False, ...)
+    def convert(b: Builder, input, dim=None, keepdim=False, *args, **kwargs):
+        dim = kwargs.get("axis", dim)
+        return b.op(
+            "reduce", [input], kind=kind, axes=axes(dim, input.rank), keepdims=bool(keepdim)
+        )
+
+    return convert
+
+
+converts(torch.mean, "mean")(_reduce("mean"))
+converts(torch.sum, "sum")(_reduce("sum"))
+converts(torch.amax, "amax")(_reduce("max"))
+converts(torch.amin, "amin")(_reduce("min"))
+
+
+# torch.max(input, dim, keepdim=False) -> (values, indices); torch.max(a, b) elementwise
+def _max_min(kind: str):
+    def convert(b: Builder, input, dim=None, keepdim=False, *, out=None):
+        if isinstance(dim, Value):  # torch.max(a, b)
+            return b.op("maximum" if kind == "max" else "minimum", [input, dim])
+        rank = input.rank
+        if dim is None:
+            return b.op("reduce", [input], kind=kind, axes=tuple(range(rank)), keepdims=False)
+        shape = list(input.shape)
+        ax = axis(dim, rank)
+        if keepdim:
+            shape[ax] = 1
+        else:
+            del shape[ax]
+        out_type = TensorType(tuple(shape), input.type.dtype)
+        values = b.op("reduce", [input], out_type, kind=kind, axes=(ax,), keepdims=bool(keepdim))
+        return (values, None)  # the indices are not supported
+
+    return convert
+
+
+converts(torch.max, "max")(_max_min("max"))
+converts(torch.min, "min")(_max_min("min"))
+
+
+@converts(torch.maximum)
+def maximum(b: Builder, input, other):
+    return b.op("maximum", [input, other])
+
+
+@converts(torch.minimum)
+def minimum(b: Builder, input, other):
+    return b.op("minimum", [input, other])
 
 
 # F.softmax(input, dim=None, _stacklevel=3, dtype=None)
@@ -49,6 +112,18 @@ def softmax(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
 @converts(nn.Softmax)
 def softmax_module(b: Builder, m: nn.Softmax, input):
     return softmax(b, input, m.dim)
+
+
+@converts(F.log_softmax, torch.log_softmax, "log_softmax")
+def log_softmax(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        raise TranspileError(f"log_softmax at {b.where()} without dim; pass dim explicitly")
+    return b.op("log_softmax", [input], axis=axis(dim, input.rank))
+
+
+@converts(nn.LogSoftmax)
+def log_softmax_module(b: Builder, m: nn.LogSoftmax, input):
+    return log_softmax(b, input, m.dim)
 
 
 # F.pad(input, pad, mode='constant', value=None): `pad` lists the last dimension first

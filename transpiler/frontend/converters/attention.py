@@ -1,0 +1,153 @@
+"""Attention: F.scaled_dot_product_attention and nn.MultiheadAttention, decomposed into IR
+matmul/softmax/linear/reshape ops (so every backend gets them without a special op)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...errors import TranspileError
+from ...ir import TensorType, Value
+from ..fx_importer import Builder
+from ..registry import converts
+
+
+def _t(shape, like: Value) -> TensorType:
+    return TensorType(tuple(shape), like.type.dtype)
+
+
+def _swap_last(b: Builder, x: Value) -> Value:
+    r = x.rank
+    perm = (*range(r - 2), r - 1, r - 2)
+    return b.op("transpose", [x], _t([x.shape[i] for i in perm], x), perm=perm)
+
+
+def _attend(b: Builder, q: Value, k: Value, v: Value, scale: float, mask: Value | None) -> tuple:
+    """softmax(q k^T * scale + mask) v; returns (output, attention weights)."""
+    scores_shape = (*q.shape[:-1], k.shape[-2])
+    scores = b.op("matmul", [q, _swap_last(b, k)], _t(scores_shape, q))
+    scores = b.op("mul", [scores, b.scalar(scale)], scores.type)
+    if mask is not None:
+        scores = b.op("add", [scores, mask], scores.type)
+    weights = b.op("softmax", [scores], scores.type, axis=scores.rank - 1)
+    out = b.op("matmul", [weights, v], _t((*q.shape[:-1], v.shape[-1]), q))
+    return out, weights
+
+
+def _mask(b: Builder, attn_mask, is_causal: bool, q: Value, k: Value) -> Value | None:
+    if attn_mask is not None and is_causal:
+        raise TranspileError(f"attention at {b.where()}: attn_mask together with is_causal")
+    if is_causal:
+        lq, lk = q.shape[-2], k.shape[-2]
+        if lq is None or lk is None:
+            raise TranspileError(f"causal attention at {b.where()} needs static sequence lengths")
+        m = np.triu(np.full((lq, lk), -np.inf, np.float32), k=1)
+        return b.const(m, "causal_mask")
+    if attn_mask is None:
+        return None
+    if not b.graph.is_constant(attn_mask):
+        raise TranspileError(
+            f"attention at {b.where()}: masks computed in forward() are not supported yet"
+        )
+    m = b.graph.constant(attn_mask)
+    if m.dtype == np.bool_:  # True = take part
+        m = np.where(m, 0.0, -np.inf).astype(np.float32)
+    return b.const(m, "attn_mask")
+
+
+# F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+#                                is_causal=False, scale=None, enable_gqa=False)
+@converts(F.scaled_dot_product_attention)
+def scaled_dot_product_attention(
+    b: Builder,
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    scale=None,
+    enable_gqa=False,
+):
+    if enable_gqa:
+        raise TranspileError(f"scaled_dot_product_attention(enable_gqa=True) at {b.where()}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    out, _ = _attend(b, query, key, value, scale, _mask(b, attn_mask, is_causal, query, key))
+    return out
+
+
+def _heads(b: Builder, x: Value, heads: int) -> Value:
+    """(N, L, E) -> (N, H, L, E/H)."""
+    n, length, e = x.shape
+    split = b.op(
+        "reshape",
+        [x],
+        _t((n, length, heads, e // heads), x),
+        shape=(-1 if n is None else n, length, heads, e // heads),
+    )
+    return b.op("transpose", [split], _t((n, heads, length, e // heads), x), perm=(0, 2, 1, 3))
+
+
+@converts(nn.MultiheadAttention)
+def multihead_attention(
+    b: Builder,
+    m: nn.MultiheadAttention,
+    query,
+    key,
+    value,
+    key_padding_mask=None,
+    need_weights=True,
+    attn_mask=None,
+    average_attn_weights=True,
+    is_causal=False,
+):
+    if key_padding_mask is not None:
+        raise TranspileError(
+            f"MultiheadAttention key_padding_mask at {b.where()} is not supported yet"
+        )
+    if m.bias_k is not None or m.add_zero_attn:
+        raise TranspileError(f"MultiheadAttention add_bias_kv/add_zero_attn at {b.where()}")
+    if not m.batch_first:  # (L, N, E) -> (N, L, E)
+        query, key, value = (
+            b.op("transpose", [t], _t((t.shape[1], t.shape[0], t.shape[2]), t), perm=(1, 0, 2))
+            for t in (query, key, value)
+        )
+    e, h = m.embed_dim, m.num_heads
+    if m._qkv_same_embed_dim:
+        w = m.in_proj_weight.detach()
+        ws = (w[:e], w[e : 2 * e], w[2 * e :])
+    else:
+        ws = (m.q_proj_weight.detach(), m.k_proj_weight.detach(), m.v_proj_weight.detach())
+    bias = m.in_proj_bias.detach() if m.in_proj_bias is not None else None
+    bs = (bias[:e], bias[e : 2 * e], bias[2 * e :]) if bias is not None else (None,) * 3
+    projected = []
+    for x, wi, bi in zip((query, key, value), ws, bs, strict=True):
+        inputs = [x, b.const(wi, "in_proj_weight")] + (
+            [b.const(bi, "in_proj_bias")] if bi is not None else []
+        )
+        projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
+    q, k, v = (_heads(b, x, h) for x in projected)
+    mask = _mask(b, attn_mask, is_causal, q, k)
+    out, weights = _attend(b, q, k, v, 1.0 / math.sqrt(e // h), mask)
+    n, _, length, d = out.shape
+    merged = b.op("transpose", [out], _t((n, length, h, d), out), perm=(0, 2, 1, 3))
+    merged = b.op(
+        "reshape", [merged], _t((n, length, e), out), shape=(-1 if n is None else n, length, e)
+    )
+    proj = [merged, b.const(m.out_proj.weight, "out_proj_weight")]
+    if m.out_proj.bias is not None:
+        proj.append(b.const(m.out_proj.bias, "out_proj_bias"))
+    y = b.op("linear", proj, merged.type)
+    if not m.batch_first:
+        y = b.op("transpose", [y], _t((y.shape[1], y.shape[0], y.shape[2]), y), perm=(1, 0, 2))
+    if not need_weights:
+        return (y, None)
+    if average_attn_weights:
+        avg_shape = (weights.shape[0], weights.shape[2], weights.shape[3])
+        weights = b.op(
+            "reduce", [weights], _t(avg_shape, weights), kind="mean", axes=(1,), keepdims=False
+        )
+    return (y, weights)

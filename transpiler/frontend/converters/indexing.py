@@ -1,0 +1,156 @@
+"""Indexing and splitting: x[...], chunk, split, narrow, select, unbind, expand."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ...errors import TranspileError
+from ...ir import TensorType, Value
+from ..fx_importer import Builder
+from ..registry import converts
+from ._util import axis as norm_axis
+
+
+def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
+    shape = list(x.shape)
+    if shape[ax] is not None:
+        shape[ax] = len(range(*slice(start, stop, step).indices(shape[ax])))
+    elif start >= 0 and stop is not None and stop >= 0:
+        shape[ax] = len(range(start, stop, step))
+    out = TensorType(tuple(shape), x.type.dtype)
+    return b.op("slice", [x], out, axes=(ax,), starts=(start,), stops=(stop,), steps=(step,))
+
+
+def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
+    if tuple(shape) == tuple(x.shape):
+        return x
+    if sum(d is None for d in shape) > 1:
+        raise TranspileError(f"indexing at {b.where()} leaves several dynamic dimensions")
+    target = tuple(-1 if d is None else d for d in shape)
+    return b.op("reshape", [x], TensorType(tuple(shape), x.type.dtype), shape=target)
+
+
+# operator.getitem(obj, index): a tuple/list of tensors (chunk, split), or x[...] on a tensor
+@converts(operator.getitem)
+def getitem(b: Builder, obj, index):
+    if isinstance(obj, list | tuple):
+        item = obj[index]
+        if item is None:
+            raise TranspileError(
+                f"the value taken at {b.where()} (e.g. argmax indices) is not supported"
+            )
+        return item
+    if not isinstance(obj, Value):
+        raise TranspileError(f"indexing a {type(obj).__name__} at {b.where()}")
+    index = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(i, Value) for i in index):
+        raise TranspileError(f"indexing with a tensor at {b.where()} is not supported yet")
+    index = b.static(index, "an index")
+    n_ellipsis = sum(i is Ellipsis for i in index)
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if n_ellipsis:
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (obj.rank - used) + index[k + 1 :]
+    x, ax = obj, 0
+    for i in index:
+        if i is None:
+            continue
+        if isinstance(i, slice):
+            start, stop, step = i.start or 0, i.stop, i.step or 1
+            if step < 1:
+                raise TranspileError(f"negative slice step at {b.where()} is not supported")
+            if (start, stop, step) != (0, None, 1):
+                if stop is not None and x.shape[ax] is not None and stop >= x.shape[ax]:
+                    stop = None
+                x = _slice(b, x, ax, start, stop, step)
+        elif isinstance(i, int):
+            x = _slice(b, x, ax, i, i + 1 if i != -1 else None)
+        else:
+            raise TranspileError(f"index {i!r} at {b.where()} is not supported")
+        ax += 1
+    return _reshape_to(b, x, b.out_type.shape)
+
+
+def _pieces(b: Builder, x: Value, sizes: list[int], dim: int) -> list[Value]:
+    ax = norm_axis(dim, x.rank)
+    out, start = [], 0
+    for size in sizes:
+        stop = start + size
+        out.append(_slice(b, x, ax, start, None if stop == x.shape[ax] else stop))
+        start = stop
+    return out
+
+
+# torch.chunk(input, chunks, dim=0)
+@converts(torch.chunk, "chunk")
+def chunk(b: Builder, input, chunks, dim=0):
+    ax = norm_axis(dim, input.rank)
+    n = b.static(input.shape[ax], "the chunked dimension")
+    if n is None:
+        raise TranspileError(f"chunk along a dynamic dimension at {b.where()}")
+    size = -(-n // chunks)
+    sizes = [min(size, n - k) for k in range(0, n, size)]
+    return _pieces(b, input, sizes, ax)
+
+
+# torch.split(tensor, split_size_or_sections, dim=0)
+@converts(torch.split, "split", torch.functional.split)
+def split(b: Builder, tensor, split_size_or_sections, dim=0):
+    ax = norm_axis(dim, tensor.rank)
+    n = tensor.shape[ax]
+    if n is None:
+        raise TranspileError(f"split along a dynamic dimension at {b.where()}")
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        sizes = [min(s, n - k) for k in range(0, n, s)]
+    else:
+        sizes = list(b.static(split_size_or_sections, "split sizes"))
+    return _pieces(b, tensor, sizes, ax)
+
+
+# torch.unbind(input, dim=0)
+@converts(torch.unbind, "unbind")
+def unbind(b: Builder, input, dim=0):
+    ax = norm_axis(dim, input.rank)
+    shape = input.shape[:ax] + input.shape[ax + 1 :]
+    return [_reshape_to(b, p, shape) for p in _pieces(b, input, [1] * input.shape[ax], ax)]
+
+
+# torch.narrow(input, dim, start, length)
+@converts(torch.narrow, "narrow")
+def narrow(b: Builder, input, dim, start, length):
+    ax = norm_axis(dim, input.rank)
+    return _slice(b, input, ax, start, start + length)
+
+
+# torch.select(input, dim, index)
+@converts(torch.select, "select")
+def select(b: Builder, input, dim, index):
+    ax = norm_axis(dim, input.rank)
+    piece = _slice(b, input, ax, index, index + 1 if index != -1 else None)
+    return _reshape_to(b, piece, b.out_type.shape)
+
+
+# Tensor.expand(*sizes) / expand_as(other) / torch.broadcast_to(input, size)
+@converts("expand", "expand_as", torch.broadcast_to, "broadcast_to")
+def expand(b: Builder, input, *sizes):
+    if tuple(b.out_type.shape) == tuple(input.shape):
+        return input
+    x = input
+    if x.rank < b.out_type.rank:  # expand adds leading axes
+        x = _reshape_to(b, x, (1,) * (b.out_type.rank - x.rank) + tuple(x.shape))
+    # -1: keep x's size; None: the batch size of the reference input (e.g. ViT's class token
+    # expanded to the batch: x.shape[0] is dynamic, the token is not)
+    target, needs_ref = [], False
+    for d, s in zip(b.out_type.shape, x.shape, strict=True):
+        if d is None and s == 1:
+            target.append(None)
+            needs_ref = True
+        else:
+            target.append(-1 if d is None or d == s else d)
+    ref = [b.graph.inputs[0]] if needs_ref else []
+    if needs_ref and b.graph.inputs[0].shape[0] is not None:
+        raise TranspileError(f"expand at {b.where()} to a dynamic size other than the batch")
+    return b.op("broadcast_to", [x, *ref], shape=tuple(target))
