@@ -210,8 +210,9 @@ def emit_source(
             body.append(indent + short)
             last_comment = comment
         name = ns.create(_node_hint(node))
-        for k, call in enumerate(calls):
-            layer_name = name if k == 0 else ns.create(f"{name}_{call.suffix or k}")
+        for call in calls:
+            # the node's main layer carries its name; helper layers get a suffix
+            layer_name = ns.create(f"{name}_{call.suffix}") if call.suffix else name
             used_modules.add(call.ctor.split(".")[0])
             if call.custom:
                 if call.custom not in SOURCES:
@@ -219,7 +220,7 @@ def emit_source(
                 used_custom.add(call.custom)
             ins = []
             for v in call.inputs:
-                if v is node.output and k > 0:
+                if v is node.output:
                     ins.append(name)  # the previous call's output
                 elif id(v) in var:
                     ins.append(var[id(v)])

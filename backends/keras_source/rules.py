@@ -156,10 +156,20 @@ def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
 def _linear(node: Node, graph: Graph) -> list[KerasCall]:
     w = graph.constant(node.inputs[1])
     bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    x = node.inputs[0]
     kwargs = _non_default(use_bias=(bias is not None, True))
-    call = KerasCall("layers.Dense", [node.inputs[0]], (w.shape[0],), kwargs)
+    mid = x.shape[1:-1]
+    if x.rank <= 2 or x.shape[0] is not None or None in mid:
+        call = KerasCall("layers.Dense", [x], (w.shape[0],), kwargs)
+        call.weights = [_f32(w.T)] + ([_f32(bias)] if bias is not None else [])
+        return [call]
+    # Keras' Dense on a rank > 2 input goes through tensordot, which adds a Transpose op:
+    # flatten the leading axes around it instead (free reshapes).
+    flat = KerasCall("ReshapeTo", [x], ((-1, x.shape[-1]),), {}, suffix="rows")
+    call = KerasCall("layers.Dense", [node.output], (w.shape[0],), kwargs)
     call.weights = [_f32(w.T)] + ([_f32(bias)] if bias is not None else [])
-    return [call]
+    back = KerasCall("ReshapeTo", [node.output], ((-1, *mid, w.shape[0]),), {}, suffix="unrows")
+    return [flat, call, back]
 
 
 @emits("batch_norm")

@@ -180,7 +180,16 @@ def reshape(node: Node, lay: Layouts) -> Perm:
         node.inputs[0] = lay.physical(x)
         return identity(y.rank)
     if order is None:
-        target = _reordered(p, blocks, in_shape)
+        # one transpose is unavoidable: pick the input layout whose output layout suits the
+        # consumers (channels-last for a conv after a channel shuffle, PyTorch's for a linear)
+        regrouped = _reordered(p, blocks, in_shape)
+        want = _preferred(lay, y)
+        target = identity(x.rank)
+        if (
+            want is not None
+            and _out_perm(_block_order(blocks, regrouped, in_shape), out_shape) == want
+        ):
+            target = regrouped
         node.inputs[0] = lay.need(x, target, "reshape of a permuted tensor")
         order = _block_order(blocks, target, in_shape)
         assert order is not None
@@ -189,6 +198,24 @@ def reshape(node: Node, lay: Layouts) -> Perm:
     q = _out_perm(order, out_shape)
     node.attrs["shape"] = tuple(-1 if out_shape[a] is None else out_shape[a] for a in q)
     return q
+
+
+def _preferred(lay: Layouts, v: Value, depth: int = 6) -> Perm | None:
+    """The layout the first consumer down a chain of layout-agnostic ops will want."""
+    for _ in range(depth):
+        users = lay.graph.users(v)
+        if not users:
+            return None
+        u = users[0]
+        kind = OPS[u.op].layout
+        if kind == "spatial":
+            return channels_last(v.rank)
+        if kind in ("last_axis", "fixed"):
+            return identity(v.rank)
+        if kind not in ("elementwise", "axis") or u.output.rank != v.rank:
+            return None
+        v = u.output
+    return None
 
 
 def _reshape_blocks(in_shape: tuple, out_shape: tuple) -> list[tuple[list, list]] | None:

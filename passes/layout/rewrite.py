@@ -62,9 +62,12 @@ class Layouts:
             # e.g. (N, C, 1, 1) -> (N, 1, 1, C): the same element order, so a free reshape
             shape = physical_shape(self.logical_shape_of(pv, p), tuple(target))
             node = self.graph.make_node(
-                "reshape", [pv], TensorType(shape, pv.type.dtype),
+                "reshape",
+                [pv],
+                TensorType(shape, pv.type.dtype),
                 {"shape": tuple(-1 if d is None else d for d in shape)},
-                self._anchor.source if self._anchor else None, "relayout",
+                self._anchor.source if self._anchor else None,
+                "relayout",
             )
             node.output.perm = tuple(target)
             self._insert(node)

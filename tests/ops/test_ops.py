@@ -38,6 +38,7 @@ def test_op(case: OpCase, io_layout: str, tmp_path):
             expected = 0
         else:
             expected = boundary_transposes(inputs, torch_reference(model, inputs))
-        assert result.report.transpose_count == expected, (
+        # at most the boundary ones: moving only size-1 axes (e.g. (N, C, 1, 1)) is a reshape
+        assert result.report.transpose_count <= expected, (
             f"{result.report.transpose_count} Transpose ops, expected {expected}\n{result.report}"
         )
