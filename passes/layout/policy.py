@@ -201,20 +201,23 @@ def reshape(node: Node, lay: Layouts) -> Perm:
 
 
 def _preferred(lay: Layouts, v: Value, depth: int = 6) -> Perm | None:
-    """The layout the first consumer down a chain of layout-agnostic ops will want."""
+    """The layout wanted by the nearest consumer (breadth-first through layout-agnostic ops of
+    the same rank) that wants one: channels-last for a conv, PyTorch's for a linear."""
+    frontier, rank = [v], v.rank
     for _ in range(depth):
-        users = lay.graph.users(v)
-        if not users:
+        following = []
+        for value in frontier:
+            for u in lay.graph.users(value):
+                kind = OPS[u.op].layout
+                if kind == "spatial":
+                    return channels_last(rank)
+                if kind in ("last_axis", "fixed"):
+                    return identity(rank)
+                if kind in ("elementwise", "axis") and u.output.rank == rank:
+                    following.append(u.output)
+        if not following:
             return None
-        u = users[0]
-        kind = OPS[u.op].layout
-        if kind == "spatial":
-            return channels_last(v.rank)
-        if kind in ("last_axis", "fixed"):
-            return identity(v.rank)
-        if kind not in ("elementwise", "axis") or u.output.rank != v.rank:
-            return None
-        v = u.output
+        frontier = following
     return None
 
 
