@@ -223,3 +223,14 @@ def boundary_transposes(inputs: Sequence[torch.Tensor], outputs: Sequence[np.nda
     """Transposes an "nchw" model needs at its boundary: one per float input/output of rank 3-5."""
     arrays = [x.numpy() for x in inputs] + list(outputs)
     return sum(_is_layout_tensor(a) for a in arrays)
+
+
+def randomize_zero_weights(model: nn.Module, seed: int = 0, std: float = 0.05) -> nn.Module:
+    """Re-draw parameters that are initialized to all zeros (e.g. ViT's classification head),
+    so that outputs are not trivially zero and the comparison with PyTorch means something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel() > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model

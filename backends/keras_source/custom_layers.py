@@ -521,3 +521,20 @@ class Resize(keras.layers.Layer):
         return x
 ''',
 )
+
+_layer(
+    "Constant",
+    '''
+class Constant(keras.layers.Layer):
+    """A constant tensor stored in the weights; the input only anchors it in the graph."""
+
+    def __init__(self, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.value = self.add_weight(
+            name="value", shape=tuple(shape), initializer="zeros", trainable=False
+        )
+
+    def call(self, anchor):
+        return ops.convert_to_tensor(self.value)
+''',
+)

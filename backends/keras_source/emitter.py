@@ -220,6 +220,10 @@ def emit_source(
                 used_custom.add(call.custom)
             ins = []
             for v in call.inputs:
+                if graph.is_constant(v) and id(v) not in var:
+                    # a weight used as a tensor (e.g. ViT's class token): a Constant layer
+                    var[id(v)] = _emit_constant(v, graph, ns, body, out, input_vars[0], indent)
+                    used_custom.add("Constant")
                 if v is node.output:
                     ins.append(name)  # the previous call's output
                 elif id(v) in var:
@@ -264,6 +268,26 @@ def emit_source(
     blocks.append(_LOAD_MODEL)
     out.source = header + "\n" + imports + "\n\n" + "\n\n".join(blocks)
     return out
+
+
+def _emit_constant(
+    v: Value,
+    graph: Graph,
+    ns: Namespace,
+    body: list[str],
+    out: EmittedModule,
+    anchor: str,
+    indent: str,
+) -> str:
+    name = ns.create(f"{v.name}_constant")
+    arr = graph.constant(v)
+    body.extend(
+        _call_lines(
+            name, "Constant", [_lit(tuple(arr.shape)), f"name={_lit(name)}"], anchor, indent
+        )
+    )
+    out.layer_weights[name] = [np.ascontiguousarray(arr, dtype=np.float32)]
+    return name
 
 
 def _header(
