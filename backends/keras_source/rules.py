@@ -487,7 +487,9 @@ def _pad(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("reshape")
 def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     x, shape = node.inputs[0], tuple(node.attrs["shape"])
-    if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:]:
+    rest = x.shape[1:]
+    keeps_batch = None not in rest and int(np.prod(rest)) == int(np.prod(shape[1:]))
+    if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
 
