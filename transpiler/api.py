@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ import torch
 from ._hygiene import block_triton_if_tensorflow
 from .errors import TranspileError
 from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
-from .frontend.fx_importer import trace
+from .frontend.fx_importer import trace, wrap_single_layer
 from .ir import Graph, Value
 from .report import Report
 from .signature import alternate_inputs, infer_inputs, normalize_inputs
@@ -88,24 +87,6 @@ def _check_backend(backend: Any) -> str:
     raise TranspileError(
         f"unknown backend {backend!r}; valid choices: {', '.join(repr(b) for b in BACKENDS)}."
     )
-
-
-class _Root(torch.nn.Module):
-    """Wraps a model that is a single convertible layer (e.g. a bare nn.ConvTranspose2d), so
-    tracing records one call of it instead of stepping into its forward()."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input: Any) -> Any:
-        return self.model(input)
-
-
-def _takes_one_input(model: torch.nn.Module) -> bool:
-    params = list(inspect.signature(model.forward).parameters.values())
-    required = [p for p in params if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
-    return len(required) == 1
 
 
 def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -179,8 +160,7 @@ def transpile(
         registry.methods.update(extra_converters.methods)
 
     work = _working_copy(model)
-    if registry.module_converter(work) is not None and _takes_one_input(work):
-        work = _Root(work)  # the model is itself one convertible layer: trace it as a call
+    work = wrap_single_layer(work, registry)
     fx_graph = trace(work, registry)
     if example_inputs is None:
         inputs_a, inputs_b = infer_inputs(work, fx_graph)

@@ -68,6 +68,17 @@ class Fn2(nn.Module):
         return self.fn(a, b)
 
 
+class _Attn(nn.Module):
+    """Self-attention with the weights returned too."""
+
+    def __init__(self, mha: nn.MultiheadAttention):
+        super().__init__()
+        self.mha = mha
+
+    def forward(self, x):
+        return self.mha(x, x, x)
+
+
 class Front(nn.Module):
     """front_conv, then `op`."""
 
@@ -544,6 +555,106 @@ add(
     pure=True,
 )
 add("noop", "raw-identity-linear", lambda: nn.Sequential(nn.Identity(), nn.Linear(6, 3)), (6,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 2's operators: indexing, shape, norms, resampling, attention, more activations
+# ----------------------------------------------------------------------------------------------
+
+SMALL = (3, 10, 12)
+for _name, _fn in [
+    ("slice-channels", lambda y: y[:, 2:5]),
+    ("slice-spatial-step", lambda y: y[:, :, 1:-1, ::2]),
+    ("select-int", lambda y: y[:, 0]),
+    ("chunk-cat", lambda y: torch.cat(y.chunk(2, dim=1)[::-1], 1)),
+    ("split-sizes", lambda y: torch.split(y, [3, 5], dim=1)[1]),
+    ("narrow", lambda y: y.narrow(3, 2, 5)),
+    ("unsqueeze-gate", lambda y: y * y.mean((2, 3)).unsqueeze(-1).unsqueeze(-1).sigmoid()),
+    ("expand", lambda y: y.mean((2, 3), keepdim=True).expand(-1, -1, 10, 12) + y),
+    ("sum-keepdim", lambda y: y.sum(dim=1, keepdim=True)),
+    ("amax-spatial", lambda y: y.amax(dim=(2, 3))),
+    ("max-dim-values", lambda y: y.max(dim=1)[0]),
+    ("log-softmax-ch", lambda y: F.log_softmax(y, dim=1)),
+    ("clamp", lambda y: y.clamp(-0.5, 0.7)),
+    ("pow", lambda y: y.abs() ** 1.5),
+    ("maximum", lambda y: torch.maximum(y, -y)),
+    (
+        "channel-shuffle",
+        lambda y: y.view(y.size(0), 2, 4, 10, 12).transpose(1, 2).reshape(y.size(0), 8, 10, 12),
+    ),
+    ("matmul-gram", lambda y: torch.matmul(y, y.transpose(-1, -2))),
+    ("einsum", lambda y: torch.einsum("nchw,nchv->nhwv", y, y)),
+    ("interp-nearest-x2", lambda y: F.interpolate(y, scale_factor=2)),
+    ("interp-bilinear-x2", lambda y: F.interpolate(y, scale_factor=2, mode="bilinear")),
+    (
+        "interp-bilinear-ac",
+        lambda y: F.interpolate(y, size=(7, 17), mode="bilinear", align_corners=True),
+    ),
+    ("interp-bilinear-size", lambda y: F.interpolate(y, size=(7, 17), mode="bilinear")),
+    ("interp-nearest-size", lambda y: F.interpolate(y, size=(7, 17))),
+    ("interp-nearest-exact", lambda y: F.interpolate(y, scale_factor=1.5, mode="nearest-exact")),
+    ("pixel-shuffle", lambda y: F.pixel_shuffle(y, 2)),
+    ("pixel-unshuffle", lambda y: F.pixel_unshuffle(y, 2)),
+]:
+    add("more", _name, lambda f=_fn: Front(f), SMALL)
+
+for _name, _mod in [
+    ("elu", lambda: nn.ELU(0.5)),
+    ("softplus", lambda: nn.Softplus(2.0, 5.0)),
+    ("mish", nn.Mish),
+    ("hardtanh", lambda: nn.Hardtanh(-2.0, 2.0)),
+    ("prelu-channels", lambda: nn.PReLU(8)),
+    ("prelu-shared", nn.PReLU),
+    ("layernorm-chw", lambda: nn.LayerNorm([8, 10, 12])),
+    ("groupnorm", lambda: nn.GroupNorm(2, 8)),
+    ("instancenorm-affine", lambda: nn.InstanceNorm2d(8, affine=True)),
+    ("adaptive-max-3x2", lambda: nn.AdaptiveMaxPool2d((3, 2))),
+    ("maxpool-dilated", lambda: nn.MaxPool2d(3, 2, 1, dilation=2)),
+    ("upsample-bilinear-ac", lambda: nn.UpsamplingBilinear2d(scale_factor=2)),
+]:
+    add("more", _name, lambda m=_mod: Front(m()), SMALL, pure=_name != "layernorm-chw")
+
+
+class _LayerNorm2d(nn.Module):
+    """ConvNeXt's permute -> LayerNorm -> permute: no transpose at all in NHWC."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = front_conv()
+        self.ln = nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.ln(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+add("more", "layernorm2d-permute-pair", _LayerNorm2d, SMALL, pure=True)
+add(
+    "more",
+    "mha-batch-first",
+    lambda: _Attn(nn.MultiheadAttention(16, 4, batch_first=True)),
+    (5, 16),
+)
+add("more", "mha-seq-first", lambda: _Attn(nn.MultiheadAttention(16, 4)), (5, 16))
+add(
+    "more",
+    "sdpa-causal",
+    lambda: Fn(lambda q: F.scaled_dot_product_attention(q, q * 2, q + 1, is_causal=True)),
+    (3, 6, 8),
+)
+add("more", "conv1d", lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), (4, 17))
+add("more", "conv3d-grouped", lambda: nn.Conv3d(4, 4, 3, groups=2, padding=1), (4, 5, 6, 6))
+add(
+    "more",
+    "convtranspose2d-op",
+    lambda: nn.ConvTranspose2d(4, 6, 3, 2, 1, output_padding=1),
+    (4, 7, 8),
+)
+add(
+    "more",
+    "convtranspose2d-dilated",
+    lambda: nn.ConvTranspose2d(4, 6, 3, 2, 1, dilation=2),
+    (4, 7, 8),
+)
 
 
 _ids = [case.id for case in CASES]

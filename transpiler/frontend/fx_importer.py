@@ -17,6 +17,7 @@ built with ``fx.Tracer().trace`` and interpreted here node by node.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -239,6 +240,27 @@ def _run(fx_graph: fx.Graph, root: torch.nn.Module, inputs: Sequence[torch.Tenso
     return run
 
 
+class _Root(torch.nn.Module):
+    """Wraps a model that is a single convertible layer (e.g. a bare nn.ConvTranspose2d), so
+    tracing records one call of it instead of stepping into its forward()."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input: Any) -> Any:
+        return self.model(input)
+
+
+def wrap_single_layer(model: torch.nn.Module, registry: ConverterRegistry) -> torch.nn.Module:
+    """``model`` itself, or wrapped when it is one layer the registry converts whole."""
+    if registry.module_converter(model) is None:
+        return model
+    params = list(inspect.signature(model.forward).parameters.values())
+    required = [p for p in params if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+    return _Root(model) if len(required) == 1 else model
+
+
 def trace(model: torch.nn.Module, registry: ConverterRegistry) -> fx.Graph:
     tracer = _Tracer(registry)
     try:
@@ -262,7 +284,9 @@ def import_model(
 ) -> ImportedModel:
     """Trace ``model`` and import it; ``inputs_b`` differ from ``inputs_a`` in the dynamic dims."""
 
-    fx_graph = fx_graph if fx_graph is not None else trace(model, registry)
+    if fx_graph is None:
+        model = wrap_single_layer(model, registry)
+        fx_graph = trace(model, registry)
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     try:
         run_a = _run(fx_graph, model, inputs_a)

@@ -19,6 +19,12 @@ def _t(shape, like: Value) -> TensorType:
     return TensorType(tuple(shape), like.type.dtype)
 
 
+def _target(shape) -> tuple:
+    if sum(d is None for d in shape) > 1:
+        raise TranspileError("attention with more than one dynamic dimension is not supported")
+    return tuple(-1 if d is None else d for d in shape)
+
+
 def _swap_last(b: Builder, x: Value) -> Value:
     r = x.rank
     perm = (*range(r - 2), r - 1, r - 2)
@@ -82,12 +88,8 @@ def scaled_dot_product_attention(
 def _heads(b: Builder, x: Value, heads: int) -> Value:
     """(N, L, E) -> (N, H, L, E/H)."""
     n, length, e = x.shape
-    split = b.op(
-        "reshape",
-        [x],
-        _t((n, length, heads, e // heads), x),
-        shape=(-1 if n is None else n, length, heads, e // heads),
-    )
+    shape = (n, length, heads, e // heads)
+    split = b.op("reshape", [x], _t(shape, x), shape=_target(shape))
     return b.op("transpose", [split], _t((n, heads, length, e // heads), x), perm=(0, 2, 1, 3))
 
 
@@ -134,9 +136,7 @@ def multihead_attention(
     out, weights = _attend(b, q, k, v, 1.0 / math.sqrt(e // h), mask)
     n, _, length, d = out.shape
     merged = b.op("transpose", [out], _t((n, length, h, d), out), perm=(0, 2, 1, 3))
-    merged = b.op(
-        "reshape", [merged], _t((n, length, e), out), shape=(-1 if n is None else n, length, e)
-    )
+    merged = b.op("reshape", [merged], _t((n, length, e), out), shape=_target((n, length, e)))
     proj = [merged, b.const(m.out_proj.weight, "out_proj_weight")]
     if m.out_proj.bias is not None:
         proj.append(b.const(m.out_proj.bias, "out_proj_bias"))

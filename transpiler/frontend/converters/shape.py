@@ -161,3 +161,44 @@ def transpose(b: Builder, input, dim0, dim1):
     i, j = axis(dim0, input.rank), axis(dim1, input.rank)
     perm[i], perm[j] = perm[j], perm[i]
     return permute(b, input, perm)
+
+
+# F.pixel_shuffle(input, upscale_factor): (N, C r^2, H, W) -> (N, C, H r, W r), as PyTorch
+# orders it (view, permute, reshape) - not TF's depth_to_space channel order
+@converts(F.pixel_shuffle, torch.pixel_shuffle)
+def pixel_shuffle(b: Builder, input, upscale_factor):
+    n, c, h, w = input.shape
+    r = int(upscale_factor)
+    split = (n, c // (r * r), r, r, h, w)
+    x = b.op("reshape", [input], TensorType(split, input.type.dtype), shape=_target(split))
+    perm = (0, 1, 4, 2, 5, 3)
+    moved = tuple(split[p] for p in perm)
+    x = b.op("transpose", [x], TensorType(moved, input.type.dtype), perm=perm)
+    return b.op("reshape", [x], shape=_target(b.out_type.shape))
+
+
+# F.pixel_unshuffle(input, downscale_factor): the inverse
+@converts(F.pixel_unshuffle, torch.pixel_unshuffle)
+def pixel_unshuffle(b: Builder, input, downscale_factor):
+    n, c, h, w = input.shape
+    r = int(downscale_factor)
+    split = (n, c, h // r, r, w // r, r)
+    x = b.op("reshape", [input], TensorType(split, input.type.dtype), shape=_target(split))
+    perm = (0, 1, 3, 5, 2, 4)
+    moved = tuple(split[p] for p in perm)
+    x = b.op("transpose", [x], TensorType(moved, input.type.dtype), perm=perm)
+    return b.op("reshape", [x], shape=_target(b.out_type.shape))
+
+
+@converts(nn.PixelShuffle)
+def pixel_shuffle_module(b: Builder, m: nn.PixelShuffle, input):
+    return pixel_shuffle(b, input, m.upscale_factor)
+
+
+@converts(nn.PixelUnshuffle)
+def pixel_unshuffle_module(b: Builder, m: nn.PixelUnshuffle, input):
+    return pixel_unshuffle(b, input, m.downscale_factor)
+
+
+def _target(shape) -> tuple:
+    return tuple(-1 if d is None else d for d in shape)
