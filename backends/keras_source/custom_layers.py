@@ -538,3 +538,23 @@ class Constant(keras.layers.Layer):
         return ops.convert_to_tensor(self.value)
 ''',
 )
+
+_layer(
+    "DynamicConv",
+    '''
+class DynamicConv(keras.layers.Layer):
+    """Convolution with a kernel computed by the model (channels-last input, kernel in PyTorch's
+    (out, in / groups, *k) layout as the second input); groups follow from the shapes."""
+
+    def __init__(self, strides, padding, dilation_rate, **kwargs):
+        super().__init__(**kwargs)
+        self.strides, self.padding = tuple(strides), padding
+        self.dilation_rate = tuple(dilation_rate)
+
+    def call(self, inputs):
+        x, weight = inputs
+        n = len(weight.shape) - 2
+        kernel = ops.transpose(weight, tuple(range(2, 2 + n)) + (1, 0))
+        return ops.conv(x, kernel, self.strides, self.padding, dilation_rate=self.dilation_rate)
+''',
+)

@@ -81,6 +81,8 @@ def _check_channels_last(node: Node) -> None:
 @emits("conv")
 def _conv(node: Node, graph: Graph) -> list[KerasCall]:
     _check_channels_last(node)
+    if not all(graph.is_constant(v) for v in node.inputs[1:]):
+        return _dynamic_conv(node, graph)
     x, w = node.inputs[0], graph.constant(node.inputs[1])
     bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
     a, n = node.attrs, w.ndim - 2
@@ -108,6 +110,38 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
         return [call]
     sub = KerasCall("Subsample", [node.output], (), {"strides": stride}, suffix="stride")
     return [call, sub]
+
+
+def _dynamic_conv(node: Node, graph: Graph) -> list[KerasCall]:
+    """A kernel computed in forward(): the convolution takes it as a second input."""
+    x, w = node.inputs[0], node.inputs[1]
+    a, n = node.attrs, w.rank - 2
+    stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
+    split = max(stride) > 1 and max(dilation) > 1
+    kwargs = {
+        "strides": (1,) * n if split else stride,
+        "padding": a["padding"],
+        "dilation_rate": dilation,
+    }
+    calls = [KerasCall("DynamicConv", [x, w], (), kwargs, list_input=True)]
+    if split:
+        calls.append(
+            KerasCall("Subsample", [node.output], (), {"strides": stride}, suffix="stride")
+        )
+    if len(node.inputs) > 2:
+        bias = node.inputs[2]
+        if graph.is_constant(bias):
+            arr = graph.constant(bias)
+            call = KerasCall(
+                "ConstantOperand", [node.output], ("add", tuple(arr.shape)), {}, suffix="bias"
+            )
+            call.weights = [_f32(arr)]
+        else:
+            call = KerasCall(
+                "layers.Add", [node.output, bias], (), {}, list_input=True, suffix="bias"
+            )
+        calls.append(call)
+    return calls
 
 
 @emits("conv_transpose")

@@ -37,6 +37,10 @@ def spatial(node: Node, lay: Layouts) -> Perm:
     x = node.inputs[0]
     cl = channels_last(x.rank)
     node.inputs[0] = lay.need(x, cl, f"to channels-last for {node.op}")
+    for k in range(1, len(node.inputs)):  # a kernel/bias computed in forward: PyTorch's layout
+        v = node.inputs[k]
+        if not lay.graph.is_constant(v):
+            node.inputs[k] = lay.need(v, identity(v.rank), f"{node.op} weights")
     node.attrs["data_format"] = "channels_last"
     return cl
 

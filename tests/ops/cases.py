@@ -657,5 +657,26 @@ add(
 )
 
 
+class _DynamicKernel(nn.Module):
+    """A kernel computed in forward() from the input (CondConv-like, shared by the batch)."""
+
+    def __init__(self, groups=1, stride=1, dilation=1):
+        super().__init__()
+        self.experts = nn.Parameter(torch.randn(3, 8, 4 // groups, 3, 3))
+        self.route = nn.Linear(4, 3)
+        self.bias = nn.Parameter(torch.randn(8))
+        self.groups, self.stride, self.dilation = groups, stride, dilation
+
+    def forward(self, x):
+        r = torch.softmax(self.route(x.mean((2, 3)).mean(0, keepdim=True)), -1)
+        w = (r.view(3, 1, 1, 1, 1) * self.experts).sum(0)
+        return F.conv2d(x, w, self.bias, self.stride, 1, self.dilation, self.groups)
+
+
+add("dynamic-conv", "shared-kernel", _DynamicKernel, (4, 9, 10))
+add("dynamic-conv", "shared-kernel-grouped-s2", lambda: _DynamicKernel(2, 2), (4, 9, 10))
+add("dynamic-conv", "shared-kernel-s2-d2", lambda: _DynamicKernel(1, 2, 2), (4, 9, 10))
+
+
 _ids = [case.id for case in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"

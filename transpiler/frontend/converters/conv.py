@@ -24,7 +24,14 @@ def _check_weight(b: Builder, weight, what: str) -> None:
 
 def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mode="zeros"):
     n = input.rank - 2
-    _check_weight(b, weight, f"conv{n}d")
+    if not b.graph.is_constant(weight) and (
+        None in weight.shape or None in input.shape[1:] or not isinstance(groups, int)
+    ):
+        raise TranspileError(
+            f"conv{n}d at {b.where()} has per-sample kernels computed in forward() (the "
+            "groups=batch trick); this is not supported yet. A kernel computed in forward() that "
+            "is shared by the whole batch is supported."
+        )
     if not isinstance(padding, str):
         padding = pair(padding, n)
     inputs = [input, weight] + ([bias] if bias is not None else [])
