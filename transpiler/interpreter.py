@@ -91,6 +91,16 @@ def _conv(node: Node, x, w, bias=None):
     return _back(y, node)
 
 
+@evaluates("conv_per_sample")
+def _conv_per_sample(node: Node, x, kernels):
+    x, a = _cf(x, node), node.attrs
+    n, c = x.shape[0], x.shape[1]
+    merged = x.reshape(1, n * c, *x.shape[2:])
+    w = kernels.reshape(n * kernels.shape[1], *kernels.shape[2:])
+    y = F.conv2d(merged, w, None, a["stride"], 0, a["dilation"], n)
+    return _back(y.reshape(n, kernels.shape[1], *y.shape[2:]), node)
+
+
 @evaluates("conv_transpose")
 def _conv_transpose(node: Node, x, w, bias=None):
     x, a = _cf(x, node), node.attrs

@@ -92,6 +92,8 @@ _op(
     groups=1,
     **SPATIAL,
 )
+# One kernel per sample: x (N, C, *s), kernels (N, O, C, *k) -> (N, O, *s'); 'valid' padding.
+_op("conv_per_sample", "spatial", 2, 2, stride=R, dilation=R, **SPATIAL)
 _op("max_pool", "spatial", kernel=R, stride=R, padding=R, dilation=R, ceil_mode=False, **SPATIAL)
 _op(
     "avg_pool",

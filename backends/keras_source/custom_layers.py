@@ -558,3 +558,25 @@ class DynamicConv(keras.layers.Layer):
         return ops.conv(x, kernel, self.strides, self.padding, dilation_rate=self.dilation_rate)
 ''',
 )
+
+_layer(
+    "PerSampleConv",
+    '''
+class PerSampleConv(keras.layers.Layer):
+    """One kernel per sample ('valid', channels-last): kernels (N, O, C, kh, kw) as PyTorch
+    lays them out. Patches of each sample times its own kernel, so the batch stays dynamic."""
+
+    def __init__(self, strides, dilation_rate, **kwargs):
+        super().__init__(**kwargs)
+        self.strides, self.dilation_rate = tuple(strides), tuple(dilation_rate)
+
+    def call(self, inputs):
+        x, kernels = inputs
+        _, out, channels, kh, kw = kernels.shape
+        patches = ops.image.extract_patches(
+            x, (kh, kw), self.strides, self.dilation_rate, padding="valid"
+        )
+        flat = ops.reshape(ops.transpose(kernels, (0, 3, 4, 2, 1)), (-1, kh * kw * channels, out))
+        return ops.einsum("bhwk,bko->bhwo", patches, flat)
+''',
+)

@@ -144,6 +144,14 @@ def _dynamic_conv(node: Node, graph: Graph) -> list[KerasCall]:
     return calls
 
 
+@emits("conv_per_sample")
+def _conv_per_sample(node: Node, graph: Graph) -> list[KerasCall]:
+    _check_channels_last(node)
+    a = node.attrs
+    kwargs = {"strides": tuple(a["stride"]), "dilation_rate": tuple(a["dilation"])}
+    return [KerasCall("PerSampleConv", list(node.inputs), (), kwargs, list_input=True)]
+
+
 @emits("conv_transpose")
 def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     _check_channels_last(node)

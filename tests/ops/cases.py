@@ -678,5 +678,38 @@ add("dynamic-conv", "shared-kernel-grouped-s2", lambda: _DynamicKernel(2, 2), (4
 add("dynamic-conv", "shared-kernel-s2-d2", lambda: _DynamicKernel(1, 2, 2), (4, 9, 10))
 
 
+class _CondConv(nn.Module):
+    """timm-style CondConv2d: per-sample kernels mixed from experts, run through the
+    groups=batch trick (x.reshape(1, B*C, H, W), groups=B)."""
+
+    def __init__(self, stride=1, padding=1, dilation=1):
+        super().__init__()
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.experts = nn.Parameter(torch.randn(3, 6 * 4 * 3 * 3) * 0.2)
+        self.expert_bias = nn.Parameter(torch.randn(3, 6))
+        self.route = nn.Linear(4, 3)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        r = torch.sigmoid(self.route(x.mean((2, 3))))
+        weight = torch.matmul(r, self.experts).view(b * 6, c, 3, 3)
+        bias = torch.matmul(r, self.expert_bias).view(b * 6)
+        out = F.conv2d(
+            x.reshape(1, b * c, h, w),
+            weight,
+            bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            groups=b,
+        )
+        return out.permute([1, 0, 2, 3]).view(b, 6, out.shape[-2], out.shape[-1])
+
+
+add("dynamic-conv", "per-sample-condconv", _CondConv, (4, 9, 10))
+add("dynamic-conv", "per-sample-condconv-s2", lambda: _CondConv(stride=2), (4, 9, 10))
+add("dynamic-conv", "per-sample-condconv-d2", lambda: _CondConv(padding=2, dilation=2), (4, 9, 10))
+
+
 _ids = [case.id for case in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"

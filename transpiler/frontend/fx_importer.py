@@ -99,6 +99,8 @@ class Builder:
         self.source: SourceInfo | None = None
         self.out_type: TensorType | None = None
         self.example: Any = None  # the node's torch result in the first run
+        self.example_args: tuple = ()  # its arguments in the first run
+        self.example_kwargs: dict = {}
         self._ref: str | None = None
         self._last: list[Value] = []
 
@@ -332,6 +334,8 @@ def import_model(
         else:
             fn = _converter(node, modules, registry)
             args, kwargs = arg(node.args), arg(node.kwargs)
+            b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
+            b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
             try:
                 if node.op == "call_module":
                     out = fn(b, modules[node.target], *args, **kwargs)

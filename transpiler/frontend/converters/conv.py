@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import TranspileError
+from ...ir import TensorType
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import pair
@@ -27,11 +28,7 @@ def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mo
     if not b.graph.is_constant(weight) and (
         None in weight.shape or None in input.shape[1:] or not isinstance(groups, int)
     ):
-        raise TranspileError(
-            f"conv{n}d at {b.where()} has per-sample kernels computed in forward() (the "
-            "groups=batch trick); this is not supported yet. A kernel computed in forward() that "
-            "is shared by the whole batch is supported."
-        )
+        return _per_sample_conv(b, input, weight, bias, stride, padding, dilation, n)
     if not isinstance(padding, str):
         padding = pair(padding, n)
     inputs = [input, weight] + ([bias] if bias is not None else [])
@@ -44,6 +41,61 @@ def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mo
         groups=int(groups),
         padding_mode=mode,
     )
+
+
+def _per_sample_conv(b: Builder, merged, weight, bias, stride, padding, dilation, n):
+    """The groups=batch trick (CondConv): x.reshape(1, B*C, H, W) convolved with per-sample
+    kernels (B*O, C, k, k), groups=B. Rebuilt on the unmerged tensors so the batch stays
+    dynamic: conv_per_sample(x (B, C, H, W), kernels (B, O, C, k, k))."""
+    where = f"per-sample convolution at {b.where()}"
+    src = merged.producer
+    if n != 2 or src is None or src.op != "reshape" or src.inputs[0].shape[0] is not None:
+        raise TranspileError(f"{where}: only x.reshape(1, B*C, H, W) with 2-D kernels is supported")
+    x = src.inputs[0]
+    c = x.shape[1]
+    x_a, w_a = b.example_args[0], b.example_args[1]
+    args = b.example_args
+    groups_a = args[6] if len(args) > 6 else b.example_kwargs.get("groups", 1)
+    batch_a = x_a.shape[1] // c
+    if groups_a is None or groups_a != batch_a or w_a.shape[1] != c:
+        raise TranspileError(f"{where}: only one group per sample (groups == batch) is supported")
+    out_ch = w_a.shape[0] // batch_a
+    k = tuple(w_a.shape[2:])
+    if isinstance(padding, str):
+        raise TranspileError(f"{where}: string padding is not supported here")
+    pads = pair(padding, 2)
+    if any(pads):
+        x = b.op(
+            "pad",
+            [x],
+            TensorType((None, c, x.shape[2] + 2 * pads[0], x.shape[3] + 2 * pads[1]), x.type.dtype),
+            pads=((0, 0), (0, 0), (pads[0], pads[0]), (pads[1], pads[1])),
+            mode="constant",
+            value=0.0,
+        )
+    kernels = b.op(
+        "reshape",
+        [weight],
+        TensorType((None, out_ch, c, *k), weight.type.dtype),
+        shape=(-1, out_ch, c, *k),
+    )
+    h, w = b.out_type.shape[2:]
+    y = b.op(
+        "conv_per_sample",
+        [x, kernels],
+        TensorType((None, out_ch, h, w), x.type.dtype),
+        stride=pair(stride, 2),
+        dilation=pair(dilation, 2),
+    )
+    if bias is not None:
+        bias5 = b.op(
+            "reshape",
+            [bias],
+            TensorType((None, out_ch, 1, 1), bias.type.dtype),
+            shape=(-1, out_ch, 1, 1),
+        )
+        y = b.op("add", [y, bias5], y.type)
+    return b.op("reshape", [y], shape=(1, -1, h, w))  # the merged layout the model expects
 
 
 # F.conv{1,2,3}d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
