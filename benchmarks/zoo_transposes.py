@@ -30,8 +30,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(ZOO))
     args = parser.parse_args()
-    print("| model | input | PyTorch permutes | Transpose (nchw) | Transpose (nhwc) "
-          "| IR ops | worst scaled error | transpile s |")
+    print(
+        "| model | input | PyTorch permutes | Transpose (nchw) | Transpose (nhwc) "
+        "| IR ops | worst scaled error | transpile s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         spec = ZOO[name]
@@ -52,8 +54,11 @@ def main() -> None:
                 worst = max([worst] + [c.max_rel for c in result.report.checks])
                 ops = len(result.graph.nodes)
         permutes = spec.torch_permutes if spec.torch_permutes is not None else 0
-        print(f"| {name} | {spec.size}x{spec.size} | {permutes} | {counts[0]} | {counts[1]} "
-              f"| {ops} | {worst:.1e} | {seconds:.1f} |", flush=True)
+        print(
+            f"| {name} | {spec.size}x{spec.size} | {permutes} | {counts[0]} | {counts[1]} "
+            f"| {ops} | {worst:.1e} | {seconds:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
