@@ -122,3 +122,22 @@ def test_unsupported_ops_name_module_path_and_line():
     msg = str(info.value)
     assert "torch.cumsum" in msg and "torch.flip" in msg and "test_frontend.py:" in msg
     assert [op["target"] for op in info.value.ops] == ["torch.cumsum", "torch.flip"]
+
+
+def test_batch_sized_constants_made_in_forward():
+    class Zeros(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 4)
+
+        def forward(self, x):
+            z = x.new_zeros((x.shape[0], 4)) + torch.ones_like(x).sum(1, keepdim=True)
+            return self.fc(x) + z + x.new_full((x.size(0), 4), 0.5)
+
+    model = Zeros().eval()
+    result = transpile(model, torch.randn(2, 6))
+    assert result.report.ok
+    x = torch.randn(5, 6)  # another batch size: the constants follow it
+    np.testing.assert_allclose(result.load()(x.numpy()), model(x).detach().numpy(), atol=1e-5)
+    source = result.source_path.read_text()
+    assert "\n    sum = " not in source  # builtins are never shadowed

@@ -8,6 +8,7 @@ deterministic: nodes in graph order, no timestamps, no absolute paths; formatted
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 import re
@@ -47,7 +48,7 @@ class Namespace:
     """Unique, safe Python identifiers (also valid Keras layer names) from arbitrary strings."""
 
     def __init__(self) -> None:
-        self._used: set[str] = set(_RESERVED)
+        self._used: set[str] = set(_RESERVED) | set(dir(builtins))  # no shadowed builtins
 
     def create(self, hint: str) -> str:
         base = re.sub(r"[^0-9A-Za-z_]+", "_", hint).strip("_")[:60] or "v"

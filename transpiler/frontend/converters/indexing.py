@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 import torch
 
 from ...errors import TranspileError
@@ -154,3 +155,37 @@ def expand(b: Builder, input, *sizes):
     if needs_ref and b.graph.inputs[0].shape[0] is not None:
         raise TranspileError(f"expand at {b.where()} to a dynamic size other than the batch")
     return b.op("broadcast_to", [x, *ref], shape=tuple(target))
+
+
+def _filled(b: Builder, value) -> Value:
+    """A constant of the traced output's shape; a dynamic (batch) size comes from the input."""
+    shape = b.out_type.shape
+    arr = np.full([1 if d is None else d for d in shape], value, dtype=np.dtype(b.out_type.dtype))
+    if None not in shape:
+        return b.const(arr, "filled")
+    if any(d is None for d in shape[1:]) or b.graph.inputs[0].shape[0] is not None:
+        raise TranspileError(
+            f"a tensor created at {b.where()} has a dynamic size other than "
+            "the batch; pass example_inputs with fixed sizes"
+        )
+    const = b.const(arr, "filled")
+    return b.op("broadcast_to", [const, b.graph.inputs[0]], shape=(None, *shape[1:]))
+
+
+# torch.zeros/ones/full(size, ...) and Tensor.new_zeros/new_ones/new_full, *_like: only reached
+# when a size depends on the input (e.g. torch.zeros(x.shape[0], 10)); static ones are folded
+@converts(torch.zeros, "new_zeros", torch.zeros_like)
+def zeros(b: Builder, *args, **kwargs):
+    return _filled(b, 0)
+
+
+@converts(torch.ones, "new_ones", torch.ones_like)
+def ones(b: Builder, *args, **kwargs):
+    return _filled(b, 1)
+
+
+@converts(torch.full, "new_full", torch.full_like)
+def full(b: Builder, *args, fill_value=None, **kwargs):
+    if fill_value is None:
+        fill_value = args[-1] if not isinstance(args[0], Value) or len(args) > 2 else args[1]
+    return _filled(b, b.static(fill_value, "the fill value"))
