@@ -101,29 +101,25 @@ def minimum(b: Builder, input, other):
     return b.op("minimum", [input, other])
 
 
-# F.softmax(input, dim=None, _stacklevel=3, dtype=None)
-@converts(F.softmax, torch.softmax, "softmax")
-def softmax(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
-    if dim is None:
-        raise TranspileError(f"softmax at {b.where()} without dim; pass dim explicitly")
-    return b.op("softmax", [input], axis=axis(dim, input.rank))
+def _softmax(op: str):
+    # F.softmax / F.log_softmax(input, dim=None, _stacklevel=3, dtype=None)
+    def convert(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
+        if dim is None:
+            raise TranspileError(f"{op} at {b.where()} without dim; pass dim explicitly")
+        return b.op(op, [input], axis=axis(dim, input.rank))
+
+    def convert_module(b: Builder, m, input):
+        return convert(b, input, m.dim)
+
+    return convert, convert_module
 
 
-@converts(nn.Softmax)
-def softmax_module(b: Builder, m: nn.Softmax, input):
-    return softmax(b, input, m.dim)
-
-
-@converts(F.log_softmax, torch.log_softmax, "log_softmax")
-def log_softmax(b: Builder, input, dim=None, _stacklevel=3, dtype=None):
-    if dim is None:
-        raise TranspileError(f"log_softmax at {b.where()} without dim; pass dim explicitly")
-    return b.op("log_softmax", [input], axis=axis(dim, input.rank))
-
-
-@converts(nn.LogSoftmax)
-def log_softmax_module(b: Builder, m: nn.LogSoftmax, input):
-    return log_softmax(b, input, m.dim)
+_fn, _module = _softmax("softmax")
+converts(F.softmax, torch.softmax, "softmax")(_fn)
+converts(nn.Softmax)(_module)
+_fn, _module = _softmax("log_softmax")
+converts(F.log_softmax, torch.log_softmax, "log_softmax")(_fn)
+converts(nn.LogSoftmax)(_module)
 
 
 # F.pad(input, pad, mode='constant', value=None): `pad` lists the last dimension first
@@ -163,18 +159,21 @@ def transpose(b: Builder, input, dim0, dim1):
     return permute(b, input, perm)
 
 
-# F.pixel_shuffle(input, upscale_factor): (N, C r^2, H, W) -> (N, C, H r, W r), as PyTorch
-# orders it (view, permute, reshape) - not TF's depth_to_space channel order
+def _shuffle(b: Builder, input, split: tuple, perm: tuple):
+    """reshape -> permute -> reshape, as PyTorch defines pixel (un)shuffle."""
+    x = b.op("reshape", [input], TensorType(split, input.type.dtype), shape=_target(split))
+    moved = tuple(split[p] for p in perm)
+    x = b.op("transpose", [x], TensorType(moved, input.type.dtype), perm=perm)
+    return b.op("reshape", [x], shape=_target(b.out_type.shape))
+
+
+# F.pixel_shuffle(input, upscale_factor): (N, C r^2, H, W) -> (N, C, H r, W r), in PyTorch's
+# channel order (not TF's depth_to_space order)
 @converts(F.pixel_shuffle, torch.pixel_shuffle)
 def pixel_shuffle(b: Builder, input, upscale_factor):
     n, c, h, w = input.shape
     r = int(upscale_factor)
-    split = (n, c // (r * r), r, r, h, w)
-    x = b.op("reshape", [input], TensorType(split, input.type.dtype), shape=_target(split))
-    perm = (0, 1, 4, 2, 5, 3)
-    moved = tuple(split[p] for p in perm)
-    x = b.op("transpose", [x], TensorType(moved, input.type.dtype), perm=perm)
-    return b.op("reshape", [x], shape=_target(b.out_type.shape))
+    return _shuffle(b, input, (n, c // (r * r), r, r, h, w), (0, 1, 4, 2, 5, 3))
 
 
 # F.pixel_unshuffle(input, downscale_factor): the inverse
@@ -182,12 +181,7 @@ def pixel_shuffle(b: Builder, input, upscale_factor):
 def pixel_unshuffle(b: Builder, input, downscale_factor):
     n, c, h, w = input.shape
     r = int(downscale_factor)
-    split = (n, c, h // r, r, w // r, r)
-    x = b.op("reshape", [input], TensorType(split, input.type.dtype), shape=_target(split))
-    perm = (0, 1, 3, 5, 2, 4)
-    moved = tuple(split[p] for p in perm)
-    x = b.op("transpose", [x], TensorType(moved, input.type.dtype), perm=perm)
-    return b.op("reshape", [x], shape=_target(b.out_type.shape))
+    return _shuffle(b, input, (n, c, h // r, r, w // r, r), (0, 1, 3, 5, 2, 4))
 
 
 @converts(nn.PixelShuffle)
