@@ -38,6 +38,7 @@ class TranspileResult:
     graph: Graph  # the IR after the pipeline
     io_layout: tuple[str, str] = ("nchw", "nchw")
     files: list[Path] = field(default_factory=list)
+    tolerance: float = 1e-4
 
     def keras_model(self) -> Any:
         """The generated model, loaded with its weights (a fresh ``keras.Model``)."""
@@ -50,6 +51,18 @@ class TranspileResult:
     def load(self) -> Callable[..., Any]:
         """A plain callable: numpy arrays (layout per io_layout) in, numpy array(s) out."""
         return make_callable(self.keras_model(), len(self.graph.outputs))
+
+    def to_tflite(self, path: str | os.PathLike[str], variant: str = "float32") -> Path:
+        """Write a TFLite flatbuffer (dynamic batch, builtin ops only) and check it against
+        PyTorch on the transpile's check inputs. ``variant``: "float32" (held to the transpile's
+        tolerance; a mismatch raises and writes nothing), "float16" or "dynamic_range"
+        (quantized: their measured errors go into ``report.tflite``)."""
+        from .tflite import export_tflite
+
+        if not self.report.references:
+            raise TranspileError("to_tflite() checks against PyTorch: transpile with verify=True.")
+        export_tflite(self.keras_model(), Path(path), self.report, self.tolerance, variant)
+        return Path(path)
 
 
 def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
@@ -263,4 +276,5 @@ def _write_and_verify(
         graph=graph,
         io_layout=layouts,
         files=files,
+        tolerance=tolerance,
     )

@@ -42,6 +42,10 @@ class Report:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     divergence: Divergence | None = None
+    # TFLite exports: (variant, path, [Check]) with the same bound as the numeric check
+    tflite: list[tuple[str, str, list[Check]]] = field(default_factory=list)
+    # the numeric check's inputs and PyTorch outputs, in io_layout (for later exports' checks)
+    references: list[tuple[list[Any], list[Any]]] = field(default_factory=list, repr=False)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -93,6 +97,9 @@ class Report:
                 f"First diverging module: `{d.module_path}` ({d.module_type}), Keras layer "
                 f"`{d.layer}`: max abs error {d.max_abs:.3g} > {d.bound:.3g}",
             ]
+        for variant, path, checks in self.tflite:
+            worst = max((c.max_rel for c in checks), default=0.0)
+            lines.append(f"\nTFLite ({variant}) `{path}`: worst scaled error {worst:.3g}")
         if self.module_layers:
             lines += [
                 "",

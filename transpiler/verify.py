@@ -67,6 +67,7 @@ def check_numerics(
                 for t in flatten(work(*inputs))
             ]
         arrays = [to_layout(x.numpy(), layouts[0]) for x in inputs]
+        report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs]))
         outs = fn(*arrays)
         outs = list(outs) if isinstance(outs, tuple) else [outs]
         if len(outs) != len(refs):

@@ -1,0 +1,70 @@
+"""TFLite export: builtin ops only (no Flex), dynamic batch, checked against PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from helpers import randomize_bn
+
+from transpiler import transpile
+from transpiler.tflite import op_names, run_tflite
+
+
+def _yolo_block():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU())
+
+
+MODELS = {
+    "yolo_block": (_yolo_block, 65),
+    "grouped_conv": (
+        lambda: nn.Sequential(
+            nn.Conv2d(4, 8, 3, groups=2, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)
+        ),
+        17,
+    ),
+    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), 64),
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None), 64),
+}
+
+
+@pytest.mark.parametrize("io_layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tflite_float32_matches_torch(name, io_layout, tmp_path):
+    make, size = MODELS[name]
+    torch.manual_seed(0)
+    model = randomize_bn(make()).eval()
+    channels = 4 if name == "grouped_conv" else 3
+    result = transpile(
+        model, torch.randn(1, channels, size, size), io_layout=io_layout, out_dir=tmp_path / "out"
+    )
+    path = result.to_tflite(tmp_path / "model.tflite")
+    blob = path.read_bytes()
+    ops = op_names(blob)
+    assert not [op for op in ops if op.startswith("Flex")], ops
+    if io_layout == "nhwc":
+        assert "TRANSPOSE" not in ops, ops
+    variant, _, checks = result.report.tflite[-1]
+    assert variant == "float32" and checks and all(c.ok for c in checks)
+    # and independently of the report: another batch size straight through the interpreter
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    arr = x.numpy() if io_layout == "nchw" else x.permute(0, 2, 3, 1).numpy()
+    (y,) = run_tflite(blob, [arr])
+    if io_layout == "nhwc" and y.ndim == 4:
+        y = y.transpose(0, 3, 1, 2)
+    assert np.abs(y - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_tflite_quantized_variants_report_their_error(tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(_yolo_block()).eval()
+    result = transpile(model, torch.randn(1, 3, 32, 32), out_dir=tmp_path / "out")
+    for variant in ("float16", "dynamic_range"):
+        result.to_tflite(tmp_path / f"{variant}.tflite", variant=variant)
+    variants = [v for v, _, _ in result.report.tflite]
+    assert variants == ["float16", "dynamic_range"]
+    assert all(checks for _, _, checks in result.report.tflite)
