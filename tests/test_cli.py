@@ -52,10 +52,12 @@ def test_cli_transpiles(factory: Path):
         str(out),
         "--io-layout",
         "nhwc,nchw",
+        "--tflite",
         cwd=factory,
     )
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.py").exists() and (out / "model.weights.h5").exists()
+    assert (out / "model.tflite").exists()
     assert "check batch 1" in proc.stdout
 
 

@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fold-batchnorm", action="store_true", help="keep BatchNorm layers")
     p.add_argument("--no-verify", action="store_true", help="skip the numeric check")
     p.add_argument("--tolerance", type=float, default=1e-4, help="numeric check bound")
+    p.add_argument(
+        "--tflite",
+        nargs="?",
+        const="float32",
+        choices=["float32", "float16", "dynamic_range"],
+        help="also write model.tflite (checked against PyTorch); optional variant",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
@@ -107,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify=not args.no_verify,
             tolerance=args.tolerance,
         )
+        if args.tflite:
+            print("writing TFLite ...", file=sys.stderr)
+            name = "model.tflite" if args.tflite == "float32" else f"model_{args.tflite}.tflite"
+            result.to_tflite(result.out_dir / name, variant=args.tflite)
+            result.report.files.append(name)
     except TranspileError as exc:
         if args.debug:
             raise
