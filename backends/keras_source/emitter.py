@@ -240,6 +240,8 @@ def emit_source(
                 out.layer_weights[layer_name] = call.weights
             if node.source and node.source.module_path:
                 out.module_layers.setdefault(node.source.module_path, []).append(layer_name)
+            for folded in node.meta.get("folded", []) if not call.suffix else []:
+                out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
         var[id(node.output)] = name
         out.value_layers[node.output.name] = final_layer
