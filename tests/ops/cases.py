@@ -595,6 +595,8 @@ for _name, _fn in [
     ("interp-nearest-exact", lambda y: F.interpolate(y, scale_factor=1.5, mode="nearest-exact")),
     ("pixel-shuffle", lambda y: F.pixel_shuffle(y, 2)),
     ("pixel-unshuffle", lambda y: F.pixel_unshuffle(y, 2)),
+    ("shape-arith-interp", lambda y: F.interpolate(y, size=(y.shape[2] * 2, y.shape[3] // 2))),
+    ("shape-arith-view", lambda y: y.view(y.shape[0], y.shape[1] // 2, -1).softmax(-1)),
 ]:
     add("more", _name, lambda f=_fn: Front(f), SMALL)
 
