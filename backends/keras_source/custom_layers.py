@@ -145,6 +145,9 @@ class ReshapeTo(keras.layers.Layer):
 
     def call(self, x):
         return ops.reshape(x, self.target)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(None if d == -1 else d for d in self.target)
 ''',
 )
 
@@ -515,7 +518,7 @@ class Resize(keras.layers.Layer):
             low = np.minimum(np.floor(src), n - 1).astype("int32")
             high = np.minimum(low + 1, n - 1)
             shape = [out if a == axis else 1 for a in range(len(x.shape))]
-            weight = (src - low).astype("float32").reshape(shape)
+            weight = ops.convert_to_tensor((src - low).astype("float32").reshape(shape))
             a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
             x = a + (b - a) * weight
         return x
