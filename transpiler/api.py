@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ._hygiene import block_triton_if_tensorflow
+from .backends import BACKENDS
 from .errors import TranspileError
 from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
 from .frontend.fx_importer import trace, wrap_single_layer
@@ -24,7 +25,6 @@ from .signature import alternate_inputs, infer_inputs, normalize_inputs
 __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
-BACKENDS = ("keras",)
 PLANNED_BACKENDS = ("tf",)
 
 
