@@ -98,11 +98,9 @@ class Builder:
         self.graph = graph
         self.source: SourceInfo | None = None
         self.out_type: TensorType | None = None
-        self.example: Any = None  # the node's torch result in the first run
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
         self._ref: str | None = None
-        self._last: list[Value] = []
 
     def op(
         self, name: str, inputs: Sequence[Value], out_type: TensorType | None = None, **attrs: Any
@@ -112,7 +110,6 @@ class Builder:
             raise TranspileError(f"internal: no output type for {name} at {self.where()}")
         node = self.graph.make_node(name, list(inputs), out_type, attrs, self.source, self._hint())
         self.graph.nodes.append(node)
-        self._last.append(node.output)
         return node.output
 
     def const(self, data: Any, hint: str = "const") -> Value:
@@ -191,7 +188,6 @@ class ImportedModel:
     graph: Graph
     fx_graph: fx.Graph
     root: torch.nn.Module
-    placeholders: list[fx.Node]
 
 
 def _get_attr(root: torch.nn.Module, target: str) -> Any:
@@ -289,7 +285,6 @@ def import_model(
     if fx_graph is None:
         model = wrap_single_layer(model, registry)
         fx_graph = trace(model, registry)
-    placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     try:
         run_a = _run(fx_graph, model, inputs_a)
         run_b = _run(fx_graph, model, inputs_b)
@@ -317,9 +312,7 @@ def import_model(
     for node in fx_graph.nodes:
         a, bb = run_a.values.get(node), run_b.values.get(node)
         b.source = _source_info(node, modules)
-        b.example = a
         b.out_type = _tensor_type(a, bb) if isinstance(a, torch.Tensor) else None
-        b._last = []
         if node.op == "placeholder":
             value = Value(graph.fresh_name("input"), b.out_type, torch_ref=node.name)
             graph.inputs.append(value)
@@ -352,7 +345,7 @@ def import_model(
                 out.torch_ref = node.name
                 _check_type(out, b, node)
             env[node] = out
-    return ImportedModel(graph, fx_graph, model, placeholders)
+    return ImportedModel(graph, fx_graph, model)
 
 
 def _check_type(out: Value, b: Builder, node: fx.Node) -> None:
