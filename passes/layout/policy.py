@@ -145,15 +145,14 @@ def reduce_(node: Node, lay: Layouts) -> Perm:
 
 
 def pad(node: Node, lay: Layouts) -> Perm:
+    """Pad in the layout its consumers want (a pad made for a conv runs channels-last), so a
+    transpose, if any, comes before the pad rather than between it and the conv."""
     x = node.inputs[0]
-    users = lay.graph.users(node.output)
-    if users and all(OPS[u.op].layout == "spatial" for u in users):
-        # a pad made for a conv/pool: pad channels-last, so the transpose (if any) comes first
-        node.inputs[0] = lay.need(x, channels_last(x.rank), f"to channels-last for {users[0].op}")
-        p = channels_last(x.rank)
-    else:
-        p = lay.perm(x)
-        node.inputs[0] = lay.physical(x)
+    p = _preferred(lay, node.output) or lay.perm(x)
+    why = (
+        "to channels-last for pad" if p == channels_last(x.rank) else "pad in its consumers' layout"
+    )
+    node.inputs[0] = lay.need(x, p, why)
     pads = node.attrs["pads"]
     node.attrs["pads"] = tuple(tuple(pads[q]) for q in p)
     return p
