@@ -1,5 +1,6 @@
-"""Backends: IR (after the pipeline) -> artifacts. ``keras``: readable Keras 3 source + weights."""
+"""Backends: IR (after the pipeline) -> artifacts. ``keras``: readable Keras 3 source + weights;
+``tf``: TensorFlow ops in a tf.function, saved as a SavedModel."""
 
-BACKENDS = ("keras",)
+BACKENDS = ("keras", "tf")
 
 __all__ = ["BACKENDS"]

@@ -61,6 +61,25 @@ def test_cli_transpiles(factory: Path):
     assert "check batch 1" in proc.stdout
 
 
+def test_cli_tf_backend(factory: Path):
+    out = factory / "out_tf"
+    proc = _run(
+        "mymodels:tiny",
+        "--input-shape",
+        "1,3,16,16",
+        "-o",
+        str(out),
+        "--backend",
+        "tf",
+        "--tflite",
+        cwd=factory,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "saved_model" / "saved_model.pb").exists() and (out / "model.tflite").exists()
+    assert not (out / "model.py").exists()
+    assert "report (tf)" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -536,8 +536,9 @@ def test_unsupported_ops_are_all_listed_and_nothing_is_written(tmp_path):
     assert listing(out) == set(), f"files left behind: {listing(out)}"
 
 
+@pytest.mark.parametrize("backend", ["keras", "tf"])
 @pytest.mark.parametrize("failure", ["unsupported", "mismatch"])
-def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure):
+def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure, backend):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -564,7 +565,7 @@ def test_failed_transpile_keeps_user_files_and_adds_nothing(tmp_path, failure):
         model = nn.Sequential(OrderedDict(zip(names, layers, strict=True))).eval()
         kwargs = {"extra_converters": broken}
     try:
-        result = transpile(model, x_img(), out_dir=out, **kwargs)
+        result = transpile(model, x_img(), out_dir=out, backend=backend, **kwargs)
     except TranspileError as exc:
         if failure == "mismatch":
             assert not all(c.ok for c in exc.report.checks), "e.report must carry the failure"

@@ -1,4 +1,5 @@
-"""TFLite export: builtin ops only (no Flex), dynamic batch, checked against PyTorch."""
+"""TFLite export from both backends: builtin ops only (no Flex), dynamic batch, checked against
+PyTorch."""
 
 from __future__ import annotations
 
@@ -30,15 +31,20 @@ MODELS = {
 }
 
 
+@pytest.mark.parametrize("backend", ["keras", "tf"])
 @pytest.mark.parametrize("io_layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_tflite_float32_matches_torch(name, io_layout, tmp_path):
+def test_tflite_float32_matches_torch(name, io_layout, backend, tmp_path):
     make, size = MODELS[name]
     torch.manual_seed(0)
     model = randomize_bn(make()).eval()
     channels = 4 if name == "grouped_conv" else 3
     result = transpile(
-        model, torch.randn(1, channels, size, size), io_layout=io_layout, out_dir=tmp_path / "out"
+        model,
+        torch.randn(1, channels, size, size),
+        backend=backend,
+        io_layout=io_layout,
+        out_dir=tmp_path / "out",
     )
     path = result.to_tflite(tmp_path / "model.tflite")
     blob = path.read_bytes()
@@ -59,10 +65,11 @@ def test_tflite_float32_matches_torch(name, io_layout, tmp_path):
     assert np.abs(y - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
-def test_tflite_quantized_variants_report_their_error(tmp_path):
+@pytest.mark.parametrize("backend", ["keras", "tf"])
+def test_tflite_quantized_variants_report_their_error(backend, tmp_path):
     torch.manual_seed(0)
     model = randomize_bn(_yolo_block()).eval()
-    result = transpile(model, torch.randn(1, 3, 32, 32), out_dir=tmp_path / "out")
+    result = transpile(model, torch.randn(1, 3, 32, 32), backend=backend, out_dir=tmp_path / "out")
     for variant in ("float16", "dynamic_range"):
         result.to_tflite(tmp_path / f"{variant}.tflite", variant=variant)
     variants = [v for v, _, _ in result.report.tflite]

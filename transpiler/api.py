@@ -25,7 +25,6 @@ from .signature import alternate_inputs, infer_inputs, normalize_inputs
 __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
-PLANNED_BACKENDS = ("tf",)
 
 
 @dataclass
@@ -39,18 +38,43 @@ class TranspileResult:
     io_layout: tuple[str, str] = ("nchw", "nchw")
     files: list[Path] = field(default_factory=list)
     tolerance: float = 1e-4
+    saved_model_path: Path | None = None  # backend="tf": the SavedModel folder
 
     def keras_model(self) -> Any:
         """The generated model, loaded with its weights (a fresh ``keras.Model``)."""
         from transpiler.backends.keras_source import import_module_from
 
         if self.source_path is None:
-            raise TranspileError(f"the {self.backend} backend has no Keras model")
+            raise TranspileError(
+                f"the {self.backend} backend has no Keras model (it wrote a SavedModel: use "
+                "result.load() or tf.saved_model.load); transpile with backend='keras' for one."
+            )
         return import_module_from(self.source_path).load_model(str(self.weights_path))
 
     def load(self) -> Callable[..., Any]:
         """A plain callable: numpy arrays (layout per io_layout) in, numpy array(s) out."""
+        if self.backend == "tf":
+            from transpiler.backends.tf_graph import load_saved_model
+            from transpiler.backends.tf_graph import make_callable as tf_callable
+
+            assert self.saved_model_path is not None
+            module = load_saved_model(self.saved_model_path)
+            return tf_callable(module, len(self.graph.outputs))
         return make_callable(self.keras_model(), len(self.graph.outputs))
+
+    def concrete_function(self) -> Any:
+        """The model as a TF concrete function (dynamic batch), for TFLite and graph tooling."""
+        if self.backend == "tf":
+            from transpiler.backends.tf_graph import load_saved_model
+
+            assert self.saved_model_path is not None
+            module = load_saved_model(self.saved_model_path)
+            concrete = module.serve.get_concrete_function()
+            concrete._transpiler_owner = module  # the variables live as long as the function
+            return concrete
+        from .tflite import keras_concrete_function
+
+        return keras_concrete_function(self.keras_model())
 
     def to_tflite(self, path: str | os.PathLike[str], variant: str = "float32") -> Path:
         """Write a TFLite flatbuffer (dynamic batch, builtin ops only) and check it against
@@ -61,7 +85,7 @@ class TranspileResult:
 
         if not self.report.references:
             raise TranspileError("to_tflite() checks against PyTorch: transpile with verify=True.")
-        export_tflite(self.keras_model(), Path(path), self.report, self.tolerance, variant)
+        export_tflite(self.concrete_function(), Path(path), self.report, self.tolerance, variant)
         return Path(path)
 
 
@@ -92,11 +116,6 @@ def _check_layout(io_layout: Any) -> tuple[str, str]:
 def _check_backend(backend: Any) -> str:
     if backend in BACKENDS:
         return backend
-    if backend in PLANNED_BACKENDS:
-        raise TranspileError(
-            f"backend {backend!r} (TF graph / SavedModel) is not available in this version; use "
-            "backend='keras' (its model runs under TensorFlow and exports to SavedModel)."
-        )
     raise TranspileError(
         f"unknown backend {backend!r}; valid choices: {', '.join(repr(b) for b in BACKENDS)}."
     )
@@ -136,7 +155,8 @@ def transpile(
             exactly as it was (the transpiler works on a copy).
         example_inputs: a tensor or a tuple of tensors giving shapes and dtypes; optional when
             the input signature can be inferred (``Conv2d(3, ...)`` -> ``(N, 3, H, W)``).
-        backend: ``"keras"``.
+        backend: ``"keras"`` (readable Keras 3 source + weights) or ``"tf"`` (a SavedModel of
+            TensorFlow ops, ``out_dir/saved_model``).
         out_dir: output folder (created if needed); None -> a new temporary directory.
         io_layout: ``"nchw"``, ``"nhwc"`` or a pair (inputs, outputs).
         fold_batchnorm: fold BatchNorm into the preceding conv/linear; False keeps
@@ -210,13 +230,6 @@ def _describe(v: Value, name: str) -> str:
 def _write_and_verify(
     graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
 ) -> TranspileResult:
-    from transpiler.backends.keras_source import (
-        SOURCE_FILE,
-        WEIGHTS_FILE,
-        count_tf_transposes,
-        write_keras,
-    )
-
     from .verify import check_numerics
 
     final = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
@@ -224,42 +237,40 @@ def _write_and_verify(
         raise TranspileError(
             f"out_dir {str(final)!r} exists and is not a folder; pick another path."
         )
+    previous = final / "saved_model"
+    if report.backend == "tf" and previous.exists() and not (previous / "saved_model.pb").exists():
+        # an earlier SavedModel is replaced; anything else by that name is the user's
+        raise TranspileError(
+            f"{str(previous)!r} exists and is not a SavedModel; remove it or pick another out_dir."
+        )
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
-    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    model_name = graph.meta.get("model_class", "Model")
     try:
-        emitted, model = write_keras(
-            graph,
-            staging,
-            model_name=graph.meta.get("model_class", "Model"),
-            input_layouts=[layouts[0]] * n_in,
-            output_layouts=[layouts[1]] * n_out,
-        )
-        report.module_layers = emitted.module_layers
-        report.batchnorm_layers = sum(
-            1 for layer in model.layers if type(layer).__name__ == "BatchNormalization"
-        )
-        report.transpose_count = count_tf_transposes(model)
+        if report.backend == "tf":
+            from transpiler.backends.tf_graph import TFWritten
+
+            written: Any = TFWritten(graph, staging, model_name)
+        else:
+            from transpiler.backends.keras_source import KerasWritten
+
+            written = KerasWritten(graph, staging, model_name, layouts)
+        report.module_layers = written.module_layers
+        report.batchnorm_layers = written.batchnorm_layers
+        report.transpose_count = written.transpose_count
         if verify:
-            fn = make_callable(model, n_out)
             check_numerics(
-                fn,
-                model,
-                emitted,
-                graph,
-                imported,
-                work,
-                [inputs_a, inputs_b],
-                layouts,
-                tolerance,
-                report,
+                written, graph, imported, work, [inputs_a, inputs_b], layouts, tolerance, report
             )
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)
         files = []
-        for name in (SOURCE_FILE, WEIGHTS_FILE, "report.md"):
-            shutil.move(str(staging / name), str(final / name))
-            files.append(final / name)
+        for name in [*written.files, "report.md"]:
+            target = final / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(staging / name), str(target))
+            files.append(target)
     except BaseException:
         if created and final.exists() and not any(final.iterdir()):
             final.rmdir()
@@ -267,14 +278,16 @@ def _write_and_verify(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.files = [f.name for f in files]
+    keras = report.backend == "keras"
     return TranspileResult(
-        backend="keras",
+        backend=report.backend,
         out_dir=final,
-        source_path=final / SOURCE_FILE,
-        weights_path=final / WEIGHTS_FILE,
+        source_path=final / "model.py" if keras else None,
+        weights_path=final / "model.weights.h5" if keras else None,
         report=report,
         graph=graph,
         io_layout=layouts,
         files=files,
         tolerance=tolerance,
+        saved_model_path=None if keras else final / "saved_model",
     )

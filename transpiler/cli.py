@@ -64,8 +64,8 @@ def _layout(text: str) -> str | tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="transpiler",
-        description="Transpile a PyTorch model into readable Keras 3 source plus weights, "
-        "verified against PyTorch.",
+        description="Transpile a PyTorch model into readable Keras 3 source plus weights (or a "
+        "TensorFlow SavedModel), verified against PyTorch.",
     )
     p.add_argument("model", help="package.module:factory, a callable returning an nn.Module")
     p.add_argument(
@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="example input shape, e.g. 1,3,224,224 (';' between several inputs); omitted: "
         "inferred from the first layer, any spatial size",
     )
-    p.add_argument("--backend", default="keras", help="keras (default)")
+    p.add_argument(
+        "--backend",
+        default="keras",
+        help="keras (default: model.py + weights) or tf (a SavedModel of TF ops)",
+    )
     p.add_argument(
         "--io-layout", default="nchw", help="nchw (default), nhwc, or inputs,outputs e.g. nhwc,nchw"
     )
@@ -86,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="float32",
         choices=["float32", "float16", "dynamic_range"],
-        help="also write model.tflite (checked against PyTorch); optional variant",
+        help="also write model.tflite (checked against PyTorch), from either backend; optional "
+        "variant",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p

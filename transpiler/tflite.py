@@ -1,9 +1,10 @@
-"""TFLite export of a transpiled Keras model: frozen, dynamic batch, builtin ops only, checked.
+"""TFLite export of a transpiled model: frozen, dynamic batch, builtin ops only, checked.
 
-The Keras model is traced in a ``tf.function`` with a dynamic batch, its variables frozen into
-constants, and converted with the builtin op set only (a Flex op would need the TF runtime on the
-device: refused). The flatbuffer is then run by the TFLite interpreter on the inputs of the
-transpile's numeric check and compared with PyTorch under the same bound.
+The model (the Keras model, or the tf backend's SavedModel function) is a concrete function with
+a dynamic batch; its variables are frozen into constants, and it is converted with the builtin
+op set only (a Flex op would need the TF runtime on the device: refused). The flatbuffer is then
+run by the TFLite interpreter on the inputs of the transpile's numeric check and compared with
+PyTorch under the same bound.
 """
 
 from __future__ import annotations
@@ -63,7 +64,20 @@ def op_names(blob: bytes) -> list[str]:
     return sorted({d["op_name"] for d in interp._get_ops_details()})
 
 
-def convert(model: Any, variant: str = "float32") -> bytes:
+def keras_concrete_function(model: Any) -> Any:
+    """``model`` (a Keras model on the TensorFlow backend) as a concrete function."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+
+    def call(*xs):
+        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
+
+    return tf.function(call).get_concrete_function(*specs)
+
+
+def convert(concrete: Any, variant: str = "float32") -> bytes:
+    """A concrete function (variables are frozen into constants) -> TFLite flatbuffer."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
@@ -71,12 +85,7 @@ def convert(model: Any, variant: str = "float32") -> bytes:
 
     if variant not in VARIANTS:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-
-    def call(*xs):
-        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
-
-    frozen = convert_variables_to_constants_v2(tf.function(call).get_concrete_function(*specs))
+    frozen = convert_variables_to_constants_v2(concrete)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
@@ -93,12 +102,12 @@ def convert(model: Any, variant: str = "float32") -> bytes:
 
 
 def export_tflite(
-    model: Any, path: Path, report: Report, tolerance: float, variant: str = "float32"
+    concrete: Any, path: Path, report: Report, tolerance: float, variant: str = "float32"
 ) -> list[Check]:
     """Write ``path`` (atomically) and check it against PyTorch; returns the checks."""
     from .verify import _error
 
-    blob = convert(model, variant)
+    blob = convert(concrete, variant)
     flex = [op for op in op_names(blob) if op.startswith("Flex")]
     if flex:
         raise TranspileError(f"the TFLite model would need Flex ops {flex}; nothing was written")

@@ -1,14 +1,13 @@
 """The numeric check against PyTorch, and the per-layer diagnosis when it fails.
 
 Bound, per output: max|y - y_torch| <= tolerance · max(1, max|y_torch|), in float32.
-On failure, every intermediate Keras layer output that carries a PyTorch value is compared with
-that value (permuted to the layer's layout), in graph order, and the first PyTorch module whose
-output diverges is named.
+On failure, every intermediate output (a Keras layer's, or a tf backend op scope's) that carries
+a PyTorch value is compared with that value (permuted to its layout), in graph order, and the
+first PyTorch module whose output diverges is named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,9 +47,7 @@ def _error(y: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[float, flo
 
 
 def check_numerics(
-    fn: Callable[..., Any],
-    model: Any,
-    emitted: Any,
+    written: Any,
     graph: Any,
     imported: Any,
     work: torch.nn.Module,
@@ -59,7 +56,8 @@ def check_numerics(
     tolerance: float,
     report: Report,
 ) -> None:
-    """Run PyTorch and the converted model; record checks; raise TranspileError on mismatch."""
+    """Run PyTorch and the converted model (``written.run``); record checks; raise
+    TranspileError on mismatch, naming the first diverging module (``written.probe``)."""
     for inputs in input_sets:
         with torch.no_grad():
             refs = [
@@ -68,7 +66,7 @@ def check_numerics(
             ]
         arrays = [to_layout(x.numpy(), layouts[0]) for x in inputs]
         report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs]))
-        outs = fn(*arrays)
+        outs = written.run(*arrays)
         outs = list(outs) if isinstance(outs, tuple) else [outs]
         if len(outs) != len(refs):
             raise TranspileError(f"internal: {len(outs)} outputs, PyTorch gives {len(refs)}")
@@ -85,12 +83,11 @@ def check_numerics(
             shapes = tuple(tuple(x.shape) for x in inputs)
             report.checks.append(Check(inputs[0].shape[0], k, err, rel, bound, ok, shapes))
         if failed:
-            report.divergence = _diagnose(
-                model, emitted, graph, imported, work, inputs, arrays, tolerance
-            )
+            report.divergence = _diagnose(written, graph, imported, work, inputs, arrays, tolerance)
             where = (
                 f"; first diverging PyTorch module: {report.divergence.module_path!r} "
-                f"({report.divergence.module_type}), Keras layer {report.divergence.layer!r}, "
+                f"({report.divergence.module_type}), {report.backend} layer "
+                f"{report.divergence.layer!r}, "
                 f"max abs error {report.divergence.max_abs:.3g} > {report.divergence.bound:.3g}"
                 if report.divergence
                 else ""
@@ -105,11 +102,7 @@ def check_numerics(
             )
 
 
-def _diagnose(
-    model, emitted, graph, imported, work, inputs, arrays, tolerance
-) -> Divergence | None:
-    import keras
-
+def _diagnose(written, graph, imported, work, inputs, arrays, tolerance) -> Divergence | None:
     from .frontend.fx_importer import _run
 
     values = _run(imported.fx_graph, work, inputs).values
@@ -117,22 +110,19 @@ def _diagnose(
     probes = []
     for node in graph.nodes:
         v = node.output
-        layer = emitted.value_layers.get(v.name)
+        layer = written.value_layers.get(v.name)
         ref = by_name.get(v.torch_ref) if v.torch_ref else None
         if layer is None or not isinstance(ref, torch.Tensor) or node.source is None:
             continue
         probes.append((node, v, layer, ref))
     if not probes:
         return None
-    ins = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    probe_model = keras.Model(ins, [model.get_layer(p[2]).output for p in probes])
-    outs = probe_model(arrays if len(arrays) > 1 else arrays[0], training=False)
-    outs = outs if isinstance(outs, list | tuple) else [outs]
+    outs = written.probe(arrays, [p[2] for p in probes])
     for (node, v, layer, ref), y in zip(probes, outs, strict=True):
         ref = ref.detach().float().numpy() if ref.is_floating_point() else ref.numpy()
         if v.perm is not None and len(v.perm) == ref.ndim:
             ref = ref.transpose(v.perm)
-        y = keras.ops.convert_to_numpy(y)
+        y = np.asarray(y)
         if y.shape != ref.shape:
             continue
         err, _, bound = _error(y, ref, tolerance)

@@ -88,3 +88,38 @@ def count_tf_transposes(model: Any) -> int | None:
     for f in graph_def.library.function:
         nodes.extend(f.node_def)
     return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))
+
+
+class KerasWritten:
+    """What the api needs from the written Keras module: a runner, probes, the report's tables."""
+
+    def __init__(self, graph: Graph, folder: Path, model_name: str, layouts: tuple[str, str]):
+        from transpiler.api import make_callable
+
+        n_in, n_out = len(graph.inputs), len(graph.outputs)
+        emitted, self.model = write_keras(
+            graph,
+            folder,
+            model_name=model_name,
+            input_layouts=[layouts[0]] * n_in,
+            output_layouts=[layouts[1]] * n_out,
+        )
+        self.files = [SOURCE_FILE, WEIGHTS_FILE]
+        self.run = make_callable(self.model, n_out)
+        self.value_layers = emitted.value_layers
+        self.module_layers = emitted.module_layers
+        self.transpose_count = count_tf_transposes(self.model)
+        self.batchnorm_layers = sum(
+            1 for layer in self.model.layers if type(layer).__name__ == "BatchNormalization"
+        )
+
+    def probe(self, arrays: list[Any], names: list[str]) -> list[Any]:
+        """Outputs of the named layers on ``arrays``."""
+        import keras
+
+        model = self.model
+        ins = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        probe_model = keras.Model(ins, [model.get_layer(n).output for n in names])
+        outs = probe_model(arrays if len(arrays) > 1 else arrays[0], training=False)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        return [keras.ops.convert_to_numpy(y) for y in outs]

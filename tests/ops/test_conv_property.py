@@ -1,4 +1,5 @@
-"""Property tests: random convolution configurations through the full transpile() path (Keras),
+"""Property tests: random convolution configurations through the full transpile() path (Keras;
+the ``_tf`` tests: backend="tf"),
 PyTorch as the oracle.
 
 Each example builds one Conv{1,2,3}d / ConvTranspose{1,2,3}d (channels, groups, asymmetric
@@ -184,7 +185,7 @@ def conv_configs(draw, rank: int, transposed: bool = False, max_size: int = 17):
     return config
 
 
-def check_conv(config: ConvConfig) -> None:
+def check_conv(config: ConvConfig, backend: str = "keras") -> None:
     seed = stable_seed("conv_property", repr(config))
     torch.manual_seed(seed)
     model = config.make().eval()
@@ -195,7 +196,9 @@ def check_conv(config: ConvConfig) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         message = None
         try:
-            result = transpile(model, x2, io_layout=config.io_layout, out_dir=Path(tmp) / "out")
+            result = transpile(
+                model, x2, backend=backend, io_layout=config.io_layout, out_dir=Path(tmp) / "out"
+            )
         except UnsupportedOpError as exc:  # lists every unsupported op
             message = f"UnsupportedOpError: {exc}\n{config}"
         except TranspileError as exc:
@@ -243,3 +246,43 @@ def test_conv_transpose1d(config):
 @given(conv_configs(rank=3, transposed=True, max_size=11))
 def test_conv_transpose3d(config):
     check_conv(config)
+
+
+# The same properties through backend="tf" (its own lowering of conv / conv_transpose: depthwise,
+# grouped 3-d, zero insertion for strided + dilated or grouped transposed convs).
+
+
+@_settings(100)
+@given(conv_configs(rank=2))
+def test_conv2d_tf(config):
+    check_conv(config, backend="tf")
+
+
+@_settings(20)
+@given(conv_configs(rank=1))
+def test_conv1d_tf(config):
+    check_conv(config, backend="tf")
+
+
+@_settings(15)
+@given(conv_configs(rank=3, max_size=11))
+def test_conv3d_tf(config):
+    check_conv(config, backend="tf")
+
+
+@_settings(60)
+@given(conv_configs(rank=2, transposed=True))
+def test_conv_transpose2d_tf(config):
+    check_conv(config, backend="tf")
+
+
+@_settings(15)
+@given(conv_configs(rank=1, transposed=True))
+def test_conv_transpose1d_tf(config):
+    check_conv(config, backend="tf")
+
+
+@_settings(15)
+@given(conv_configs(rank=3, transposed=True, max_size=11))
+def test_conv_transpose3d_tf(config):
+    check_conv(config, backend="tf")

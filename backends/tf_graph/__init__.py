@@ -1,0 +1,178 @@
+"""The ``tf`` backend: the IR lowered to TensorFlow ops in one ``tf.function``, saved as a
+SavedModel (``out_dir/saved_model``).
+
+Weights are non-trainable ``tf.Variable``s (in the SavedModel's ``variables/`` checkpoint, not
+inlined into the graph); TFLite export freezes them into constants. The function's input
+signature has a dynamic batch (and the spatial sizes the IR leaves dynamic). Each node's ops sit
+in a name scope named after its PyTorch module path, so the graph reads like the model in
+TensorBoard or Netron.
+
+Load it anywhere with ``tf.saved_model.load(path)``: ``.serve(*tensors)`` (positional, as the
+PyTorch ``forward``) or the ``serving_default`` signature (keyword inputs, outputs
+``output_0``, ``output_1``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transpiler.errors import TranspileError
+from transpiler.ir import Graph, Node
+
+__all__ = ["SAVED_MODEL_DIR", "LoweredModel", "build_module", "load_saved_model", "TFWritten"]
+
+SAVED_MODEL_DIR = "saved_model"
+
+
+def _tf():
+    from transpiler._hygiene import import_keras
+
+    import_keras()  # TensorFlow with our process hygiene (triton kept out)
+    import tensorflow as tf
+
+    return tf
+
+
+class _Program:
+    """The lowered steps (kept off tf.Module's attribute tracking: plain Python closures)."""
+
+    def __init__(self, graph: Graph) -> None:
+        from transpiler.backends.keras_source.emitter import Namespace, _node_hint
+
+        from .lowering import LOWERINGS, Plan
+
+        tf = _tf()
+        ns = Namespace()
+        plan = Plan(graph, ns.create)
+        self.inputs = [id(v) for v in graph.inputs]
+        self.steps: list[tuple[int, str, Any, Callable]] = []
+        self.value_names: dict[str, str] = {}  # IR value name -> op (scope) name
+        self.module_ops: dict[str, list[str]] = {}
+        missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
+        if missing:
+            raise TranspileError(f"the tf backend has no lowering for IR op(s) {missing}")
+        for node in graph.nodes:
+            name = ns.create(_node_hint(node))
+            plan._hint = name
+            step = LOWERINGS[node.op](node, plan)
+            dtype = tf.as_dtype(node.output.type.dtype)
+            self.steps.append((id(node.output), name, dtype, step))
+            self.value_names[node.output.name] = name
+            _record_modules(node, name, self.module_ops)
+        self.outputs = [plan.operand(v, "output") for v in graph.outputs]
+        self.variables = plan.variables
+
+    def run(self, xs: list[Any], keep: set[str] | None = None) -> tuple[list[Any], dict]:
+        tf = _tf()
+        env: dict[int, Any] = dict(zip(self.inputs, xs, strict=True))
+        kept: dict[str, Any] = {}
+        for key, name, dtype, step in self.steps:
+            with tf.name_scope(name):
+                y = step(env)
+                if not isinstance(y, tf.Tensor) or y.dtype != dtype:
+                    y = tf.cast(y, dtype)
+            env[key] = y
+            if keep is not None and name in keep:
+                kept[name] = y
+        outs = [tf.convert_to_tensor(f(env)) for f in self.outputs]
+        return outs, kept
+
+
+def _record_modules(node: Node, name: str, table: dict[str, list[str]]) -> None:
+    if node.source and node.source.module_path:
+        table.setdefault(node.source.module_path, []).append(name)
+    for folded in node.meta.get("folded", []):
+        table.setdefault(folded.module_path, []).append(name)
+
+
+def build_module(graph: Graph, model_name: str) -> Any:
+    """The lowered model as a ``tf.Module`` with ``serve`` (a tf.function)."""
+    tf = _tf()
+    from transpiler.backends.keras_source.emitter import Namespace
+
+    program = _Program(graph)
+    ns = Namespace()
+    specs = [
+        tf.TensorSpec(tuple(v.shape), tf.as_dtype(v.type.dtype), name=ns.create(raw))
+        for v, raw in zip(graph.inputs, graph.input_names, strict=True)
+    ]
+    single = len(graph.outputs) == 1
+
+    class LoweredModel(tf.Module):
+        def __init__(self) -> None:
+            super().__init__(name=Namespace().create(model_name))
+            self._program = program
+            self.weights = dict(program.variables)  # tracked: saved in variables/
+
+            def call(*xs: Any) -> Any:
+                outs, _ = self._program.run(list(xs))
+                return outs[0] if single else tuple(outs)
+
+            def signature(*xs: Any) -> dict[str, Any]:
+                outs, _ = self._program.run(list(xs))
+                return {f"output_{k}": y for k, y in enumerate(outs)}
+
+            self.serve = tf.function(call, input_signature=specs)
+            self.serving_default = tf.function(signature, input_signature=specs)
+
+    return LoweredModel()
+
+
+def save(module: Any, folder: Path) -> Path:
+    tf = _tf()
+    path = folder / SAVED_MODEL_DIR
+    signatures = {"serving_default": module.serving_default.get_concrete_function()}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return path
+
+
+def load_saved_model(path: Path) -> Any:
+    return _tf().saved_model.load(str(path))
+
+
+def count_transposes(concrete: Any) -> int:
+    graph_def = concrete.graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for f in graph_def.library.function:
+        nodes.extend(f.node_def)
+    return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))
+
+
+def make_callable(module: Any, n_outputs: int) -> Callable[..., Any]:
+    """numpy (or tf tensors) in, numpy out: one array, or a tuple for several outputs. Holds
+    ``module`` (the loaded SavedModel owns the variables its function reads)."""
+    import torch
+
+    tf = _tf()
+
+    def fn(*arrays: Any) -> Any:
+        xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
+        ys = module.serve(*(tf.convert_to_tensor(x) for x in xs))
+        ys = ys if isinstance(ys, list | tuple) else [ys]
+        outs = tuple(y.numpy() for y in ys)
+        return outs[0] if n_outputs == 1 else outs
+
+    return fn
+
+
+class TFWritten:
+    """What the api needs from the written SavedModel: a runner, probes, the report's tables."""
+
+    def __init__(self, graph: Graph, folder: Path, model_name: str) -> None:
+        self.module = build_module(graph, model_name)
+        self.path = save(self.module, folder)
+        self.files = [SAVED_MODEL_DIR]
+        self.n_outputs = len(graph.outputs)
+        self.run = make_callable(self.module, self.n_outputs)
+        self.value_layers = dict(self.module._program.value_names)
+        self.module_layers = self.module._program.module_ops
+        self.transpose_count = count_transposes(self.module.serve.get_concrete_function())
+        self.batchnorm_layers = sum(1 for n in graph.nodes if n.op == "batch_norm")
+
+    def probe(self, arrays: list[Any], names: list[str]) -> list[Any]:
+        """Intermediate values (by op name), run eagerly."""
+        tf = _tf()
+        _, kept = self.module._program.run([tf.convert_to_tensor(a) for a in arrays], set(names))
+        return [kept[n].numpy() for n in names]
