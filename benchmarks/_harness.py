@@ -31,7 +31,10 @@ def pin_threads(n: int | None) -> None:
 
 
 def time_interleaved(
-    candidates: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 5, warmup: int = 3
+    candidates: dict[str, Callable[[], object]],
+    rounds: int = 7,
+    per_round: int = 5,
+    warmup: int = 3,
 ) -> dict[str, list[float]]:
     """Seconds per call of each candidate, timed round-robin; ``per_round`` calls per turn."""
     for fn in candidates.values():

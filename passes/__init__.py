@@ -11,8 +11,10 @@ from .fold_batchnorm import fold_batchnorm
 from .layout import layout
 from .manager import PassContext, PassError, PassRecord, PassResult, run_pipeline
 from .normalize_padding import normalize_padding
+from .prune_conv_taps import prune_conv_taps
 
 DEFAULT_PIPELINE = [
+    prune_conv_taps,  # taps that only read zero padding go (large dilations on small maps)
     normalize_padding,  # first: pads/ceil_mode become explicit in NCHW, before layout remaps pads
     fold_batchnorm,  # before layout, so folded convs are plain conv2d (or BN becomes mul+add)
     layout,  # NCHW -> NHWC; transposes only where a consumer cannot do without
@@ -31,5 +33,6 @@ __all__ = [
     "fold_batchnorm",
     "layout",
     "normalize_padding",
+    "prune_conv_taps",
     "run_pipeline",
 ]

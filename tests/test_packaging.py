@@ -1,7 +1,8 @@
 """pyproject.toml lists every package (a non-editable install would silently drop the others)."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,7 @@ import copy
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,16 +91,41 @@ class TranspileResult:
 
 
 def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
+    """numpy (or tensors) in, numpy out. On TensorFlow the model runs as one ``tf.function``
+    with a dynamic batch (a graph: faster than eager, and without eager's per-shape caches)."""
     import keras
+
+    def eager(xs: list[Any]) -> Any:
+        return model(xs if len(xs) > 1 else xs[0], training=False)
+
+    call = eager
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+        graph = tf.function(lambda *xs: eager(list(xs)), input_signature=specs)
+
+        def call(xs: list[Any]) -> Any:
+            return graph(*(_cast(x, spec.dtype) for x, spec in zip(xs, specs, strict=True)))
 
     def fn(*arrays: Any) -> Any:
         xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
-        ys = model(xs if len(xs) > 1 else xs[0], training=False)
+        ys = call(xs)
         ys = ys if isinstance(ys, list | tuple) else [ys]
         outs = tuple(keras.ops.convert_to_numpy(y) for y in ys)
         return outs[0] if n_outputs == 1 else outs
 
     return fn
+
+
+def _cast(x: Any, dtype: Any) -> Any:
+    """An input to the signature's dtype (numpy float64 -> float32, ...)."""
+    import numpy as np
+    import tensorflow as tf
+
+    if isinstance(x, tf.Tensor | tf.Variable):
+        return x if x.dtype == dtype else tf.cast(x, dtype)
+    return tf.convert_to_tensor(np.asarray(x, dtype=dtype.as_numpy_dtype))
 
 
 def _check_layout(io_layout: Any) -> tuple[str, str]:
@@ -123,8 +149,13 @@ def _check_backend(backend: Any) -> str:
 
 def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode float32 copy: the user's model is never touched."""
+    # float32 parameters are shared with the copy, not duplicated (they are only read: the copy
+    # runs in eval mode under no_grad, and the IR copies what a pass rewrites); buffers,
+    # attributes and the module tree are copied, so nothing the copy does reaches the model.
+    shared = all(p.dtype == torch.float32 for p in model.parameters())
+    memo = {id(p): p for p in model.parameters()} if shared else {}
     try:
-        work = copy.deepcopy(model)
+        work = copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001
         raise TranspileError(
             f"could not copy {type(model).__name__} ({type(exc).__name__}: {exc}); the "
@@ -192,6 +223,7 @@ def transpile(
         registry.functions.update(extra_converters.functions)
         registry.methods.update(extra_converters.methods)
 
+    clock = time.perf_counter()
     work = _working_copy(model)
     work = wrap_single_layer(work, registry)
     fx_graph = trace(work, registry)
@@ -201,11 +233,13 @@ def transpile(
         inputs_a = normalize_inputs(example_inputs)
         inputs_b = alternate_inputs(inputs_a)
     imported = import_model(work, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
+    traced = time.perf_counter()
     ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, ctx)
     graph = run.graph
 
     report = Report(backend=backend, io_layout=layouts, passes=run.records)
+    report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
     report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
@@ -246,6 +280,7 @@ def _write_and_verify(
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
     model_name = graph.meta.get("model_class", "Model")
+    clock = time.perf_counter()
     try:
         if report.backend == "tf":
             from transpiler.backends.tf_graph import TFWritten
@@ -258,10 +293,13 @@ def _write_and_verify(
         report.module_layers = written.module_layers
         report.batchnorm_layers = written.batchnorm_layers
         report.transpose_count = written.transpose_count
+        report.timings["emit"] = time.perf_counter() - clock
         if verify:
+            clock = time.perf_counter()
             check_numerics(
                 written, graph, imported, work, [inputs_a, inputs_b], layouts, tolerance, report
             )
+            report.timings["verify"] = time.perf_counter() - clock
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)
         files = []

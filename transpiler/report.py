@@ -48,6 +48,8 @@ class Report:
     references: list[tuple[list[Any], list[Any]]] = field(default_factory=list, repr=False)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # wall seconds per stage: trace (fx trace + import to IR), passes, emit (write + build), verify
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -94,8 +96,8 @@ class Report:
             d = self.divergence
             lines += [
                 "",
-                f"First diverging module: `{d.module_path}` ({d.module_type}), Keras layer "
-                f"`{d.layer}`: max abs error {d.max_abs:.3g} > {d.bound:.3g}",
+                f"First diverging module: `{d.module_path}` ({d.module_type}), {self.backend} "
+                f"layer `{d.layer}`: max abs error {d.max_abs:.3g} > {d.bound:.3g}",
             ]
         for variant, path, checks in self.tflite:
             worst = max((c.max_rel for c in checks), default=0.0)
@@ -103,7 +105,9 @@ class Report:
         if self.module_layers:
             lines += [
                 "",
-                "## PyTorch module -> Keras layers",
+                "## PyTorch module -> Keras layers"
+                if self.backend == "keras"
+                else "## PyTorch module -> TF op scopes",
                 "",
                 "| module | layers |",
                 "|---|---|",
@@ -114,6 +118,9 @@ class Report:
             ]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        if self.timings:
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+            lines += ["", f"Time: {stages}."]
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:
@@ -136,4 +143,6 @@ class Report:
                 f"  first diverging module: {d.module_path} ({d.module_type}) -> layer "
                 f"{d.layer}, max abs {d.max_abs:.3g}"
             )
+        if self.timings:
+            lines.append("  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         return "\n".join(lines)

@@ -59,7 +59,9 @@ def write_keras(
     source_path.write_text(emitted.source, encoding="utf-8")
     module = import_module_from(source_path)
     model = module.build_model()
-    for layer_name, arrays in emitted.layer_weights.items():
+    for layer_name in list(emitted.layer_weights):
+        # popped as they are set: the converted arrays are freed one layer at a time
+        arrays = emitted.layer_weights.pop(layer_name)
         layer = model.get_layer(layer_name)
         expected = [tuple(w.shape) for w in layer.weights]
         got = [tuple(a.shape) for a in arrays]

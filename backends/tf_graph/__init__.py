@@ -145,11 +145,13 @@ def make_callable(module: Any, n_outputs: int) -> Callable[..., Any]:
     ``module`` (the loaded SavedModel owns the variables its function reads)."""
     import torch
 
-    tf = _tf()
+    from transpiler.api import _cast
+
+    specs = module.serve.input_signature
 
     def fn(*arrays: Any) -> Any:
         xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
-        ys = module.serve(*(tf.convert_to_tensor(x) for x in xs))
+        ys = module.serve(*(_cast(x, s.dtype) for x, s in zip(xs, specs, strict=True)))
         ys = ys if isinstance(ys, list | tuple) else [ys]
         outs = tuple(y.numpy() for y in ys)
         return outs[0] if n_outputs == 1 else outs

@@ -197,9 +197,37 @@ def _get_attr(root: torch.nn.Module, target: str) -> Any:
     return obj
 
 
-def _run(fx_graph: fx.Graph, root: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> _Run:
-    """Interpret the fx graph on concrete inputs (no GraphModule code generation)."""
+def _as_meta(value: Any) -> Any:
+    """Tensors (also inside tuples/lists) -> storage-free "meta" tensors of the same shape/dtype."""
+    if isinstance(value, torch.Tensor):
+        return torch.empty_like(value, device="meta")
+    if isinstance(value, tuple | list):
+        return type(value)(_as_meta(v) for v in value)
+    return value
+
+
+def _run(
+    fx_graph: fx.Graph,
+    root: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    slim: set[fx.Node] | None = None,
+) -> _Run:
+    """Interpret the fx graph on concrete inputs (no GraphModule code generation).
+
+    ``slim``: nodes whose tensors are replaced by storage-free meta tensors (shape and dtype
+    kept) once their last user has run, so that the import's shape runs hold only the live
+    activations, not every intermediate of the model at once.
+    """
     run = _Run()
+    last_use: dict[fx.Node, fx.Node] = {}
+    if slim:
+        for node in fx_graph.nodes:
+            for used in node.all_input_nodes:
+                last_use[used] = node
+    done_at: dict[fx.Node, list[fx.Node]] = {}
+    for used, user in last_use.items():
+        if used in slim and user.op != "output":
+            done_at.setdefault(user, []).append(used)
     env = run.values
     inputs = list(inputs)
     n_params = sum(1 for n in fx_graph.nodes if n.op == "placeholder")
@@ -235,6 +263,8 @@ def _run(fx_graph: fx.Graph, root: torch.nn.Module, inputs: Sequence[torch.Tenso
                 env[node] = getattr(self_, node.target)(*rest, **load(node.kwargs))
             elif node.op == "output":
                 env[node] = load(node.args[0])
+            for used in done_at.get(node, ()):
+                env[used] = _as_meta(env[used])
     return run
 
 
@@ -285,9 +315,10 @@ def import_model(
     if fx_graph is None:
         model = wrap_single_layer(model, registry)
         fx_graph = trace(model, registry)
+    depends = _input_dependence(fx_graph)
     try:
-        run_a = _run(fx_graph, model, inputs_a)
-        run_b = _run(fx_graph, model, inputs_b)
+        run_a = _run(fx_graph, model, inputs_a, slim=depends)
+        run_b = _run(fx_graph, model, inputs_b, slim=depends)
     except TranspileError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -297,7 +328,6 @@ def import_model(
             "that forward() expects."
         ) from exc
 
-    depends = _input_dependence(fx_graph)
     _precheck(fx_graph, model, registry, depends, run_a)
 
     graph = Graph()
