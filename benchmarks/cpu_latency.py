@@ -83,7 +83,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--without-pass",
+        help="drop one pass from the pipeline (e.g. prune_conv_taps), to measure what it buys",
+    )
     args = parser.parse_args()
+    if args.without_pass:
+        import transpiler.passes as passes
+
+        passes.DEFAULT_PIPELINE[:] = [
+            p for p in passes.DEFAULT_PIPELINE if p.__name__ != args.without_pass
+        ]
     _harness.pin_threads(args.threads)
     print(f"machine: {_harness.machine()}; threads: {args.threads or 'default'}\n")
     keep: dict = {}

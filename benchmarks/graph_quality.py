@@ -32,11 +32,13 @@ CONVS = {"Conv2D", "DepthwiseConv2dNative", "Conv3D", "Conv2DBackpropInput"}
 
 
 def _nodes(concrete):
-    graph_def = concrete.graph.as_graph_def()
-    nodes = list(graph_def.node)
-    for f in graph_def.library.function:
-        nodes.extend(f.node_def)
-    return nodes
+    """The forward graph's ops: variables frozen and function calls inlined (gradient
+    functions that custom-gradient ops carry in the library are not part of inference)."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    return list(convert_variables_to_constants_v2(concrete).graph.as_graph_def().node)
 
 
 def _quality(concrete) -> dict:
@@ -54,8 +56,8 @@ def _quality(concrete) -> dict:
         p = producer(c)
         while p is not None and p.op in ("Identity",):
             p = producer(p)
-        fed[p.op if p is not None else "input"] += 1
-    skip = {"Placeholder", "Identity", "NoOp", "Const", "ReadVariableOp", "VarHandleOp"}
+        fed["Pad" if p is not None and p.op == "PadV2" else (p.op if p else "input")] += 1
+    skip = {"Placeholder", "Identity", "IdentityN", "NoOp", "Const"}
     compute = sum(v for k, v in ops.items() if k not in skip)
     return {
         "transposes": ops["Transpose"],

@@ -62,13 +62,7 @@ def _prune(graph: Graph, node: Node) -> bool:
         live = _live_taps(n, kk, stride[i], dilation[i], pl, pr) if n is not None else []
         t0, t1 = (live[0], live[-1]) if live else (0, kk - 1)
         npl, npr = pl - t0 * dilation[i], pr - (kk - 1 - t1) * dilation[i]
-        if (
-            not live
-            or len(live) == kk
-            or live != list(range(t0, t1 + 1))
-            or npl < 0
-            or npr < 0
-        ):
+        if not live or len(live) == kk or live != list(range(t0, t1 + 1)) or npl < 0 or npr < 0:
             keep.append(slice(None))
             new_pads.append((pl, pr))
             continue

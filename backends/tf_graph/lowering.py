@@ -427,7 +427,7 @@ def _hardsigmoid(x: Any) -> Any:
 _UNARY: dict[str, Callable[[Any], Any]] = {
     "relu": tf.nn.relu,
     "relu6": tf.nn.relu6,
-    "silu": tf.nn.silu,
+    "silu": lambda x: x * tf.sigmoid(x),  # tf.nn.silu carries a custom-gradient function
     "sigmoid": tf.sigmoid,
     "tanh": tf.tanh,
     "hardsigmoid": _hardsigmoid,
