@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
 
+def torchvision_model(path: str):
+    """A torchvision model by dotted path ("resnet50", "segmentation.deeplabv3_..."), random
+    weights (no downloads)."""
+    import torchvision
+
+    obj = torchvision.models
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    kwargs = {"weights_backbone": None} if path.startswith("segmentation") else {}
+    return obj(weights=None, **kwargs)
+
+
 def pin_threads(n: int | None) -> None:
     """Same intra-op thread count for PyTorch and TensorFlow (call before either runs)."""
     if not n:

@@ -28,13 +28,7 @@ MODELS = {
 
 
 def _torchvision(path: str):
-    import torchvision
-
-    obj = torchvision.models
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    kwargs = {"weights_backbone": None} if path.startswith("segmentation") else {}
-    return obj(weights=None, **kwargs)
+    return _harness.torchvision_model(path)
 
 
 def _candidates(name: str, batch: int, keep: dict) -> dict:

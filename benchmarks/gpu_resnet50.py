@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness  # noqa: E402
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +49,7 @@ ZOO = [
 
 
 def _torchvision(path: str):
-    import torchvision
-
-    obj = torchvision.models
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    kwargs = {"weights_backbone": None} if path.startswith("segmentation") else {}
-    return obj(weights=None, **kwargs)
+    return _harness.torchvision_model(path)
 
 
 def transpile_step(out: Path) -> None:

@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--io-layout", default="nhwc")
     args = parser.parse_args()
-    from cpu_latency import _torchvision
+    from _harness import torchvision_model as _torchvision
 
     print(f"io_layout={args.io_layout}\n")
     print(
