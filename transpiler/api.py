@@ -26,6 +26,12 @@ from .signature import alternate_inputs, infer_inputs, normalize_inputs
 __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
+TRACERS = ("auto", "fx", "export")
+
+
+def _exported_program(model: Any) -> Any:
+    exported = getattr(torch.export, "ExportedProgram", None)
+    return model if exported is not None and isinstance(model, exported) else None
 
 
 @dataclass
@@ -128,6 +134,14 @@ def _cast(x: Any, dtype: Any) -> Any:
     return tf.convert_to_tensor(np.asarray(x, dtype=dtype.as_numpy_dtype))
 
 
+def _program_example(program: Any) -> Any:
+    """The example inputs an exported program was traced with (torch >= 2.5 keeps them)."""
+    saved = getattr(program, "example_inputs", None)
+    if saved and saved[0] and all(isinstance(t, torch.Tensor) for t in saved[0]):
+        return tuple(saved[0])
+    return None
+
+
 def _check_layout(io_layout: Any) -> tuple[str, str]:
     valid = f"valid choices: {', '.join(repr(x) for x in LAYOUTS)} or a pair like ('nhwc', 'nchw')"
     if isinstance(io_layout, str):
@@ -178,6 +192,7 @@ def transpile(
     verify: bool = True,
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
+    tracer: str = "auto",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
 
@@ -196,6 +211,10 @@ def transpile(
         tolerance: the check's bound: max|y - y_torch| <= tolerance * max(1, max|y_torch|).
         extra_converters: a ``ConverterRegistry`` with converters of your own (they take
             precedence over the built-in ones).
+        tracer: ``"fx"`` (symbolic tracing: module boundaries kept), ``"export"``
+            (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
+            ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
+            a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
 
     Returns:
         A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).
@@ -210,10 +229,18 @@ def transpile(
     # inductor, which loads triton: with TensorFlow in the process that is a SIGSEGV.
     block_triton_if_tensorflow(force=True)
 
-    if not isinstance(model, torch.nn.Module):
-        raise TranspileError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    program = _exported_program(model)
+    if program is None and not isinstance(model, torch.nn.Module):
+        raise TranspileError(
+            f"model must be a torch.nn.Module or a torch.export.ExportedProgram, got "
+            f"{type(model).__name__}."
+        )
     backend = _check_backend(backend)
     layouts = _check_layout(io_layout)
+    if tracer not in TRACERS:
+        raise TranspileError(
+            f"unknown tracer {tracer!r}; valid choices: {', '.join(repr(t) for t in TRACERS)}."
+        )
     if not (isinstance(tolerance, int | float) and tolerance > 0):
         raise TranspileError(f"tolerance must be a positive number, got {tolerance!r}.")
     registry = DEFAULT_REGISTRY
@@ -224,21 +251,59 @@ def transpile(
         registry.methods.update(extra_converters.methods)
 
     clock = time.perf_counter()
-    work = _working_copy(model)
-    work = wrap_single_layer(work, registry)
-    fx_graph = trace(work, registry)
-    if example_inputs is None:
+    fx_graph, fx_error = None, None
+    if program is not None:
+        work = program.module()
+        model_class = "ExportedProgram"
+    else:
+        work = _working_copy(model)
+        model_class = type(model).__name__
+        if tracer in ("fx", "auto"):
+            try:
+                work = wrap_single_layer(work, registry)
+                fx_graph = trace(work, registry)
+            except TranspileError as exc:
+                if tracer == "fx":
+                    raise
+                fx_error = exc
+    root = work
+    if fx_graph is None:  # the torch.export path
+        if example_inputs is None and program is not None:
+            example_inputs = _program_example(program)
+        if example_inputs is None:
+            why = f" ({str(fx_error).splitlines()[0]})" if fx_error else ""
+            raise TranspileError(
+                f"the torch.export path needs example_inputs{why}: pass a tensor (or a tuple) "
+                "with the input shapes."
+            )
+        from .frontend.export_importer import aten_registry, export_program, export_to_fx
+
+        inputs_a = normalize_inputs(example_inputs)
+        if program is None:
+            program = export_program(work, inputs_a)
+        else:
+            program = program.run_decompositions({})
+        root, fx_graph = export_to_fx(program)
+        registry = aten_registry(registry)
+        inputs_b = alternate_inputs(inputs_a)
+    elif example_inputs is None:
         inputs_a, inputs_b = infer_inputs(work, fx_graph)
     else:
         inputs_a = normalize_inputs(example_inputs)
         inputs_b = alternate_inputs(inputs_a)
-    imported = import_model(work, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
+    imported = import_model(root, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
+    imported.graph.meta["model_class"] = model_class
     traced = time.perf_counter()
     ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, ctx)
     graph = run.graph
 
     report = Report(backend=backend, io_layout=layouts, passes=run.records)
+    if root is not work:
+        report.tracer = "torch.export"
+        if fx_error is not None:
+            first = str(fx_error).splitlines()[0]
+            report.notes.append(f"torch.fx could not trace the model ({first}); used torch.export")
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]

@@ -10,6 +10,7 @@ import importlib
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch  # torch before TensorFlow, always
 
@@ -18,7 +19,15 @@ from .errors import TranspileError
 __all__ = ["main"]
 
 
-def _load_factory(spec: str) -> torch.nn.Module:
+def _load_factory(spec: str) -> Any:
+    if spec.endswith(".pt2"):  # a torch.export program saved with torch.export.save
+        from pathlib import Path
+
+        from .frontend.export_importer import load_pt2
+
+        if not Path(spec).is_file():
+            raise TranspileError(f"no such torch.export file: {spec!r}.")
+        return load_pt2(spec)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise TranspileError(
@@ -67,7 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Transpile a PyTorch model into readable Keras 3 source plus weights (or a "
         "TensorFlow SavedModel), verified against PyTorch.",
     )
-    p.add_argument("model", help="package.module:factory, a callable returning an nn.Module")
+    p.add_argument(
+        "model",
+        help="package.module:factory (a callable returning an nn.Module), or a torch.export "
+        "program saved as FILE.pt2",
+    )
+    p.add_argument(
+        "--tracer",
+        default="auto",
+        help="auto (default: torch.fx, else torch.export), fx or export",
+    )
     p.add_argument(
         "--input-shape",
         help="example input shape, e.g. 1,3,224,224 (';' between several inputs); omitted: "
@@ -118,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fold_batchnorm=not args.no_fold_batchnorm,
             verify=not args.no_verify,
             tolerance=args.tolerance,
+            tracer=args.tracer,
         )
         if args.tflite:
             print("writing TFLite ...", file=sys.stderr)

@@ -57,6 +57,8 @@ def _target_name(node: fx.Node) -> str:
     t = node.target
     if node.op == "call_method":
         return f"Tensor.{t}"
+    if node.op == "call_function" and isinstance(t, torch._ops.OpOverload):
+        return f"aten.{t.overloadpacket.__name__}"  # torch.export's ATen ops
     if node.op == "call_function":
         mod = getattr(t, "__module__", None) or ""
         name = getattr(t, "__name__", repr(t))
@@ -422,8 +424,13 @@ def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceIn
         # values are (qualified path, class); keys of shared modules' later calls end in "@k"
         path, cls = next(reversed(stack.values())) if stack else ("", None)
         mod = modules.get(path)
-        mtype = type(mod).__name__ if mod is not None else getattr(cls, "__name__", "")
+        if isinstance(cls, str):  # torch.export records the class by its qualified name
+            mtype = cls.rsplit(".", 1)[-1]
+        else:
+            mtype = type(mod).__name__ if mod is not None else getattr(cls, "__name__", "")
         op = f"{node.op} {_target_name(node)}"
+        if isinstance(cls, str) and cls.startswith("torch.nn.modules."):
+            op = f"call_module {mtype}"  # an op of a torch.nn layer: named after the layer
     return SourceInfo(path, mtype, op, _source_line(node))
 
 

@@ -1,0 +1,338 @@
+"""The ``torch.export`` frontend: an exported program (ATen ops) -> the same IR as the fx path.
+
+``torch.export`` traces through Python control flow on shapes that symbolic tracing refuses
+(Ultralytics' heads, timm's MobileViT). Its inference graph (``run_decompositions({})``: no
+decompositions beyond functionalization) holds ATen ops that mirror the functional API
+(``aten.conv2d`` takes F.conv2d's arguments, ``aten.linear`` F.linear's, ...). So rather than a
+second importer, the exported graph is rewritten into an fx graph the fx importer already
+understands:
+
+- parameters, buffers and lifted constants become ``get_attr`` nodes on a holder module;
+- each ATen overload is registered, in a registry copy, to the converter of its functional or
+  method twin (``ATEN``); the few with other conventions get small adapters
+  (``_native_batch_norm_legit_no_training`` + ``getitem(0)`` -> F.batch_norm, ``slice``,
+  ``upsample_*``, ``sym_size``);
+- ``nn_module_stack`` and ``stack_trace`` metadata are kept, so layer names and comments still
+  carry the PyTorch module paths.
+
+The batch is traced symbolic (``torch.export.Dim``) from a batch of 2 built from the example
+(export refuses a dynamic dimension traced at size 1), then the usual two shape runs follow.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import fx
+
+from transpiler.errors import TranspileError
+
+from .registry import ConverterRegistry
+
+__all__ = ["export_to_fx", "aten_registry", "load_pt2"]
+
+aten = torch.ops.aten
+
+
+def _bn_inference(x, weight, bias, running_mean, running_var, momentum, eps):
+    """aten._native_batch_norm_legit_no_training without its unused mean/invstd outputs."""
+    return F.batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+
+
+def _sym_size(x: torch.Tensor, dim: int) -> int:
+    return x.size(dim)
+
+
+def _slice(x: torch.Tensor, dim: int = 0, start=None, end=None, step: int = 1) -> torch.Tensor:
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+def _upsample(mode: str, align: bool | None = None) -> Callable[..., torch.Tensor]:
+    def fn(x, output_size=None, *rest):
+        scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
+        if output_size is None and scales is None:
+            raise TranspileError("upsample without size or scale factors")
+        kwargs: dict[str, Any] = {"mode": mode}
+        if align is not None:
+            kwargs["align_corners"] = rest[0] if rest else align
+        if output_size is not None:
+            return F.interpolate(x, size=list(output_size), **kwargs)
+        return F.interpolate(x, scale_factor=list(scales), **kwargs)
+
+    fn.__name__ = f"upsample_{mode}"
+    return fn
+
+
+_TRUNCATED: dict[Any, tuple[Any, int]] = {}  # adapter -> (torch function, arguments kept)
+
+
+def _truncated(fn: Any, n: int) -> Callable[..., Any]:
+    """``fn`` with the ATen op's trailing backend-only arguments dropped (cudnn_enable, ...)."""
+
+    def call(*args: Any) -> Any:
+        return fn(*args[:n])
+
+    call.__name__ = getattr(fn, "__name__", "op")
+    _TRUNCATED[call] = (fn, n)
+    return call
+
+
+# ATen overload -> ("function", torch function) | ("method", Tensor method name) | ("call", fn):
+# "function"/"method" reuse that converter with the same arguments; "call" replaces the node's
+# target by ``fn`` (same arguments), whose converter is looked up as a function.
+ATEN: dict[Any, tuple[str, Any]] = {}
+
+
+def _alias(kind: str, target: Any, *overloads: Any) -> None:
+    for o in overloads:
+        ATEN[o] = (kind, target)
+
+
+def _build_table() -> None:
+    fn, meth = "function", "method"
+    _alias(fn, F.conv1d, aten.conv1d.default)
+    _alias(fn, F.conv2d, aten.conv2d.default)
+    _alias(fn, F.conv3d, aten.conv3d.default)
+    _alias(fn, F.conv_transpose1d, aten.conv_transpose1d.default)
+    _alias(fn, F.conv_transpose2d, aten.conv_transpose2d.input)
+    _alias(fn, F.conv_transpose3d, aten.conv_transpose3d.input)
+    _alias(fn, F.linear, aten.linear.default)
+    _alias(fn, F.relu, aten.relu.default)
+    _alias(fn, F.relu6, aten.relu6.default)
+    _alias(fn, F.hardtanh, aten.hardtanh.default)
+    _alias(fn, F.hardswish, aten.hardswish.default)
+    _alias(fn, F.hardsigmoid, aten.hardsigmoid.default)
+    _alias(fn, F.silu, aten.silu.default)
+    _alias(fn, F.gelu, aten.gelu.default)
+    _alias(fn, F.leaky_relu, aten.leaky_relu.default)
+    _alias(fn, F.elu, aten.elu.default)
+    _alias(fn, F.mish, aten.mish.default)
+    _alias(fn, F.softplus, aten.softplus.default)
+    _alias(fn, torch.sigmoid, aten.sigmoid.default)
+    _alias(fn, torch.tanh, aten.tanh.default)
+    _alias(fn, torch.exp, aten.exp.default)
+    _alias(fn, torch.log, aten.log.default)
+    _alias(fn, torch.sqrt, aten.sqrt.default)
+    _alias(fn, torch.rsqrt, aten.rsqrt.default)
+    _alias(fn, torch.abs, aten.abs.default)
+    _alias(fn, torch.neg, aten.neg.default)
+    _alias(fn, torch.erf, aten.erf.default)
+    _alias(fn, torch.reciprocal, aten.reciprocal.default)
+    _alias(fn, torch.clamp, aten.clamp.default)
+    _alias(fn, torch.add, aten.add.Tensor, aten.add.Scalar)
+    _alias(fn, torch.sub, aten.sub.Tensor, aten.sub.Scalar)
+    _alias(fn, torch.mul, aten.mul.Tensor, aten.mul.Scalar)
+    _alias(fn, torch.div, aten.div.Tensor, aten.div.Scalar)
+    _alias(fn, torch.pow, aten.pow.Tensor_Scalar, aten.pow.Tensor_Tensor)
+    _alias(fn, torch.maximum, aten.maximum.default)
+    _alias(fn, torch.minimum, aten.minimum.default)
+    _alias(fn, torch.matmul, aten.matmul.default)
+    _alias(fn, torch.bmm, aten.bmm.default)
+    _alias(fn, torch.einsum, aten.einsum.default)
+    _alias(fn, F.adaptive_avg_pool1d, aten.adaptive_avg_pool1d.default)
+    _alias(fn, F.adaptive_avg_pool2d, aten.adaptive_avg_pool2d.default)
+    _alias(fn, F.adaptive_avg_pool3d, aten.adaptive_avg_pool3d.default)
+    _alias(fn, F.max_pool1d, aten.max_pool1d.default)
+    _alias(fn, F.max_pool2d, aten.max_pool2d.default)
+    _alias(fn, F.max_pool3d, aten.max_pool3d.default)
+    _alias(fn, F.avg_pool1d, aten.avg_pool1d.default)
+    _alias(fn, F.avg_pool2d, aten.avg_pool2d.default)
+    _alias(fn, F.avg_pool3d, aten.avg_pool3d.default)
+    _alias("call", _truncated(F.layer_norm, 5), aten.layer_norm.default)
+    _alias("call", _truncated(F.group_norm, 5), aten.group_norm.default)
+    _alias(fn, F.scaled_dot_product_attention, aten.scaled_dot_product_attention.default)
+    _alias(fn, F.pixel_shuffle, aten.pixel_shuffle.default)
+    _alias(fn, F.pixel_unshuffle, aten.pixel_unshuffle.default)
+    _alias(fn, F.pad, aten.pad.default)
+    _alias(fn, torch.cat, aten.cat.default, aten.concat.default)
+    _alias(fn, torch.stack, aten.stack.default)
+    _alias(fn, torch.flatten, aten.flatten.using_ints)
+    _alias(fn, torch.permute, aten.permute.default)
+    _alias(fn, torch.transpose, aten.transpose.int)
+    _alias(fn, torch.reshape, aten.reshape.default)
+    _alias(fn, torch.unsqueeze, aten.unsqueeze.default)
+    _alias(fn, torch.squeeze, aten.squeeze.dim, aten.squeeze.default)
+    _alias(fn, torch.split, aten.split.Tensor, aten.split_with_sizes.default)
+    _alias(fn, torch.chunk, aten.chunk.default)
+    _alias(fn, torch.unbind, aten.unbind.int)
+    _alias(fn, torch.select, aten.select.int)
+    _alias(fn, torch.narrow, aten.narrow.default)
+    _alias(fn, torch.mean, aten.mean.dim)
+    _alias(fn, torch.sum, aten.sum.dim_IntList)
+    _alias(fn, torch.amax, aten.amax.default)
+    _alias(fn, torch.softmax, aten.softmax.int)
+    _alias(fn, torch.log_softmax, aten.log_softmax.int)
+    _alias("call", _truncated(torch.softmax, 2), aten._softmax.default)
+    _alias("call", _truncated(torch.log_softmax, 2), aten._log_softmax.default)
+    _alias(meth, "view", aten.view.default, aten._unsafe_view.default)
+    _alias(meth, "expand", aten.expand.default)
+    _alias(meth, "contiguous", aten.contiguous.default)
+    _alias(meth, "clone", aten.clone.default)
+    _alias(fn, operator.getitem, operator.getitem)
+    _alias("call", _bn_inference, aten._native_batch_norm_legit_no_training.default)
+    _alias("call", _sym_size, aten.sym_size.int)
+    _alias("call", _slice, aten.slice.Tensor)
+    _alias("call", _upsample("nearest"), aten.upsample_nearest2d.vec)
+    _alias("call", _upsample("bilinear", False), aten.upsample_bilinear2d.vec)
+
+
+_build_table()
+
+
+def aten_registry(base: ConverterRegistry) -> ConverterRegistry:
+    """``base`` plus a converter for each ATen overload of ``ATEN`` (and the adapters)."""
+    reg = base.copy()
+    for overload, (kind, target) in ATEN.items():
+        if kind == "method":
+            conv = base.methods.get(target)
+        elif kind == "call":
+            conv = _adapter_converter(base, target)
+        else:
+            conv = base.functions.get(target)
+        if conv is not None:
+            reg.functions[overload if kind != "call" else target] = conv
+    return reg
+
+
+def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
+    if target in _TRUNCATED:
+        fn, n = _TRUNCATED[target]
+        conv = base.functions.get(fn)
+        return (lambda b, *args: conv(b, *args[:n])) if conv is not None else None
+    if target is _bn_inference:
+        bn = base.functions.get(F.batch_norm)
+
+        def convert(b, x, weight, bias, running_mean, running_var, momentum, eps):
+            return bn(b, x, running_mean, running_var, weight, bias, False, momentum, eps)
+
+        return convert if bn is not None else None
+    if target is _sym_size:
+        size = base.methods.get("size")
+        return (lambda b, x, dim: size(b, x, dim)) if size is not None else None
+    if target is _slice:
+        getitem = base.functions.get(operator.getitem)
+
+        def convert_slice(b, x, dim=0, start=None, end=None, step=1):
+            index = [slice(None)] * x.rank
+            index[dim] = slice(start, None if end is not None and end >= 2**62 else end, step)
+            return getitem(b, x, tuple(index))
+
+        return convert_slice if getitem is not None else None
+    interp = base.functions.get(F.interpolate)
+    if interp is None:
+        return None
+
+    def convert_upsample(b, x, output_size=None, *rest):
+        mode = target.__name__.removeprefix("upsample_")
+        kwargs: dict[str, Any] = {"mode": mode}
+        if mode == "bilinear":
+            kwargs["align_corners"] = bool(rest[0]) if rest else False
+        scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
+        if output_size is not None:
+            return interp(b, x, size=list(output_size), **kwargs)
+        return interp(b, x, scale_factor=list(scales), **kwargs)
+
+    return convert_upsample
+
+
+class _Holder(torch.nn.Module):
+    """Parameters, buffers and constants of an exported program, as attributes."""
+
+
+def _batch_of_two(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.cat([x, x], 0)[:2] if x.dim() and x.shape[0] == 1 else x for x in inputs)
+
+
+def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]):
+    """``torch.export`` with a symbolic batch; the inference graph (no decompositions)."""
+    from transpiler._hygiene import block_triton_if_tensorflow
+
+    block_triton_if_tensorflow()
+    traced = _batch_of_two(inputs)
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = tuple({0: batch} if x.dim() else None for x in traced)
+    try:
+        ep = torch.export.export(model, traced, dynamic_shapes=dynamic, strict=False)
+    except Exception as exc:  # noqa: BLE001 - one clear message
+        try:  # a model whose batch cannot be symbolic (a fixed-size reshape): static batch
+            ep = torch.export.export(model, tuple(inputs), strict=False)
+        except Exception:  # noqa: BLE001
+            raise TranspileError(
+                f"torch.export could not export {type(model).__name__}: "
+                f"{type(exc).__name__}: {str(exc)[:800]}"
+            ) from exc
+    return ep.run_decompositions({})
+
+
+def export_to_fx(ep: Any) -> tuple[torch.nn.Module, fx.Graph]:
+    """An exported program -> (holder module, fx graph over ATen ops the importer converts)."""
+    holder = _Holder()
+    sig = ep.graph_signature
+    state = dict(ep.state_dict)
+    consts = dict(getattr(ep, "constants", {}) or {})
+    lifted: dict[str, str] = {}  # placeholder name -> state/constant key
+    lifted.update(sig.inputs_to_parameters)
+    lifted.update(sig.inputs_to_buffers)
+    lifted.update(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for i, (name, key) in enumerate(sorted(lifted.items())):
+        value = state[key] if key in state else consts[key]
+        attr = f"c{i}"
+        if isinstance(value, torch.nn.Parameter):
+            holder.register_parameter(attr, value)
+        else:
+            holder.register_buffer(
+                attr, value.detach() if isinstance(value, torch.Tensor) else value
+            )
+        lifted[name] = attr
+    bn_users: dict[fx.Node, fx.Node] = {}
+
+    def copy(node: fx.Node, op: str, target: Any, args=(), kwargs=None) -> fx.Node:
+        new = graph.create_node(op, target, args, kwargs or {}, name=node.name)
+        for key in ("nn_module_stack", "stack_trace"):
+            if key in node.meta:
+                new.meta[key] = node.meta[key]
+        env[node] = new
+        return new
+
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in lifted:
+                copy(node, "get_attr", lifted[node.name])
+            else:
+                copy(node, "placeholder", node.name)
+        elif node.op == "output":
+            graph.output(fx.node.map_arg(node.args[0], lambda n: env[n]))
+        elif node.op == "call_function":
+            target = node.target
+            if target is operator.getitem and node.args[0] in bn_users:
+                if node.args[1] == 0:  # mean / invstd of an inference batch norm: unused
+                    env[node] = env[node.args[0]]
+                continue
+            kind, alias = ATEN.get(target, ("function", target))
+            if kind == "call":
+                target = alias
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            copy(node, "call_function", target, args, kwargs)
+            if alias is _bn_inference:
+                bn_users[node] = env[node]
+        else:
+            raise TranspileError(f"unexpected node {node.op} {node.target} in the exported graph")
+    graph.lint()
+    return holder, graph
+
+
+def load_pt2(path: str) -> Any:
+    """A ``torch.export.save``d program."""
+    try:
+        return torch.export.load(path)
+    except Exception as exc:  # noqa: BLE001
+        raise TranspileError(f"could not load the torch.export program {path!r}: {exc}") from exc
