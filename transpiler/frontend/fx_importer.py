@@ -318,9 +318,10 @@ def import_model(
         model = wrap_single_layer(model, registry)
         fx_graph = trace(model, registry)
     depends = _input_dependence(fx_graph)
+    value_depends = _input_dependence(fx_graph, through_shapes=False)
     try:
-        run_a = _run(fx_graph, model, inputs_a, slim=depends)
-        run_b = _run(fx_graph, model, inputs_b, slim=depends)
+        run_a = _run(fx_graph, model, inputs_a, slim=value_depends)
+        run_b = _run(fx_graph, model, inputs_b, slim=value_depends)
     except TranspileError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -330,6 +331,13 @@ def import_model(
             "that forward() expects."
         ) from exc
 
+    # computed from static shapes only (e.g. a detection head's anchor grid): equal in both
+    # runs, so a constant (a batch-sized result differs between the runs and stays dynamic)
+    depends = {
+        n
+        for n in depends
+        if n in value_depends or not _static_equal(run_a.values.get(n), run_b.values.get(n))
+    }
     _precheck(fx_graph, model, registry, depends, run_a)
 
     graph = Graph()
@@ -345,7 +353,9 @@ def import_model(
         a, bb = run_a.values.get(node), run_b.values.get(node)
         b.source = _source_info(node, modules)
         b.out_type = _tensor_type(a, bb) if isinstance(a, torch.Tensor) else None
-        if node.op == "placeholder":
+        if node.op == "placeholder" and not isinstance(a, torch.Tensor):
+            env[node] = a  # an optional forward() argument left at its default (None, False)
+        elif node.op == "placeholder":
             value = Value(graph.fresh_name("input"), b.out_type, torch_ref=node.name)
             graph.inputs.append(value)
             graph.input_names.append(str(node.target))
@@ -406,12 +416,75 @@ def _output_values(node: fx.Node, out: Any, b: Builder) -> list[Value]:
     return values
 
 
-def _input_dependence(fx_graph: fx.Graph) -> set[fx.Node]:
+_SHAPE_QUERIES = {"size", "dim", "numel", "shape", "sym_size", "_sym_size", "sym_numel"}
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    t = node.target
+    if node.op == "call_method":
+        return t in _SHAPE_QUERIES
+    if node.op == "call_function":
+        if t is getattr:
+            return len(node.args) > 1 and node.args[1] in ("shape", "ndim")
+        name = t.overloadpacket.__name__ if isinstance(t, torch._ops.OpOverload) else None
+        return (name or getattr(t, "__name__", "")) in _SHAPE_QUERIES
+    return False
+
+
+# ops that read only the dtype/shape of some arguments: name -> positions whose values matter
+_METADATA_ARGS = {
+    "type_as": (0,),
+    "new_full": (1, 2),
+    "new_zeros": (1,),
+    "new_ones": (1,),
+    "new_empty": (1,),
+    "zeros_like": (),
+    "ones_like": (),
+    "empty_like": (),
+    "full_like": (1,),
+}
+
+
+def _op_name(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        return str(t)
+    if isinstance(t, torch._ops.OpOverload):
+        return t.overloadpacket.__name__
+    return getattr(t, "__name__", "")
+
+
+def _input_dependence(fx_graph: fx.Graph, through_shapes: bool = True) -> set[fx.Node]:
+    """Nodes whose value depends on the inputs; with ``through_shapes=False`` only those that
+    depend on input *values* (shape and dtype queries cut the dependence)."""
     depends: set[fx.Node] = set()
     for node in fx_graph.nodes:
-        if node.op == "placeholder" or any(i in depends for i in node.all_input_nodes):
+        inputs = node.all_input_nodes
+        if not through_shapes:
+            if _is_shape_query(node):
+                continue
+            keep = _METADATA_ARGS.get(_op_name(node)) if node.op != "call_module" else None
+            if keep is not None:
+                inputs = [a for k, a in enumerate(node.args) if k in keep]
+                inputs = [a for a in inputs if isinstance(a, fx.Node)]
+        if node.op == "placeholder" or any(i in depends for i in inputs):
             depends.add(node)
     return depends
+
+
+def _static_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.device.type == "meta" or b.device.type == "meta":
+            return False
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_static_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceInfo:
