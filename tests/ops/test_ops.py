@@ -1,4 +1,5 @@
-"""Every catalog case (tests/ops/cases.py) x io_layout: transpile, then compare with PyTorch."""
+"""Every catalog case (tests/ops/cases.py) x io_layout x backend: transpile, reload from disk,
+compare with PyTorch. backend "tf" is the SavedModel of TF ops lowered by backends/tf_graph."""
 
 import pytest
 from helpers import (
@@ -15,19 +16,28 @@ from ops.cases import CASES, OpCase
 from transpiler import transpile
 
 
+@pytest.mark.parametrize("backend", ["keras", "tf"])
 @pytest.mark.parametrize("io_layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_op(case: OpCase, io_layout: str, tmp_path):
+def test_op(case: OpCase, io_layout: str, backend: str, tmp_path):
     model = case.make().eval()
-    seed = stable_seed(case.id)
+    seed = stable_seed(case.id) if backend == "keras" else stable_seed(case.id, backend)
     inputs = random_inputs(case.input_shapes, batch=2, seed=seed)
     example = inputs[0] if len(inputs) == 1 else inputs
 
     result = transpile(
-        model, example, io_layout=io_layout, out_dir=tmp_path / "out", tolerance=case.tol
+        model,
+        example,
+        backend=backend,
+        io_layout=io_layout,
+        out_dir=tmp_path / "out",
+        tolerance=case.tol,
     )
 
     assert_checks_ok(result)
+    if backend == "tf":
+        assert result.source_path is None
+        assert (result.saved_model_path / "saved_model.pb").exists()
     fn = result.load()
     check_against_torch(model, inputs, fn, io_layout, case.tol)
     batch3 = random_inputs(case.input_shapes, batch=3, seed=seed + 1)
