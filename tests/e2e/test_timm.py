@@ -25,6 +25,7 @@ MODELS = {
     "dla34": (128, "fx", 1),
     "hrnet_w18_small": (128, "fx", 1),
     "convnext_atto": (128, "fx", 1),
+    "edgenext_xx_small": (224, "fx", 13),
     "fastvit_t8": (224, "fx", 1),
     "levit_128s": (224, "fx", 45),
     "deit_tiny_patch16_224": (224, "fx", 49),

@@ -715,3 +715,28 @@ add("dynamic-conv", "per-sample-condconv-d2", lambda: _CondConv(padding=2, dilat
 
 _ids = [case.id for case in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"
+
+# F.normalize (EdgeNeXt's cross-covariance attention)
+add("normalize", "p2-dim1", lambda: Front(lambda y: F.normalize(y, dim=1)), IMG, pure=True)
+add("normalize", "p2-dim-1", lambda: Front(lambda y: F.normalize(y, dim=-1)), (3, 15, 16))
+add("normalize", "p1-dim2", lambda: Front(lambda y: F.normalize(y, p=1, dim=2)), IMG)
+
+
+class PerSampleConstant(nn.Module):
+    """A tensor built from the input's shape only, one sample repeated over the batch
+    (EdgeNeXt's positional encoding): folded to a constant broadcast to the dynamic batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.proj = nn.Conv2d(2, 8, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        b, _, h, w = y.shape
+        mask = y.new_zeros((b, h, w)).bool().to(x.device)
+        grid = torch.stack([(~mask).cumsum(1, dtype=torch.float32), (~mask).cumsum(2)], 1)
+        return y + self.proj(grid.sin())
+
+
+add("shape-derived", "per-sample-constant", PerSampleConstant, IMG)

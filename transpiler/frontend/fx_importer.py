@@ -338,6 +338,15 @@ def import_model(
         for n in depends
         if n in value_depends or not _static_equal(run_a.values.get(n), run_b.values.get(n))
     }
+    # ... or one sample repeated over the batch (EdgeNeXt's positional encoding, built from
+    # torch.zeros(B, H, W)): a constant broadcast to the dynamic batch
+    batch_const = {
+        n
+        for n in depends
+        if n not in value_depends
+        and _batch_repeated(run_a.values.get(n), run_b.values.get(n), inputs_a, inputs_b)
+    }
+    depends -= batch_const
     _precheck(fx_graph, model, registry, depends, run_a)
 
     graph = Graph()
@@ -362,6 +371,9 @@ def import_model(
             env[node] = value
         elif node.op == "output":
             graph.outputs = _output_values(node, arg(node.args[0]), b)
+        elif node in batch_const:
+            const = b.const(a[:1], "per_sample")
+            env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
         elif node not in depends:
             env[node] = b.const(a, "const") if isinstance(a, torch.Tensor) else _merge_static(a, bb)
         elif not _is_tensorish(a):
@@ -425,7 +437,7 @@ def _is_shape_query(node: fx.Node) -> bool:
         return t in _SHAPE_QUERIES
     if node.op == "call_function":
         if t is getattr:
-            return len(node.args) > 1 and node.args[1] in ("shape", "ndim")
+            return len(node.args) > 1 and node.args[1] in ("shape", "ndim", "device", "dtype")
         name = t.overloadpacket.__name__ if isinstance(t, torch._ops.OpOverload) else None
         return (name or getattr(t, "__name__", "")) in _SHAPE_QUERIES
     return False
@@ -470,6 +482,22 @@ def _input_dependence(fx_graph: fx.Graph, through_shapes: bool = True) -> set[fx
         if node.op == "placeholder" or any(i in depends for i in inputs):
             depends.add(node)
     return depends
+
+
+def _batch_repeated(a: Any, b: Any, inputs_a: Sequence[Any], inputs_b: Sequence[Any]) -> bool:
+    """``a`` and ``b`` (the two runs) hold one sample repeated over the runs' batch sizes."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() == 0:
+        return False
+    if "meta" in (a.device.type, b.device.type) or not inputs_a or not inputs_b:
+        return False
+    n_a, n_b = inputs_a[0].shape[0], inputs_b[0].shape[0]
+    if n_a == n_b or a.shape[0] != n_a or b.shape[0] != n_b or a.shape[1:] != b.shape[1:]:
+        return False
+    return bool(
+        torch.equal(a[:1], b[:1])
+        and torch.equal(a, a[:1].expand_as(a))
+        and torch.equal(b, b[:1].expand_as(b))
+    )
 
 
 def _static_equal(a: Any, b: Any) -> bool:

@@ -54,3 +54,23 @@ def cat(b: Builder, tensors, dim=0, axis_=None):
     if len(tensors) == 1:
         return tensors[0]
     return b.op("cat", list(tensors), axis=axis(dim, rank))
+
+
+# F.normalize(input, p=2.0, dim=1, eps=1e-12): input / max(||input||_p along dim, eps)
+@converts(torch.nn.functional.normalize)
+def normalize(b: Builder, input, p=2.0, dim=1, eps=1e-12, out=None):
+    from ...errors import TranspileError
+    from ...ir import TensorType
+
+    if p not in (1, 1.0, 2, 2.0):
+        raise TranspileError(f"F.normalize with p={p} at {b.where()}: only p=1 and p=2")
+    ax = axis(dim, input.rank)
+    reduced = TensorType(
+        tuple(1 if i == ax else d for i, d in enumerate(input.shape)), input.type.dtype
+    )
+    powered = b.op("square" if p in (2, 2.0) else "abs", [input], input.type)
+    norm = b.op("reduce", [powered], reduced, kind="sum", axes=(ax,), keepdims=True)
+    if p in (2, 2.0):
+        norm = b.op("sqrt", [norm], reduced)
+    norm = b.op("maximum", [norm, b.scalar(float(eps))], reduced)
+    return b.op("div", [input, norm], input.type)
