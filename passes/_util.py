@@ -57,3 +57,17 @@ def insert_binary_const(
     node = graph.make_node(op, [x, c], x.type, {}, after.source, hint)
     graph.nodes.insert(graph.nodes.index(after) + 1, node)
     return node.output
+
+
+def torch_pads(node: Node) -> list[tuple[int, int]]:
+    """PyTorch's (before, after) padding per spatial axis of a conv/pool node: ints, or 'same'
+    (total d(k-1), the extra one after) and 'valid'."""
+    p = node.attrs.get("padding", "valid")
+    n = node.inputs[0].rank - 2
+    if p == "valid":
+        return [(0, 0)] * n
+    if p == "same":  # torch 'same' (stride 1 only): total d(k-1), the extra one after
+        w = node.inputs[1]
+        totals = [node.attrs["dilation"][i] * (w.shape[2 + i] - 1) for i in range(n)]
+        return [(t // 2, t - t // 2) for t in totals]
+    return [(int(v), int(v)) for v in p]

@@ -33,22 +33,10 @@ import numpy as np
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, TensorType, Value
 
-from ._util import insert_binary_const, insert_pad, make_pad, tf_same_pads
+from ._util import insert_binary_const, insert_pad, make_pad, tf_same_pads, torch_pads
 from .manager import PassContext, PassResult
 
 __all__ = ["normalize_padding"]
-
-
-def _torch_pads(node: Node) -> list[tuple[int, int]]:
-    p = node.attrs.get("padding", "valid")
-    n = node.inputs[0].rank - 2
-    if p == "valid":
-        return [(0, 0)] * n
-    if p == "same":  # torch 'same' (stride 1 only): total d(k-1), the extra one after
-        w = node.inputs[1]
-        totals = [node.attrs["dilation"][i] * (w.shape[2 + i] - 1) for i in range(n)]
-        return [(t // 2, t - t // 2) for t in totals]
-    return [(int(v), int(v)) for v in p]
 
 
 def _ceil_extra(
@@ -87,7 +75,7 @@ def _is_tf_same(node: Node, x_shape, kernel, pads) -> bool:
 
 def _conv(graph: Graph, node: Node) -> None:
     x = node.inputs[0]
-    pads = _torch_pads(node)
+    pads = torch_pads(node)
     mode = node.attrs.pop("padding_mode", "zeros")
     kernel = node.inputs[1].shape[2:]
     if all(p == (0, 0) for p in pads):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from transpiler.ir import Graph, Node
 
-from ._util import insert_pad
+from ._util import insert_pad, torch_pads
 from .manager import PassContext, PassResult
 
 __all__ = ["prune_conv_taps"]
@@ -33,18 +33,6 @@ def _live_taps(n: int, k: int, s: int, d: int, pl: int, pr: int) -> list[int]:
     return [t for t in range(k) if any(0 <= o * s - pl + t * d < n for o in range(max(out, 0)))]
 
 
-def _pads(node: Node, k: tuple[int, ...]) -> list[tuple[int, int]] | None:
-    p = node.attrs.get("padding", "valid")
-    if p == "valid":
-        return [(0, 0)] * len(k)
-    if p == "same":
-        totals = [d * (kk - 1) for d, kk in zip(node.attrs["dilation"], k, strict=True)]
-        return [(t // 2, t - t // 2) for t in totals]
-    if isinstance(p, list | tuple) and all(isinstance(v, int) for v in p):
-        return [(int(v), int(v)) for v in p]
-    return None
-
-
 def _prune(graph: Graph, node: Node) -> bool:
     x, w = node.inputs[0], node.inputs[1]
     if not graph.is_constant(w) or node.attrs.get("padding_mode", "zeros") != "zeros":
@@ -52,9 +40,7 @@ def _prune(graph: Graph, node: Node) -> bool:
     weight = graph.constant(w)
     k = tuple(weight.shape[2:])
     sizes = x.shape[2:]
-    pads = _pads(node, k)
-    if pads is None:
-        return False
+    pads = torch_pads(node)
     stride, dilation = list(node.attrs["stride"]), list(node.attrs["dilation"])
     keep, new_pads, changed = [], [], False
     for i, (n, kk) in enumerate(zip(sizes, k, strict=True)):

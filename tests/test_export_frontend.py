@@ -98,6 +98,8 @@ def test_exported_program_and_pt2_file(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},), strict=False)
+    with pytest.raises(TranspileError, match="use tracer='auto'"):
+        transpile(program, tracer="fx")
     result = transpile(program, out_dir=tmp_path / "o")  # example inputs kept by the program
     assert_checks_ok(result)
     check_against_torch(model, torch.randn(4, 3, 32, 32), result.load(), "nchw")

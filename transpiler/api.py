@@ -253,6 +253,11 @@ def transpile(
     clock = time.perf_counter()
     fx_graph, fx_error = None, None
     if program is not None:
+        if tracer == "fx":
+            raise TranspileError(
+                "an ExportedProgram is converted through torch.export's graph: use tracer='auto' "
+                "or 'export' (or pass the nn.Module for tracer='fx')."
+            )
         work = program.module()
         model_class = "ExportedProgram"
     else:
@@ -260,8 +265,9 @@ def transpile(
         model_class = type(model).__name__
         if tracer in ("fx", "auto"):
             try:
-                work = wrap_single_layer(work, registry)
-                fx_graph = trace(work, registry)
+                wrapped = wrap_single_layer(work, registry)
+                fx_graph = trace(wrapped, registry)
+                work = wrapped
             except TranspileError as exc:
                 if tracer == "fx":
                     raise

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from transpiler.backends._layouts import adaptive_windows, spatial_kernel
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -67,12 +68,6 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _spatial_kernel(w: np.ndarray) -> np.ndarray:
-    """(O, I/g, *k) -> (*k, I/g, O) for Conv; also (I, O/g, *k) -> (*k, O/g, I) for transposed."""
-    n = w.ndim - 2
-    return w.transpose(*range(2, 2 + n), 1, 0)
-
-
 def _check_channels_last(node: Node) -> None:
     if node.attrs["data_format"] != "channels_last":
         raise TranspileError(f"internal: {node.op} at {node.source} is not channels-last")
@@ -102,7 +97,7 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
         kwargs = {"depth_multiplier": mult, **common}
         call = KerasCall(f"layers.DepthwiseConv{n}D", [x], (k,), kwargs)
     else:
-        kernel = _spatial_kernel(w)
+        kernel = spatial_kernel(w)
         kwargs = {**common, **_non_default(groups=(groups, 1))}
         call = KerasCall(f"layers.Conv{n}D", [x], (out_ch, k), kwargs)
     call.weights = [_f32(kernel)] + ([_f32(bias)] if bias is not None else [])
@@ -182,7 +177,7 @@ def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
         call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
     else:  # Keras' transposed convs have no groups: a small layer loops over them
         call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
-    call.weights = [_f32(_spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
+    call.weights = [_f32(spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
     calls.append(call)
     # Keras sizes a 'valid' transposed conv n*s + max(k' - s, 0), PyTorch (n-1)*s + k'
     # (k' = d(k-1)+1): when the kernel is shorter than the stride, drop Keras' extra zeros
@@ -244,10 +239,6 @@ def _pool(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall(f"{ctor}{n}D", [x], (kernel,), kwargs)]
 
 
-def _adaptive_windows(n: int, out: int) -> list[tuple[int, int]]:
-    return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
-
-
 @emits("adaptive_avg_pool", "adaptive_max_pool")
 def _adaptive_pool(node: Node, graph: Graph) -> list[KerasCall]:
     x = node.inputs[0]
@@ -261,7 +252,7 @@ def _adaptive_pool(node: Node, graph: Graph) -> list[KerasCall]:
     if all(s % o == 0 for s, o in zip(sizes, out, strict=True)):
         k = tuple(s // o for s, o in zip(sizes, out, strict=True))
         return [KerasCall(f"layers.{kind}Pooling{n}D", [x], (k,), {"strides": k})]
-    windows = [_adaptive_windows(s, o) for s, o in zip(sizes, out, strict=True)]
+    windows = [adaptive_windows(s, o) for s, o in zip(sizes, out, strict=True)]
     reduce = "mean" if node.op == "adaptive_avg_pool" else "max"
     return [KerasCall("AdaptivePool", [x], (), {"windows": windows, "reduce": reduce})]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from transpiler.backends._layouts import adaptive_windows, spatial_kernel
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -89,12 +90,6 @@ def _unary(node: Node, plan: Plan, fn: Callable[[Any], Any]) -> Step:
 def _channels_last(node: Node) -> None:
     if node.attrs["data_format"] != "channels_last":
         raise TranspileError(f"internal: {node.op} at {node.source} is not channels-last")
-
-
-def _spatial_kernel(w: np.ndarray) -> np.ndarray:
-    """(O, I/g, *k) -> (*k, I/g, O); also (I, O/g, *k) -> (*k, O/g, I) for transposed."""
-    n = w.ndim - 2
-    return w.transpose(*range(2, 2 + n), 1, 0)
 
 
 def _subsample(x: Any, strides: tuple[int, ...]) -> Any:
@@ -171,7 +166,7 @@ def _conv(node: Node, plan: Plan) -> Step:
                 return tf.squeeze(y, 1) if n == 1 else y
 
         else:
-            kernels = _kernels(plan, _spatial_kernel(w), groups)
+            kernels = _kernels(plan, spatial_kernel(w), groups)
 
             def conv(env: Env) -> Any:
                 return _convolution(x(env), kernels, run_stride, padding, dilation)
@@ -237,7 +232,7 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     split = max(stride) > 1 and max(dilation) > 1
 
     if groups == 1 and not split:
-        var = plan.weight(_spatial_kernel(w), "kernel")  # (*k, O, I)
+        var = plan.weight(spatial_kernel(w), "kernel")  # (*k, O, I)
 
         def conv(env: Env) -> Any:
             xs = x(env)
@@ -297,10 +292,6 @@ def _pool(node: Node, plan: Plan) -> Step:
     return lambda env: tf.nn.pool(x(env), kernel, kind, strides=stride, padding=padding)
 
 
-def _adaptive_windows(n: int, out: int) -> list[tuple[int, int]]:
-    return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
-
-
 @lowers("adaptive_avg_pool", "adaptive_max_pool")
 def _adaptive_pool(node: Node, plan: Plan) -> Step:
     x = plan.operand(node.inputs[0])
@@ -312,7 +303,7 @@ def _adaptive_pool(node: Node, plan: Plan) -> Step:
         return lambda env: reduce(x(env), axis=list(range(1, n + 1)), keepdims=True)
     if None in sizes:
         raise TranspileError(f"{node.op} at {node.source} needs a static input size")
-    windows = [_adaptive_windows(s, o) for s, o in zip(sizes, out, strict=True)]
+    windows = [adaptive_windows(s, o) for s, o in zip(sizes, out, strict=True)]
 
     def step(env: Env) -> Any:
         xs = x(env)

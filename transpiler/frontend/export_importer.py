@@ -53,17 +53,25 @@ def _slice(x: torch.Tensor, dim: int = 0, start=None, end=None, step: int = 1) -
     return x[tuple(index)]
 
 
-def _upsample(mode: str, align: bool | None = None) -> Callable[..., torch.Tensor]:
+def _upsample_kwargs(mode: str, output_size: Any, rest: tuple) -> dict[str, Any]:
+    """aten.upsample_{nearest,bilinear}2d.vec arguments -> F.interpolate keywords. After
+    ``output_size`` come (scale_factors) or (align_corners, scale_factors)."""
+    scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
+    if output_size is None and scales is None:
+        raise TranspileError("upsample without size or scale factors")
+    kwargs: dict[str, Any] = {"mode": mode}
+    if mode == "bilinear":
+        kwargs["align_corners"] = bool(rest[0]) if rest else False
+    if output_size is not None:
+        kwargs["size"] = list(output_size)
+    else:
+        kwargs["scale_factor"] = list(scales)
+    return kwargs
+
+
+def _upsample(mode: str) -> Callable[..., torch.Tensor]:
     def fn(x, output_size=None, *rest):
-        scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
-        if output_size is None and scales is None:
-            raise TranspileError("upsample without size or scale factors")
-        kwargs: dict[str, Any] = {"mode": mode}
-        if align is not None:
-            kwargs["align_corners"] = rest[0] if rest else align
-        if output_size is not None:
-            return F.interpolate(x, size=list(output_size), **kwargs)
-        return F.interpolate(x, scale_factor=list(scales), **kwargs)
+        return F.interpolate(x, **_upsample_kwargs(mode, output_size, rest))
 
     fn.__name__ = f"upsample_{mode}"
     return fn
@@ -179,7 +187,7 @@ def _build_table() -> None:
     _alias("call", _sym_size, aten.sym_size.int)
     _alias("call", _slice, aten.slice.Tensor)
     _alias("call", _upsample("nearest"), aten.upsample_nearest2d.vec)
-    _alias("call", _upsample("bilinear", False), aten.upsample_bilinear2d.vec)
+    _alias("call", _upsample("bilinear"), aten.upsample_bilinear2d.vec)
 
 
 _build_table()
@@ -230,13 +238,7 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
 
     def convert_upsample(b, x, output_size=None, *rest):
         mode = target.__name__.removeprefix("upsample_")
-        kwargs: dict[str, Any] = {"mode": mode}
-        if mode == "bilinear":
-            kwargs["align_corners"] = bool(rest[0]) if rest else False
-        scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
-        if output_size is not None:
-            return interp(b, x, size=list(output_size), **kwargs)
-        return interp(b, x, scale_factor=list(scales), **kwargs)
+        return interp(b, x, **_upsample_kwargs(mode, output_size, rest))
 
     return convert_upsample
 

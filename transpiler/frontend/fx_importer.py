@@ -432,15 +432,9 @@ _SHAPE_QUERIES = {"size", "dim", "numel", "shape", "sym_size", "_sym_size", "sym
 
 
 def _is_shape_query(node: fx.Node) -> bool:
-    t = node.target
-    if node.op == "call_method":
-        return t in _SHAPE_QUERIES
-    if node.op == "call_function":
-        if t is getattr:
-            return len(node.args) > 1 and node.args[1] in ("shape", "ndim", "device", "dtype")
-        name = t.overloadpacket.__name__ if isinstance(t, torch._ops.OpOverload) else None
-        return (name or getattr(t, "__name__", "")) in _SHAPE_QUERIES
-    return False
+    if node.op == "call_function" and node.target is getattr:
+        return len(node.args) > 1 and node.args[1] in ("shape", "ndim", "device", "dtype")
+    return node.op in ("call_method", "call_function") and _op_name(node) in _SHAPE_QUERIES
 
 
 # ops that read only the dtype/shape of some arguments: name -> positions whose values matter
