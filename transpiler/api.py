@@ -83,16 +83,55 @@ class TranspileResult:
 
         return keras_concrete_function(self.keras_model())
 
-    def to_tflite(self, path: str | os.PathLike[str], variant: str = "float32") -> Path:
-        """Write a TFLite flatbuffer (dynamic batch, builtin ops only) and check it against
-        PyTorch on the transpile's check inputs. ``variant``: "float32" (held to the transpile's
-        tolerance; a mismatch raises and writes nothing), "float16" or "dynamic_range"
-        (quantized: their measured errors go into ``report.tflite``)."""
+    def to_tflite(
+        self,
+        path: str | os.PathLike[str],
+        variant: str = "float32",
+        *,
+        calibration: Any = None,
+        io_dtype: str = "float32",
+        batch_size: int | None = None,
+        keep_float: Sequence[str] = (),
+        target: str | None = None,
+        sqnr_goal_db: float | None = None,
+    ) -> Path:
+        """Write a TFLite flatbuffer (builtin ops only) and check it against PyTorch on the
+        transpile's check inputs; see transpiler/tflite.py.
+
+        ``variant``: "float32" (held to the transpile's tolerance; a mismatch raises and writes
+        nothing), "float16", "dynamic_range", or the full-integer "int8" / "int16x8" (int8
+        weights, int8 / int16 activations), which need ``calibration``: an iterable of input
+        batches in the exported model's input layout (numpy arrays or torch tensors; a tuple per
+        batch for several inputs), or a callable returning one. Their per-layer quantization
+        report (SQNR per PyTorch module, worst first; likely culprits; a suggested
+        ``keep_float`` set when the end-to-end SQNR is under ``sqnr_goal_db``, default 30 dB)
+        goes into ``report.tflite[-1].quantization`` and report.md.
+        ``io_dtype``: "float32" (quantize/dequantize inside the model) or "int8"/"uint8" I/O.
+        ``batch_size``: a static batch (and static other dims) for targets that need it; the
+        Keras model keeps its dynamic batch. ``keep_float``: PyTorch module paths (or
+        prefixes) whose ops stay float (int8 only). ``target``: "tflm", "edgetpu" or "gpu":
+        the flatbuffer is checked against that target's constraints; a violation raises
+        (listing each, with its PyTorch module) and nothing is written."""
         from .tflite import export_tflite
 
         if not self.report.references:
             raise TranspileError("to_tflite() checks against PyTorch: transpile with verify=True.")
-        export_tflite(self.concrete_function(), Path(path), self.report, self.tolerance, variant)
+        export_tflite(
+            self.concrete_function(),
+            Path(path),
+            self.report,
+            self.tolerance,
+            variant,
+            calibration=calibration,
+            io_dtype=io_dtype,
+            batch_size=batch_size,
+            keep_float=keep_float,
+            target=target,
+            sqnr_goal_db=sqnr_goal_db,
+            backend=self.backend,
+        )
+        if (self.out_dir / "report.md").is_file():
+            (self.out_dir / "report.md").write_text(self.report.to_markdown(), encoding="utf-8")
         return Path(path)
 
 

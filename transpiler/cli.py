@@ -10,6 +10,7 @@ import importlib
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch  # torch before TensorFlow, always
@@ -70,6 +71,29 @@ def _layout(text: str) -> str | tuple[str, str]:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
+def load_calibration(spec: str) -> list[tuple[Any, ...]]:
+    """A .npy / .npz file or a folder of .npy files -> a list of input batches."""
+    import numpy as np
+
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(path.glob("*.npy"))
+        if not files:
+            raise TranspileError(f"--calibration folder {spec!r} has no .npy files.")
+        return [(np.load(f),) for f in files]
+    if not path.is_file():
+        raise TranspileError(f"--calibration {spec!r}: no such file or folder.")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            arrays = [data[k] for k in data.files]
+    elif path.suffix == ".npy":
+        arrays = [np.load(path)]
+    else:
+        raise TranspileError(f"--calibration {spec!r} is not a .npy/.npz file or a folder.")
+    n = arrays[0].shape[0]
+    return [tuple(a[k : k + 8] for a in arrays) for k in range(0, n, 8)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="transpiler",
@@ -107,9 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--tflite",
         nargs="?",
         const="float32",
-        choices=["float32", "float16", "dynamic_range"],
+        choices=["float32", "float16", "dynamic_range", "int8", "int16x8"],
         help="also write model.tflite (checked against PyTorch), from either backend; optional "
-        "variant",
+        "variant (int8 / int16x8: full integer, needs --calibration)",
+    )
+    p.add_argument(
+        "--calibration",
+        help="calibration inputs for --tflite int8/int16x8: a .npy file (N samples, split into "
+        "batches of 8), a .npz file (one array per model input), or a folder of .npy files (one "
+        "batch each), in the exported model's input layout",
+    )
+    p.add_argument("--io-dtype", default="float32", help="TFLite I/O: float32, int8 or uint8")
+    p.add_argument(
+        "--batch-size", type=int, help="static TFLite batch size (default: dynamic batch)"
+    )
+    p.add_argument("--target", help="check the TFLite model against tflm, edgetpu or gpu")
+    p.add_argument(
+        "--keep-float",
+        default="",
+        help="comma-separated PyTorch module paths kept in float in an int8 TFLite model",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
@@ -121,6 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import transpile
 
         t0 = time.perf_counter()
+        extra = [
+            flag
+            for flag, v in (
+                ("--calibration", args.calibration),
+                ("--target", args.target),
+                ("--batch-size", args.batch_size),
+                ("--keep-float", args.keep_float),
+            )
+            if v
+        ]
+        if extra and not args.tflite:
+            raise TranspileError(f"{', '.join(extra)} need --tflite.")
         print(f"loading {args.model} ...", file=sys.stderr)
         model = _load_factory(args.model)
         example = None
@@ -141,7 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.tflite:
             print("writing TFLite ...", file=sys.stderr)
             name = "model.tflite" if args.tflite == "float32" else f"model_{args.tflite}.tflite"
-            result.to_tflite(result.out_dir / name, variant=args.tflite)
+            calibration = load_calibration(args.calibration) if args.calibration else None
+            result.to_tflite(
+                result.out_dir / name,
+                variant=args.tflite,
+                calibration=calibration,
+                io_dtype=args.io_dtype,
+                batch_size=args.batch_size,
+                keep_float=[m for m in args.keep_float.split(",") if m],
+                target=args.target,
+            )
             result.report.files.append(name)
     except TranspileError as exc:
         if args.debug:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Report", "Check", "Divergence"]
+__all__ = ["Report", "Check", "Divergence", "TFLiteExport"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,39 @@ class Divergence:
 
 
 @dataclass
+class TFLiteExport:
+    """One ``to_tflite`` export. Unpacks as ``variant, path, checks`` (the original tuple)."""
+
+    variant: str
+    path: str
+    checks: list[Check]
+    io_dtype: str = "float32"
+    batch_size: int | None = None  # None: dynamic batch
+    target: str | None = None  # the target whose constraints it passed
+    size_bytes: int = 0
+    quantization: Any = None  # quantize.QuantizationReport for int8 / int16x8
+
+    def __iter__(self):
+        return iter((self.variant, self.path, self.checks))
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.variant, self.path, self.checks)[i]
+
+    def __len__(self) -> int:
+        return 3
+
+    def describe(self) -> list[str]:
+        worst = max((c.max_rel for c in self.checks), default=0.0)
+        batch = "dynamic batch" if self.batch_size is None else f"batch {self.batch_size}"
+        head = (
+            f"TFLite ({self.variant}, {self.io_dtype} I/O, {batch}, {self.size_bytes / 1e6:.2f} MB"
+            + (f", passes {self.target} checks" if self.target else "")
+            + f") `{self.path}`: worst scaled error vs PyTorch {worst:.3g}"
+        )
+        return [head]
+
+
+@dataclass
 class Report:
     backend: str
     tracer: str = "torch.fx symbolic_trace"
@@ -42,8 +75,9 @@ class Report:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     divergence: Divergence | None = None
-    # TFLite exports: (variant, path, [Check]) with the same bound as the numeric check
-    tflite: list[tuple[str, str, list[Check]]] = field(default_factory=list)
+    # TFLite exports (each unpacks as (variant, path, [Check])); quantized ones carry their
+    # per-layer quantization report in .quantization
+    tflite: list[TFLiteExport] = field(default_factory=list)
     # the numeric check's inputs and PyTorch outputs, in io_layout (for later exports' checks)
     references: list[tuple[list[Any], list[Any]]] = field(default_factory=list, repr=False)
     files: list[str] = field(default_factory=list)
@@ -99,9 +133,11 @@ class Report:
                 f"First diverging module: `{d.module_path}` ({d.module_type}), {self.backend} "
                 f"layer `{d.layer}`: max abs error {d.max_abs:.3g} > {d.bound:.3g}",
             ]
-        for variant, path, checks in self.tflite:
-            worst = max((c.max_rel for c in checks), default=0.0)
-            lines.append(f"\nTFLite ({variant}) `{path}`: worst scaled error {worst:.3g}")
+        for export in self.tflite:
+            lines += [""] + export.describe()
+            if export.quantization is not None:
+                lines += ["", f"### Quantization ({export.variant}), worst module first", ""]
+                lines += export.quantization.to_markdown()
         if self.module_layers:
             lines += [
                 "",
@@ -143,6 +179,10 @@ class Report:
                 f"  first diverging module: {d.module_path} ({d.module_type}) -> layer "
                 f"{d.layer}, max abs {d.max_abs:.3g}"
             )
+        for export in self.tflite:
+            lines += ["  " + x for x in export.describe()]
+            if export.quantization is not None:
+                lines += ["    " + x for x in export.quantization.summary()]
         if self.timings:
             lines.append("  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         return "\n".join(lines)

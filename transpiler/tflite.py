@@ -1,10 +1,13 @@
-"""TFLite export of a transpiled model: frozen, dynamic batch, builtin ops only, checked.
+"""TFLite export of a transpiled model: frozen, builtin ops only, checked.
 
 The model (the Keras model, or the tf backend's SavedModel function) is a concrete function with
-a dynamic batch; its variables are frozen into constants, and it is converted with the builtin
-op set only (a Flex op would need the TF runtime on the device: refused). The flatbuffer is then
+a dynamic batch, or with a static one (``batch_size``); its variables are frozen into constants,
+and it is converted with the builtin op set only (a Flex op would need the TF runtime on the
+device: refused). Full-integer variants (``int8``, ``int16x8``) are calibrated on the user's data
+and come with a per-layer quantization report (transpiler/quantize.py). The flatbuffer is then
 run by the TFLite interpreter on the inputs of the transpile's numeric check and compared with
-PyTorch under the same bound.
+PyTorch under the same bound, and optionally checked against a deployment target's constraints
+(transpiler/tflite_targets.py).
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import TranspileError
-from .report import Check, Report
+from .report import Check, Report, TFLiteExport
 
-__all__ = ["export_tflite", "run_tflite"]
+__all__ = ["export_tflite", "run_tflite", "check_target_file"]
 
-VARIANTS = ("float32", "float16", "dynamic_range")
+VARIANTS = ("float32", "float16", "dynamic_range", "int8", "int16x8")
+FLOAT_VARIANTS = VARIANTS[:3]
+# quantized variants: their errors are recorded, checked against this multiple of the tolerance
+BOUND_SCALE = {"float32": 1.0, "float16": 100.0, "dynamic_range": 1000.0, "int8": 1000.0}
+BOUND_SCALE["int16x8"] = 1000.0
 
 
 def _interpreter(blob: bytes):
@@ -46,16 +54,27 @@ def _interpreter(blob: bytes):
 
 
 def run_tflite(blob: bytes, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Run a flatbuffer on numpy inputs (any batch size); returns its outputs in order."""
+    """Run a flatbuffer on numpy inputs; returns its outputs in order, as float when the model's
+    I/O is quantized (inputs are quantized, outputs dequantized with the tensors' parameters).
+    A model with a static batch is run in slices of its batch size."""
+    from .quantize import dequantize, quantize_input
+
     interp = _interpreter(blob)
     inputs = interp.get_input_details()
+    static = int(inputs[0]["shape_signature"][0]) if len(inputs[0]["shape_signature"]) else -1
+    n = arrays[0].shape[0] if arrays[0].ndim else 1
+    if static > 0 and n != static:
+        if n % static:
+            raise TranspileError(f"the TFLite model takes batches of {static}, not {n}")
+        parts = [run_tflite(blob, [a[k : k + static] for a in arrays]) for k in range(0, n, static)]
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
     for detail, a in zip(inputs, arrays, strict=True):
         interp.resize_tensor_input(detail["index"], list(a.shape))
     interp.allocate_tensors()
     for detail, a in zip(inputs, arrays, strict=True):
-        interp.set_tensor(detail["index"], a.astype(detail["dtype"]))
+        interp.set_tensor(detail["index"], quantize_input(np.asarray(a), detail))
     interp.invoke()
-    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    return [dequantize(interp.get_tensor(d["index"]), d) for d in interp.get_output_details()]
 
 
 def op_names(blob: bytes) -> list[str]:
@@ -64,11 +83,14 @@ def op_names(blob: bytes) -> list[str]:
     return sorted({d["op_name"] for d in interp._get_ops_details()})
 
 
-def keras_concrete_function(model: Any) -> Any:
-    """``model`` (a Keras model on the TensorFlow backend) as a concrete function."""
+def keras_concrete_function(model: Any, batch_size: int | None = None) -> Any:
+    """``model`` (a Keras model on the TensorFlow backend) as a concrete function; with
+    ``batch_size``, one whose batch dimension is that constant."""
     import tensorflow as tf
 
     specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+    if batch_size is not None:
+        specs = [tf.TensorSpec([batch_size, *s.shape[1:]], s.dtype) for s in specs]
 
     def call(*xs):
         return model(list(xs) if len(xs) > 1 else xs[0], training=False)
@@ -83,9 +105,9 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         convert_variables_to_constants_v2,
     )
 
-    if variant not in VARIANTS:
+    if variant not in FLOAT_VARIANTS:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = concrete if _is_frozen(concrete) else convert_variables_to_constants_v2(concrete)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
@@ -101,22 +123,99 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         ) from exc
 
 
+def _is_frozen(concrete: Any) -> bool:
+    return getattr(concrete, "_transpiler_frozen", False)
+
+
+def freeze(concrete: Any) -> Any:
+    """The concrete function with its variables frozen into constants."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(concrete)
+    frozen._transpiler_frozen = True
+    return frozen
+
+
+def static_batch(concrete: Any, batch_size: int, example_shapes: list[tuple[int, ...]]) -> Any:
+    """A concrete function calling ``concrete`` with every input dimension static: the batch is
+    ``batch_size``, other unknown dimensions take the check inputs' sizes."""
+    import tensorflow as tf
+
+    specs = []
+    for spec, shape in zip(concrete.structured_input_signature[0], example_shapes, strict=True):
+        dims = [batch_size] + [
+            int(d) if d is not None else int(e)
+            for d, e in zip(list(spec.shape)[1:], shape[1:], strict=True)
+        ]
+        specs.append(tf.TensorSpec(dims, spec.dtype))
+
+    def call(*xs):
+        return concrete(*xs)
+
+    out = tf.function(call).get_concrete_function(*specs)
+    out._transpiler_owner = concrete  # keep the variables' owner alive
+    return out
+
+
 def export_tflite(
-    concrete: Any, path: Path, report: Report, tolerance: float, variant: str = "float32"
+    concrete: Any,
+    path: Path,
+    report: Report,
+    tolerance: float,
+    variant: str = "float32",
+    *,
+    calibration: Any = None,
+    io_dtype: str = "float32",
+    batch_size: int | None = None,
+    keep_float: Sequence[str] = (),
+    target: str | None = None,
+    sqnr_goal_db: float | None = None,
+    backend: str = "keras",
 ) -> list[Check]:
-    """Write ``path`` (atomically) and check it against PyTorch; returns the checks."""
+    """Write ``path`` (atomically) and check it against PyTorch (and ``target``); returns the
+    checks. Nothing is written when a check that must pass fails."""
+    from . import quantize as q
+    from .tflite_targets import TARGETS, check_target, module_namer
     from .verify import _error
 
-    blob = convert(concrete, variant)
+    _validate(variant, io_dtype, batch_size, keep_float, target, calibration)
+    if batch_size is not None:
+        shapes = [tuple(a.shape) for a in report.references[0][0]] if report.references else []
+        if not shapes:
+            shapes = [tuple(1 if d is None else d for d in s.shape) for s in _specs(concrete)]
+        concrete = static_batch(concrete, batch_size, shapes)
+    frozen = freeze(concrete)
+    names = q.NameMap(report.module_layers, strip_suffix=backend == "keras")
+    quant_report = None
+    if variant in q.INT_VARIANTS:
+        batches = q.rebatch(q.calibration_batches(calibration, len(frozen.inputs)), batch_size)
+        goal = q.DEFAULT_SQNR_GOAL if sqnr_goal_db is None else sqnr_goal_db
+        done = q.quantize(frozen, variant, batches, io_dtype, keep_float, names, goal)
+        blob, quant_report = done.blob, done.report
+    else:
+        blob = convert(frozen, variant)
     flex = [op for op in op_names(blob) if op.startswith("Flex")]
     if flex:
         raise TranspileError(f"the TFLite model would need Flex ops {flex}; nothing was written")
+    violations = []
+    if target is not None:
+        assert target in TARGETS
+        violations = check_target(blob, target, report.io_layout, module_namer(names))
+        if violations:
+            listed = "\n  ".join(str(v) for v in violations)
+            raise TranspileError(
+                f"the TFLite model breaks {len(violations)} {target} constraint(s); nothing was "
+                f"written:\n  {listed}"
+            )
     checks = []
-    bound_scale = {"float32": 1.0, "float16": 100.0, "dynamic_range": 1000.0}[variant]
     for arrays, refs in report.references:
+        if batch_size is not None and arrays[0].shape[0] % batch_size:
+            continue
         outs = run_tflite(blob, arrays)
         for k, (y, ref) in enumerate(zip(outs, refs, strict=True)):
-            err, rel, bound = _error(np.asarray(y), ref, tolerance * bound_scale)
+            err, rel, bound = _error(np.asarray(y), ref, tolerance * BOUND_SCALE[variant])
             checks.append(Check(arrays[0].shape[0], k, err, rel, bound, err <= bound))
     if variant == "float32" and not all(c.ok for c in checks):
         worst = max(checks, key=lambda c: c.max_rel)
@@ -130,5 +229,65 @@ def export_tflite(
     with os.fdopen(fd, "wb") as f:
         f.write(blob)
     os.replace(tmp, path)
-    report.tflite.append((variant, str(path), checks))
+    report.tflite.append(
+        TFLiteExport(
+            variant,
+            str(path),
+            checks,
+            io_dtype=io_dtype,
+            batch_size=batch_size,
+            target=target,
+            size_bytes=len(blob),
+            quantization=quant_report,
+        )
+    )
     return checks
+
+
+def _specs(concrete: Any) -> list[Any]:
+    return list(concrete.structured_input_signature[0])
+
+
+def _validate(
+    variant: str,
+    io_dtype: str,
+    batch_size: int | None,
+    keep_float: Sequence[str],
+    target: str | None,
+    calibration: Any,
+) -> None:
+    from .quantize import INT_VARIANTS, IO_DTYPES
+    from .tflite_targets import TARGETS
+
+    if variant not in VARIANTS:
+        raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
+    if io_dtype not in IO_DTYPES:
+        raise TranspileError(f"io_dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
+    if variant not in INT_VARIANTS:
+        given = [
+            n
+            for n, v in (("calibration", calibration), ("keep_float", keep_float))
+            if v is not None and not (n == "keep_float" and not v)
+        ]
+        if io_dtype != "float32":
+            given.append("io_dtype")
+        if given:
+            raise TranspileError(
+                f"{', '.join(given)} apply to the full-integer variants ('int8', 'int16x8') "
+                f"only, not {variant!r}."
+            )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise TranspileError(f"batch_size must be a positive int or None, not {batch_size!r}")
+    if target is not None and target not in TARGETS:
+        raise TranspileError(f"unknown target {target!r}; valid: {TARGETS}")
+    if isinstance(keep_float, str):
+        raise TranspileError("keep_float is a list of PyTorch module paths, not one string.")
+
+
+def check_target_file(path: str | os.PathLike[str], target: str, io_layout: str = "nchw") -> list:
+    """The violations of ``target``'s constraints by any .tflite file (no module names)."""
+    from .tflite_targets import check_target
+
+    return check_target(Path(path).read_bytes(), target, (io_layout, io_layout))

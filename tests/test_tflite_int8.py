@@ -1,0 +1,276 @@
+"""Full-integer TFLite (int8, int16x8): calibration, the per-layer quantization report traced to
+PyTorch modules, keep_float, static batch, integer I/O, target checks and the CLI. PyTorch is
+the oracle: end-to-end errors are measured against the PyTorch model on held-out inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from helpers import randomize_bn
+
+from transpiler import TranspileError, transpile
+from transpiler.tflite import run_tflite
+from transpiler.tflite_targets import check_target
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    return float(10 * np.log10((ref**2).sum() / max(((got - ref) ** 2).sum(), 1e-30)))
+
+
+class Amp(nn.Module):
+    """An unbounded activation whose channel 0 is scaled by 1e4: under one per-tensor int8 scale
+    the other channels are crushed to zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        scale = torch.ones(1, 8, 1, 1)
+        scale[0, 0] = 1e4
+        self.register_buffer("scale", scale)
+
+    def forward(self, x):
+        return F.leaky_relu(self.conv(x), 0.1) * self.scale
+
+
+class BadlyQuantizable(nn.Module):
+    """Well conditioned end to end (conv3 undoes the 1e4), but ``amp``'s output is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.amp = Amp()
+        self.conv3 = nn.Conv2d(8, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv3.weight[:, 0] *= 1e-4
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return self.conv3(self.amp(self.conv2(y)))
+
+
+def _batches(shape, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=gen) for _ in range(n)]
+
+
+def _torch_sqnr(model, blob, inputs, io_layout="nchw"):
+    x = torch.cat(inputs)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    arr = x.numpy() if io_layout == "nchw" else x.permute(0, 2, 3, 1).numpy()
+    (y,) = run_tflite(blob, [arr])
+    if io_layout == "nhwc" and y.ndim == 4:
+        y = y.transpose(0, 3, 1, 2)
+    return sqnr_db(ref, y)
+
+
+def _full_integer(blob) -> list:
+    return [v for v in check_target(blob, "tflm") if v.rule == "full integer"]
+
+
+@pytest.fixture(scope="module")
+def bad_result(tmp_path_factory):
+    torch.manual_seed(0)
+    model = randomize_bn(BadlyQuantizable()).eval()
+    out = tmp_path_factory.mktemp("bad")
+    return model, transpile(model, torch.randn(1, 3, 16, 16), out_dir=out / "out"), out
+
+
+def test_int8_report_ranks_the_bad_module_first_and_its_suggestion_fixes_it(bad_result):
+    model, result, tmp = bad_result
+    calibration = _batches((4, 3, 16, 16), 8, seed=1)
+    held_out = _batches((4, 3, 16, 16), 4, seed=2)
+    path = result.to_tflite(tmp / "int8.tflite", "int8", calibration=calibration)
+    blob = path.read_bytes()
+    assert not _full_integer(blob)
+    export = result.report.tflite[-1]
+    q = export.quantization
+    assert export.variant == "int8" and q.variant == "int8"
+    assert q.layers[0].module == "amp", [(e.module, e.lost_db) for e in q.layers]
+    assert "channel ranges span" in q.layers[0].range_note
+    assert q.culprits and q.culprits[0].module == "amp"
+    assert {e.module for e in q.layers} >= {"conv1", "bn1", "conv2", "amp.conv", "amp", "conv3"}
+    bad_db = _torch_sqnr(model, blob, held_out)
+    assert bad_db < 15 and q.sqnr_db < 15
+    # the suggested set, measured on held-out data against PyTorch, meets the goal
+    assert q.suggested_keep_float and "amp" in q.suggested_keep_float
+    assert q.suggested_sqnr_db >= q.goal_db == 30
+    fixed = result.to_tflite(
+        tmp / "fixed.tflite", "int8", calibration=calibration, keep_float=q.suggested_keep_float
+    )
+    assert _torch_sqnr(model, fixed.read_bytes(), held_out) >= 30
+    assert result.report.tflite[-1].quantization.keep_float == q.suggested_keep_float
+    md = (result.out_dir / "report.md").read_text()
+    assert "### Quantization (int8)" in md and "| `amp` |" in md
+
+
+def test_int8_integer_io_static_batch_and_int16x8(bad_result, tmp_path):
+    model, result, _ = bad_result
+    calibration = _batches((4, 3, 16, 16), 4, seed=1)
+    held_out = _batches((2, 3, 16, 16), 2, seed=2)
+    for io_dtype, np_dtype in (("int8", np.int8), ("uint8", np.uint8)):
+        path = result.to_tflite(
+            tmp_path / f"{io_dtype}.tflite",
+            "int8",
+            calibration=calibration,
+            io_dtype=io_dtype,
+            batch_size=1,
+            keep_float=["amp", "conv3"],
+        )
+        blob = path.read_bytes()
+        from transpiler.quantize import _interp
+
+        interp = _interp(blob, preserve=False)
+        (inp,) = interp.get_input_details()
+        assert inp["dtype"] == np_dtype and list(inp["shape_signature"]) == [1, 3, 16, 16]
+        assert interp.get_output_details()[0]["dtype"] == np_dtype
+        assert _torch_sqnr(model, blob, held_out) >= 25
+        assert result.report.tflite[-1].batch_size == 1
+    path = result.to_tflite(tmp_path / "i16.tflite", "int16x8", calibration=calibration)
+    blob = path.read_bytes()
+    # 16-bit activations survive the 1e4 channel that breaks int8
+    assert _torch_sqnr(model, blob, held_out) >= 30
+    assert result.report.tflite[-1].quantization.variant == "int16x8"
+
+
+def test_int8_refusals(bad_result, tmp_path):
+    _, result, _ = bad_result
+    with pytest.raises(TranspileError, match="Random data calibrates badly"):
+        result.to_tflite(tmp_path / "a.tflite", "int8")
+    cal = _batches((2, 3, 16, 16), 2, seed=1)
+    with pytest.raises(TranspileError, match="produced no layer"):
+        result.to_tflite(tmp_path / "a.tflite", "int8", calibration=cal, keep_float=["nope"])
+    with pytest.raises(TranspileError, match="shape"):
+        result.to_tflite(tmp_path / "a.tflite", "int8", calibration=[np.zeros((2, 3, 8, 8))])
+    with pytest.raises(TranspileError, match="full-integer variants"):
+        result.to_tflite(tmp_path / "a.tflite", "float16", calibration=cal)
+    with pytest.raises(TranspileError, match="io_dtype"):
+        result.to_tflite(tmp_path / "a.tflite", "int8", calibration=cal, io_dtype="int4")
+    with pytest.raises(TranspileError, match="batch_size"):
+        result.to_tflite(tmp_path / "a.tflite", "int8", calibration=cal, batch_size=0)
+    with pytest.raises(TranspileError, match="unknown target"):
+        result.to_tflite(tmp_path / "a.tflite", target="npu")
+    assert not (tmp_path / "a.tflite").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Target checks: each catches a real violation, named with its PyTorch module
+# ----------------------------------------------------------------------------------------------
+
+
+class Shuffle(nn.Module):
+    """ShuffleNet's channel shuffle: a 5-D reshape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ArgMax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return self.head(x).argmax(-1)
+
+
+def test_target_checks_catch_dynamic_batch_5d_and_int64(tmp_path):
+    torch.manual_seed(0)
+    shuffle = transpile(Shuffle().eval(), torch.randn(1, 3, 4, 4), out_dir=tmp_path / "s")
+    # a dynamic batch (and float ops) for the microcontroller
+    with pytest.raises(TranspileError, match="tflm: static shape") as err:
+        shuffle.to_tflite(tmp_path / "dyn.tflite", target="tflm")
+    assert "full integer" in str(err.value)
+    assert not (tmp_path / "dyn.tflite").exists()
+    # the 5-D reshape for the GPU delegate and the Edge TPU, traced to the PyTorch module
+    with pytest.raises(TranspileError, match=r"gpu: rank: .*5-D") as err:
+        shuffle.to_tflite(tmp_path / "gpu.tflite", batch_size=1, target="gpu")
+    with pytest.raises(TranspileError, match=r"edgetpu: rank"):
+        shuffle.to_tflite(
+            tmp_path / "tpu.tflite",
+            "int8",
+            calibration=_batches((1, 3, 4, 4), 4, 0),
+            batch_size=1,
+            target="edgetpu",
+        )
+    argmax = transpile(ArgMax().eval(), torch.randn(2, 6), out_dir=tmp_path / "a")
+    with pytest.raises(TranspileError, match="gpu: int64") as err:
+        argmax.to_tflite(tmp_path / "am.tflite", batch_size=1, target="gpu")
+    assert "in head" in str(err.value) or "argmax" in str(err.value)
+    # and a model within the constraints passes: written, recorded
+    conv = transpile(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(),
+        torch.randn(1, 3, 8, 8),
+        out_dir=tmp_path / "c",
+        io_layout="nhwc",
+    )
+    for target in ("tflm", "edgetpu"):
+        conv.to_tflite(
+            tmp_path / f"{target}.tflite",
+            "int8",
+            calibration=_batches((1, 8, 8, 3), 4, 0),
+            batch_size=1,
+            target=target,
+        )
+        assert conv.report.tflite[-1].target == target
+    conv.to_tflite(tmp_path / "gpu_ok.tflite", batch_size=1, target="gpu")
+
+
+def test_cli_int8_with_npy_calibration(tmp_path, monkeypatch):
+    from transpiler.cli import main
+
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).normal(size=(8, 3, 16, 16)))
+    monkeypatch.setattr(
+        "transpiler.cli._load_factory",
+        lambda spec: randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))).eval(),
+    )
+    out = tmp_path / "out"
+    args = ["m:f", "--input-shape", "1,3,16,16", "-o", str(out), "--tflite", "int8"]
+    assert main([*args, "--calibration", str(tmp_path / "cal.npy"), "--batch-size", "1",
+                 "--target", "tflm"]) == 0  # fmt: skip
+    assert (out / "model_int8.tflite").is_file()
+    assert "### Quantization (int8)" in (out / "report.md").read_text()
+    assert main(["m:f", "-o", str(tmp_path / "x"), "--target", "gpu"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Real models (slow): full integer at 224, the target checks pass at batch 1
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_torchvision_int8_targets_at_224(name, tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(getattr(torchvision.models, name)(weights=None)).eval()
+    result = transpile(
+        model, torch.randn(1, 3, 224, 224), io_layout="nhwc", out_dir=tmp_path / "out"
+    )
+    gen = torch.Generator().manual_seed(1)
+    calibration = [torch.randn(1, 224, 224, 3, generator=gen) for _ in range(8)]
+    for target in ("tflm", "edgetpu"):
+        path = result.to_tflite(
+            tmp_path / f"{target}.tflite",
+            "int8",
+            calibration=calibration,
+            batch_size=1,
+            target=target,
+        )
+        assert not _full_integer(path.read_bytes())
+    result.to_tflite(tmp_path / "gpu.tflite", batch_size=1, target="gpu")
+    q = result.report.tflite[1].quantization
+    assert len({e.module for e in q.layers}) > 20
+    held_out = [torch.randn(1, 3, 224, 224, generator=gen) for _ in range(2)]
+    assert _torch_sqnr(model, (tmp_path / "tflm.tflite").read_bytes(), held_out, "nhwc") > 10
