@@ -132,10 +132,11 @@ def test_int8_integer_io_static_batch_and_int16x8(bad_result, tmp_path):
         assert interp.get_output_details()[0]["dtype"] == np_dtype
         assert _torch_sqnr(model, blob, held_out) >= 25
         assert result.report.tflite[-1].batch_size == 1
-    path = result.to_tflite(tmp_path / "i16.tflite", "int16x8", calibration=calibration)
-    blob = path.read_bytes()
-    # 16-bit activations survive the 1e4 channel that breaks int8
-    assert _torch_sqnr(model, blob, held_out) >= 30
+    int8 = result.to_tflite(tmp_path / "i8.tflite", "int8", calibration=calibration)
+    int16 = result.to_tflite(tmp_path / "i16.tflite", "int16x8", calibration=calibration)
+    # 16-bit activations lose less of the channels the 1e4 channel crushes in int8
+    int8_db = _torch_sqnr(model, int8.read_bytes(), held_out)
+    assert _torch_sqnr(model, int16.read_bytes(), held_out) > int8_db + 3
     assert result.report.tflite[-1].quantization.variant == "int16x8"
 
 
@@ -177,15 +178,6 @@ class Shuffle(nn.Module):
         return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-class ArgMax(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.head = nn.Linear(6, 5)
-
-    def forward(self, x):
-        return self.head(x).argmax(-1)
-
-
 def test_target_checks_catch_dynamic_batch_5d_and_int64(tmp_path):
     torch.manual_seed(0)
     shuffle = transpile(Shuffle().eval(), torch.randn(1, 3, 4, 4), out_dir=tmp_path / "s")
@@ -205,10 +197,18 @@ def test_target_checks_catch_dynamic_batch_5d_and_int64(tmp_path):
             batch_size=1,
             target="edgetpu",
         )
-    argmax = transpile(ArgMax().eval(), torch.randn(2, 6), out_dir=tmp_path / "a")
-    with pytest.raises(TranspileError, match="gpu: int64") as err:
-        argmax.to_tflite(tmp_path / "am.tflite", batch_size=1, target="gpu")
-    assert "in head" in str(err.value) or "argmax" in str(err.value)
+    # int64: no model we transpile produces one, so a flatbuffer straight from TF (argmax)
+    import tensorflow as tf
+
+    from transpiler.quantize import float_reference
+    from transpiler.tflite import freeze
+
+    fn = tf.function(lambda x: tf.argmax(x, -1)).get_concrete_function(
+        tf.TensorSpec([1, 6], tf.float32)
+    )
+    found = check_target(float_reference(freeze(fn)), "gpu")
+    int64 = [v for v in found if v.rule == "int64"]
+    assert int64 and int64[0].op == "ARG_MAX", found
     # and a model within the constraints passes: written, recorded
     conv = transpile(
         nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(),

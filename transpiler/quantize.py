@@ -185,7 +185,9 @@ def _check_shapes(batches: list[list[np.ndarray]], specs: Sequence[Any]) -> None
     for arrays in batches[:1]:
         for i, (a, spec) in enumerate(zip(arrays, specs, strict=True)):
             want = list(spec.shape)
-            ok = len(want) == a.ndim and all(w is None or w == d for w, d in zip(want, a.shape))
+            ok = len(want) == a.ndim and all(
+                w is None or w == d for w, d in zip(want, a.shape, strict=False)
+            )
             if not ok:
                 raise TranspileError(
                     f"calibration input {i} has shape {tuple(a.shape)}; the exported model takes "
@@ -451,7 +453,9 @@ class _Acc:
         live = self.ch_signal > 1e-12 * max(float(self.ch_signal.max()), 1e-30)
         if not live.any():
             return SQNR_CAP
-        values = [_sqnr(s, n) for s, n in zip(self.ch_signal[live], self.ch_noise[live])]
+        values = [
+            _sqnr(s, n) for s, n in zip(self.ch_signal[live], self.ch_noise[live], strict=True)
+        ]
         return float(np.median(values))
 
     def range_note(self) -> str:

@@ -44,8 +44,8 @@ EDGETPU_OPS = frozenset(
     """ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEQUANTIZE EXPAND_DIMS
     FULLY_CONNECTED GATHER HARD_SWISH L2_NORMALIZATION LOGISTIC LSTM MAXIMUM MAX_POOL_2D MEAN
     MINIMUM MUL PACK PAD PRELU QUANTIZE REDUCE_MAX REDUCE_MIN RELU RELU6 RELU_N1_TO_1 RESHAPE
-    RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SQUARED_DIFFERENCE
-    SQUEEZE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV UNPACK""".split()
+    RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SLICE SOFTMAX SPACE_TO_DEPTH SPLIT
+    SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV UNPACK""".split()
 )
 GPU_OPS = frozenset(
     """ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D COS DEPTH_TO_SPACE
@@ -105,6 +105,7 @@ def check_target(
             found.append(Violation(target, rule, op["op_name"], module, detail))
 
     edge = set(inputs) | set(outputs)
+    activations = set(inputs) | {int(t) for o in ops for t in o["outputs"]}
     for op in ops:
         name = op["op_name"]
         outs = [tensors[int(t)] for t in op["outputs"] if int(t) in tensors]
@@ -125,7 +126,8 @@ def check_target(
                 add(
                     "rank", op, t, f"{len(shape)}-D tensor {t['name']!r} (the GPU delegate: <= 4-D)"
                 )
-            if target == "edgetpu" and sum(1 for d in shape[:-3] if d != 1) > 0:
+            live = t["index"] in activations
+            if target == "edgetpu" and live and any(d != 1 for d in shape[:-3]):
                 add(
                     "rank",
                     op,
