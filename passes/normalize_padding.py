@@ -156,6 +156,11 @@ def _max_pool(graph: Graph, node: Node) -> None:
         return
     if max(dil) == 1 and _is_tf_same(node, x.shape, kernel, pads):
         a["padding"] = "same"
+    elif max(dil) == 1 and all(max(p) <= k - 1 for p, k in zip(pads, kernel, strict=True)):
+        # Edge replication is exact here: every window that reaches into the padding also
+        # holds the edge element it replicates. Unlike a -inf constant, it keeps the tensor's
+        # range finite, which int8 quantization needs (a -inf pad sets the scale to ~1e36).
+        node.inputs[0] = insert_pad(graph, node, x, pads, "replicate", 0.0)
     else:
         node.inputs[0] = insert_pad(graph, node, x, pads, "constant", float("-inf"))
 

@@ -126,7 +126,7 @@ class QuantizationReport:
 def _as_array(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
-    a = np.asarray(x)
+    a = np.ascontiguousarray(x)
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     return a
@@ -397,8 +397,8 @@ def quantize_input(value: np.ndarray, detail: dict) -> np.ndarray:
     scale, zero = _qparams(detail)
     if dtype.kind in "iu" and scale and value.dtype.kind == "f":
         info = np.iinfo(dtype)
-        return np.clip(np.round(value / scale + zero), info.min, info.max).astype(dtype)
-    return value.astype(dtype)
+        value = np.clip(np.round(value / scale + zero), info.min, info.max)
+    return np.ascontiguousarray(value, dtype=dtype)
 
 
 def run_all(interp: Any, arrays: list[np.ndarray]) -> None:
@@ -677,10 +677,13 @@ def quantize(
         reference = float_reference(frozen)
         selected: list[str] = []
     else:
-        reference = calibrate(frozen, batches)
+        calibrated = calibrate(frozen, batches)
         layers = names.select(keep_float) if keep_float else set()
-        selected = denylist(reference, layers, names) if layers else []
-        blob = quantize_calibrated(reference, io_dtype, selected)
+        selected = denylist(calibrated, layers, names) if layers else []
+        blob = quantize_calibrated(calibrated, io_dtype, selected)
+        # the plain float conversion: same tensor names (the calibrated model carries extra
+        # calibration tensors the interpreter cannot always resize)
+        reference = float_reference(frozen)
     sqnr, max_err = end_to_end(reference, blob, sample)
     rep = QuantizationReport(
         variant=variant,
@@ -693,7 +696,7 @@ def quantize(
     rep.layers = layer_errors(reference, blob, sample, names)
     rep.culprits = [e for e in rep.layers if e.range_note][:5]
     if sqnr < goal_db and variant == "int8":
-        _suggest(rep, reference, sample, io_dtype, names)
+        _suggest(rep, calibrated, reference, sample, io_dtype, names)
     elif sqnr < goal_db:
         rep.notes.append(
             "no keep_float suggestion for int16x8 (no per-node float fallback in its quantizer)"
@@ -704,6 +707,7 @@ def quantize(
 def _suggest(
     rep: QuantizationReport,
     calibrated: bytes,
+    reference: bytes,
     sample: list[list[np.ndarray]],
     io_dtype: str,
     names: NameMap,

@@ -82,8 +82,16 @@ def test_max_pool(ceil_mode, k, s, p, size):
     pool = next(n for n in g.nodes if n.op == "max_pool")
     assert pool.attrs["padding"] in ("valid", "same") and not pool.attrs["ceil_mode"]
     for n in g.nodes:
-        if n.op == "pad":
-            assert n.attrs["value"] == float("-inf")
+        if n.op == "pad":  # edge replication: exact, and a finite range for int8 TFLite
+            assert n.attrs["mode"] == "replicate"
+
+
+def test_dilated_max_pool_pads_with_minus_inf():
+    model = nn.MaxPool2d(3, 2, 1, dilation=2)
+    x = torch.randn(2, 3, 9, 9)
+    g = run_pass_and_check(import_torch(model, x), normalize_padding, [x.numpy()])
+    (pad,) = [n for n in g.nodes if n.op == "pad"]
+    assert pad.attrs["mode"] == "constant" and pad.attrs["value"] == float("-inf")
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
