@@ -494,14 +494,28 @@ def end_to_end(
 ) -> tuple[float, float]:
     """(SQNR dB, max|q - f| / max(1, max|f|)) of all outputs over ``batches``."""
     fi, qi = _interp(float_blob, False), _interp(quant_blob, False)
-    acc = _Acc()
+    pairs = list(
+        zip(output_details(fi), output_details(qi), strict=True)
+    )  # the quantizer may list outputs in another order: by name
+    accs = [_Acc() for _ in pairs]
     for arrays in batches:
         run_all(fi, arrays)
         run_all(qi, arrays)
-        for fd, qd in zip(fi.get_output_details(), qi.get_output_details(), strict=True):
+        for acc, (fd, qd) in zip(accs, pairs, strict=True):
             ref = dequantize(fi.get_tensor(fd["index"]), fd)
             acc.add(ref, dequantize(qi.get_tensor(qd["index"]), qd))
-    return acc.sqnr(), acc.max_err / max(1.0, acc.max_ref)
+    signal, noise = sum(a.signal for a in accs), sum(a.noise for a in accs)
+    max_err, max_ref = max(a.max_err for a in accs), max(a.max_ref for a in accs)
+    return _sqnr(signal, noise), max_err / max(1.0, max_ref)
+
+
+def output_details(interp: Any) -> list[dict]:
+    """Output details in the model's output order: TF names them Identity, Identity_1, ...
+    (the quantizer may list them in another order); other names keep the listed order."""
+    details = interp.get_output_details()
+    if all(re.fullmatch(r"Identity(_\d+)?", d["name"]) for d in details):
+        return sorted(details, key=lambda d: int(d["name"].partition("_")[2] or -1))
+    return details
 
 
 def layer_errors(

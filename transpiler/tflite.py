@@ -57,7 +57,7 @@ def run_tflite(blob: bytes, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Run a flatbuffer on numpy inputs; returns its outputs in order, as float when the model's
     I/O is quantized (inputs are quantized, outputs dequantized with the tensors' parameters).
     A model with a static batch is run in slices of its batch size."""
-    from .quantize import dequantize, quantize_input
+    from .quantize import dequantize, output_details, quantize_input
 
     interp = _interpreter(blob)
     inputs = interp.get_input_details()
@@ -74,7 +74,7 @@ def run_tflite(blob: bytes, arrays: list[np.ndarray]) -> list[np.ndarray]:
     for detail, a in zip(inputs, arrays, strict=True):
         interp.set_tensor(detail["index"], quantize_input(np.asarray(a), detail))
     interp.invoke()
-    return [dequantize(interp.get_tensor(d["index"]), d) for d in interp.get_output_details()]
+    return [dequantize(interp.get_tensor(d["index"]), d) for d in output_details(interp)]
 
 
 def op_names(blob: bytes) -> list[str]:
