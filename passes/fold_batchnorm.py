@@ -28,7 +28,7 @@ def _scale_shift(graph: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray] | None
     if not all(graph.is_constant(v) for v in consts):
         return None
     mean, var, gamma, beta = (graph.constant(v).astype(np.float64) for v in consts)
-    s = gamma / np.sqrt(var + bn.attrs.get("eps", 1e-5))
+    s = gamma / np.sqrt(var + bn.attrs["eps"])
     return s, beta - mean * s
 
 
@@ -42,7 +42,7 @@ def _foldable_producer(graph: Graph, bn: Node, uses: dict[int, int]) -> str | No
         return f"{p.op} output has other users"
     if not all(graph.is_constant(v) for v in p.inputs[1:]):
         return f"{p.op} weights are not constants"
-    axis = bn.attrs.get("axis", 1)
+    axis = bn.attrs["axis"]
     if p.op == "conv" and axis != 1:
         return "batch_norm axis is not the conv channel axis"
     if p.op == "linear" and axis != x.rank - 1:
@@ -66,7 +66,7 @@ def _fold_into(graph: Graph, producer: Node, s: np.ndarray, shift: np.ndarray) -
 
 def _to_mul_add(graph: Graph, bn: Node, s: np.ndarray, shift: np.ndarray) -> None:
     x = bn.inputs[0]
-    axis = bn.attrs.get("axis", 1)
+    axis = bn.attrs["axis"]
     shape = [1] * (x.rank - axis)
     shape[0] = -1  # broadcast from the channel axis onwards: (C, 1, 1) for NCHW
     scale = graph.add_constant(s.reshape(shape).astype(np.float32), "bn_scale")

@@ -146,9 +146,12 @@ class Graph:
         source: SourceInfo | None = None,
         hint: str | None = None,
     ) -> Node:
-        """Create (but do not insert) a single-output node."""
+        """Create (but do not insert) a single-output node. The op's declared attribute
+        defaults are filled in and list values become tuples (``ops.with_defaults``)."""
+        from .ops import with_defaults  # local: ops imports ir
+
         out = Value(self.fresh_name(hint or op), out_type)
-        node = Node(op, list(inputs), [out], dict(attrs or {}), source)
+        node = Node(op, list(inputs), [out], with_defaults(op, attrs or {}), source)
         out.producer = node
         return node
 
