@@ -202,6 +202,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "sin": torch.sin,
+    "cos": torch.cos,
 }
 
 

@@ -199,6 +199,8 @@ _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
 for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
+for _name in ("sin", "cos"):
+    _op(_name, "elementwise")
 _op("elu", "elementwise", alpha=1.0)
 _op("softplus", "elementwise", beta=1.0, threshold=20.0)
 _op("clamp", "elementwise", min=None, max=None)

@@ -298,6 +298,8 @@ _UNARY_OPS = {
     "square": "square",
     "reciprocal": "reciprocal",
     "erf": "erf",
+    "sin": "sin",
+    "cos": "cos",
 }
 
 

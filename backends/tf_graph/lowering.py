@@ -427,6 +427,8 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "sin": tf.sin,
+    "cos": tf.cos,
 }
 
 

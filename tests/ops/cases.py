@@ -492,6 +492,7 @@ UNARY_MATH: dict[str, Callable] = {
     "method-reciprocal": lambda y: (y.abs() + 2).reciprocal(),
     "torch.erf": torch.erf,
     "method-clone": lambda y: y.clone() * 2,
+    "torch.sin-method-cos": lambda y: torch.sin(y) * y.cos(),
 }
 for _name, _fn in UNARY_MATH.items():
     add("unary", _name, lambda f=_fn: Front(f), IMG, pure=True)
