@@ -7,6 +7,9 @@ is folded into its weights; any other batch_norm (after a transposed conv, say) 
 ``add`` by constants.
 With ``fold_batchnorm=False`` the graph is left as it is (Keras keeps BatchNormalization layers,
 trainable).
+Records why each batch_norm was not folded into its producer: ``graph.meta["unfolded_batchnorm"]``
+is a list of (PyTorch module path, reason), also summarized in the pass detail; the transpile
+report prints them.
 
 Math: s = gamma / sqrt(var + eps);  W' = W · s (per output channel);  b' = (b - mean) · s + beta
 (b = 0 when the conv has no bias).
@@ -81,11 +84,15 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> PassResult:
         return PassResult(graph, False, "disabled: BatchNorm kept as layers")
     folded = affine = 0
     uses = graph.use_counts()
+    unfolded: list[tuple[str, str]] = []
     for bn in [n for n in graph.nodes if n.op == "batch_norm"]:
+        where = (bn.source.module_path or "<top>") if bn.source else bn.output.name
         ss = _scale_shift(graph, bn)
         if ss is None:
+            unfolded.append((where, "statistics or affine parameters are not constants; kept"))
             continue
-        if _foldable_producer(graph, bn, uses) is None:
+        why = _foldable_producer(graph, bn, uses)
+        if why is None:
             producer = bn.inputs[0].producer
             _fold_into(graph, producer, *ss)
             producer.output.torch_ref = bn.output.torch_ref
@@ -94,8 +101,13 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> PassResult:
             graph.nodes.remove(bn)
             folded += 1
         else:
+            unfolded.append((where, f"{why}; became a scale and shift"))
             _to_mul_add(graph, bn, *ss)
             affine += 1
-    return PassResult(
-        graph, folded + affine > 0, f"{folded} folded into conv/linear, {affine} as scale+shift"
-    )
+    graph.meta["unfolded_batchnorm"] = unfolded
+    detail = f"{folded} folded into conv/linear, {affine} as scale+shift"
+    if unfolded:
+        shown = "; ".join(f"{path}: {why}" for path, why in unfolded[:3])
+        more = f"; {len(unfolded) - 3} more" if len(unfolded) > 3 else ""
+        detail += f" (not folded: {shown}{more})"
+    return PassResult(graph, folded + affine > 0, detail)
