@@ -87,6 +87,30 @@ def test_no_private_frontend_names_outside_the_frontend():
     assert not bad, "\n".join(bad)
 
 
+def test_star_imports_of_the_backends_work():
+    import importlib
+
+    for name in [
+        "transpiler.backends",
+        "transpiler.backends.base",
+        "transpiler.backends._naming",
+        "transpiler.backends._layouts",
+        "transpiler.backends._tf_runtime",
+        "transpiler.backends.keras_source",
+        "transpiler.backends.tf_graph",
+    ]:
+        module = importlib.import_module(name)
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, f"{name}.__all__ names {missing}, which it does not define"
+
+
+def test_backends_registry():
+    from transpiler.backends import BACKENDS, Backend
+
+    assert list(BACKENDS) == ["keras", "tf"]  # iterating gives the names (the CLI's choices)
+    assert all(isinstance(b, Backend) and b.name == n for n, b in BACKENDS.items())
+
+
 def test_transpile_is_a_short_sequence():
     tree = ast.parse((ROOT / "transpiler" / "api.py").read_text(encoding="utf-8"))
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "transpile")

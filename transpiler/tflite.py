@@ -2,9 +2,9 @@
 
 The model (the Keras model, or the tf backend's SavedModel function: ``Backend.concrete_function``)
 is a concrete function with a dynamic batch; its variables are frozen into constants, and it is
-converted with the builtin op set only (a Flex op would need the TF runtime on the device: refused). The flatbuffer is then
-run by the TFLite interpreter on the inputs of the transpile's numeric check and compared with
-PyTorch under the same bound.
+converted with the builtin op set only (a Flex op would need the TF runtime on the device:
+refused). The flatbuffer is then run by the TFLite interpreter on the inputs of the transpile's
+numeric check and compared with PyTorch under the same bound.
 """
 
 from __future__ import annotations
