@@ -52,10 +52,11 @@ def keras_function(model: Any) -> Any:
 
 
 def numpy_callable(
-    function: Callable[..., Any], specs: Sequence[Any], n_outputs: int
+    function: Callable[..., Any], specs: Sequence[Any], n_outputs: int, owner: Any = None
 ) -> Callable[..., Any]:
     """numpy arrays (or tf/torch tensors) in, numpy out: one array, or a tuple for several
-    outputs. Inputs are cast to ``specs``' dtypes; ``function`` is kept alive by the closure."""
+    outputs. Inputs are cast to ``specs``' dtypes. ``owner``: an object the callable keeps alive
+    with ``function`` (a loaded SavedModel owns the variables its function reads)."""
     tf = tensorflow()
 
     def fn(*arrays: Any) -> Any:
@@ -65,6 +66,7 @@ def numpy_callable(
         outs = tuple(y.numpy() if isinstance(y, tf.Tensor) else y for y in ys)
         return outs[0] if n_outputs == 1 else outs
 
+    fn.owner = owner  # type: ignore[attr-defined]  # alive as long as the callable
     return fn
 
 

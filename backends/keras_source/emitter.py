@@ -23,7 +23,7 @@ from .._naming import Namespace as _Namespace
 from .._naming import node_hint as _node_hint
 from .._naming import sanitize_text
 from .._naming import torch_short as _torch_short
-from .custom_layers import SOURCES, STDLIB_IMPORTS
+from .custom_layers import HELPER_NAMES, SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
@@ -43,6 +43,7 @@ _RESERVED = {
     "load_model",
     "WEIGHTS_FILE",
     *SOURCES,
+    *HELPER_NAMES,
 }
 
 

@@ -137,7 +137,7 @@ def load_saved_model(path: Path) -> Any:
 def make_callable(module: Any, n_outputs: int) -> Callable[..., Any]:
     """numpy (or tf tensors) in, numpy out: one array, or a tuple for several outputs. Holds
     ``module`` (the loaded SavedModel owns the variables its function reads)."""
-    return numpy_callable(module.serve, module.serve.input_signature, n_outputs)
+    return numpy_callable(module.serve, module.serve.input_signature, n_outputs, owner=module)
 
 
 class TFWritten:
