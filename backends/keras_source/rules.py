@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._layouts import (
+    adaptive_windows,
+    spatial_kernel,
+    transposed_as_conv_kernel,
+)
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -143,43 +147,58 @@ def _conv_per_sample(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("conv_transpose")
 def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     _check_channels_last(node)
+    if node.attrs["padding"] != "valid":
+        raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    if max(node.attrs["dilation"]) > 1:
+        return _dilated_conv_transpose(node, graph)
+    x, w = node.inputs[0], graph.constant(node.inputs[1])
+    bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    n, groups, stride = w.ndim - 2, node.attrs["groups"], tuple(node.attrs["stride"])
+    k, out_ch = tuple(w.shape[2:]), w.shape[1] * groups
+    kwargs = _non_default(strides=(stride, (1,) * n), use_bias=(bias is not None, True))
+    if groups == 1:
+        call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
+    else:  # Keras' transposed convs have no groups: a small layer loops over them
+        call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
+    call.weights = [_f32(spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
+    # Keras sizes a 'valid' transposed conv n*s + max(k - s, 0), PyTorch (n-1)*s + k: when the
+    # kernel is shorter than the stride, drop Keras' extra zeros
+    extra = [s_ - kk for s_, kk in zip(stride, k, strict=True)]
+    if any(e > 0 for e in extra):
+        spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
+        return [call, KerasCall("Slice", [node.output], (spec,), {}, suffix="crop")]
+    return [call]
+
+
+def _dilated_conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
+    """A dilated transposed conv as the plain conv that computes it: stride - 1 zeros between
+    inputs, a border of k' - 1 zeros (k' = d(k-1)+1), the kernel flipped with in/out swapped.
+    (TF's transposed conv has no dilation on CPUs without oneDNN, and none with strides.)"""
     x, w = node.inputs[0], graph.constant(node.inputs[1])
     bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
     a, n = node.attrs, w.ndim - 2
-    k, groups, ones = tuple(w.shape[2:]), a["groups"], (1,) * n
-    out_ch = w.shape[1] * groups
-    if a["padding"] != "valid":
-        raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    k, groups = tuple(w.shape[2:]), a["groups"]
     stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
-    # Keras refuses strides with dilation: insert the zeros of the stride first, then stride 1
-    split = max(stride) > 1 and max(dilation) > 1
-    kwargs = _non_default(
-        strides=(ones if split else stride, ones),
-        dilation_rate=(dilation, ones),
-        use_bias=(bias is not None, True),
-    )
     calls = []
-    if split:
+    if max(stride) > 1:
         if None in x.shape[1:-1]:
             raise TranspileError(
                 f"strided, dilated conv_transpose at {node.source} needs static spatial sizes"
             )
         calls.append(KerasCall("ZeroInsert", [x], (stride,), {}, suffix="zeros"))
         x = node.output  # the emitter chains a node's calls
-    if groups == 1:
-        call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
-    else:  # Keras' transposed convs have no groups: a small layer loops over them
-        call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
-    call.weights = [_f32(spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
-    calls.append(call)
-    # Keras sizes a 'valid' transposed conv n*s + max(k' - s, 0), PyTorch (n-1)*s + k'
-    # (k' = d(k-1)+1): when the kernel is shorter than the stride, drop Keras' extra zeros
-    strides = (1,) * n if split else stride
-    extra = [s_ - (d * (kk - 1) + 1) for s_, d, kk in zip(strides, dilation, k, strict=True)]
-    if any(e > 0 for e in extra):
-        spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
-        calls.append(KerasCall("Slice", [node.output], (spec,), {}, suffix="crop"))
-    return calls
+    border = tuple((d * (kk - 1), d * (kk - 1)) for d, kk in zip(dilation, k, strict=True))
+    padding = border[0] if n == 1 else border
+    calls.append(KerasCall(f"layers.ZeroPadding{n}D", [x], (), {"padding": padding}, suffix="pad"))
+    kwargs = _non_default(
+        dilation_rate=(dilation, (1,) * n),
+        groups=(groups, 1),
+        use_bias=(bias is not None, True),
+    )
+    call = KerasCall(f"layers.Conv{n}D", [node.output], (w.shape[1] * groups, k), kwargs)
+    call.weights = [_f32(transposed_as_conv_kernel(w, groups))]
+    call.weights += [_f32(bias)] if bias is not None else []
+    return [*calls, call]
 
 
 @emits("linear")

@@ -21,7 +21,11 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._layouts import (
+    adaptive_windows,
+    spatial_kernel,
+    transposed_as_conv_kernel,
+)
 from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
 
 from transpiler.errors import TranspileError
@@ -130,6 +134,7 @@ def _conv(node: Node, plan: Plan) -> Step:
     padding = _padding(a["padding"])
     bias = plan.operand(node.inputs[2], "bias") if len(node.inputs) > 2 else None
 
+    groups_depthwise = False
     if not g.is_constant(node.inputs[1]):  # a kernel computed in forward()
         w = plan.operand(node.inputs[1])
         perm = (*range(2, 2 + n), 1, 0)
@@ -143,7 +148,8 @@ def _conv(node: Node, plan: Plan) -> Step:
         out_ch, in_per_group, k = w.shape[0], w.shape[1], tuple(w.shape[2:])
         groups = a["groups"]
         channels = node.inputs[0].shape[-1]
-        if groups > 1 and in_per_group == 1 and groups == channels and n in (1, 2):
+        groups_depthwise = groups > 1 and in_per_group == 1 and groups == channels and n in (1, 2)
+        if groups_depthwise:
             mult = out_ch // groups
             kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
             if n == 1:  # a 1-d depthwise conv is the 2-d one on a height-1 image
@@ -165,13 +171,18 @@ def _conv(node: Node, plan: Plan) -> Step:
             def conv(env: Env) -> Any:
                 return _convolution(x(env), kernels, run_stride, padding, dilation)
 
+    # NOTE: TF's graph optimizer fuses Conv2D + BiasAdd into _FusedConv2D, which has no groups
+    # on CPUs without oneDNN ("Fused conv implementation does not support grouped
+    # convolutions"): a grouped conv adds its bias with a plain add, which is not fused.
+    fusable = a["groups"] == 1 or groups_depthwise
+
     def step(env: Env) -> Any:
         y = conv(env)
         if split:
             y = _subsample(y, stride)
         if bias is not None:
             b = bias(env)
-            y = tf.nn.bias_add(y, b) if isinstance(b, tf.Variable) else y + b
+            y = tf.nn.bias_add(y, b) if isinstance(b, tf.Variable) and fusable else y + b
         return y
 
     return step
@@ -221,11 +232,12 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     bias = plan.operand(node.inputs[2], "bias") if len(node.inputs) > 2 else None
     stride, dilation, groups = tuple(a["stride"]), tuple(a["dilation"]), a["groups"]
     n, k = len(stride), tuple(w.shape[2:])
-    in_ch, out_ch = w.shape[0], w.shape[1] * groups
+    out_ch = w.shape[1] * groups
     k_eff = [d * (kk - 1) + 1 for d, kk in zip(dilation, k, strict=True)]
-    split = max(stride) > 1 and max(dilation) > 1
-
-    if groups == 1 and not split:
+    # TF's transposed conv has no dilation on CPUs without oneDNN ("Current CPU
+    # implementations do not yet support dilation rates larger than 1"): dilated ones, like
+    # grouped ones, run as the equivalent plain conv
+    if groups == 1 and max(dilation) == 1:
         var = plan.weight(spatial_kernel(w), "kernel")  # (*k, O, I)
 
         def conv(env: Env) -> Any:
@@ -238,10 +250,7 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     else:
         # the transposed conv as a plain (grouped) conv: zeros between inputs, a full border of
         # zeros, the kernel flipped with its in/out roles swapped
-        ipg, opg = in_ch // groups, out_ch // groups
-        kernel = w.reshape(groups, ipg, opg, *k).transpose(*range(3, 3 + n), 1, 0, 2)
-        kernel = kernel.reshape(*k, ipg, out_ch)[tuple(slice(None, None, -1) for _ in k)]
-        kernels = _kernels(plan, kernel, groups)
+        kernels = _kernels(plan, transposed_as_conv_kernel(w, groups), groups)
         border = [[0, 0]] + [[e - 1, e - 1] for e in k_eff] + [[0, 0]]
 
         def conv(env: Env) -> Any:
@@ -250,7 +259,9 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
 
     def step(env: Env) -> Any:
         y = conv(env)
-        return tf.nn.bias_add(y, bias(env)) if bias is not None else y
+        if bias is None:
+            return y
+        return tf.nn.bias_add(y, bias(env)) if groups == 1 else y + bias(env)  # see _conv
 
     return step
 
