@@ -154,6 +154,23 @@ _op("pad", "axis", pads=R, mode="constant", value=0.0)
 # slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end)
 _op("slice", "axis", axes=R, starts=R, stops=R, steps=R)
 
+# Recurrent: one layer of nn.LSTM / nn.GRU / nn.RNN, one or both directions, batch-first.
+# Inputs: x (N, T, I); per direction w_ih (G*H, I), w_hh (G*H, H) [, b_ih (G*H,), b_hh (G*H,)]
+# in PyTorch's gate order (LSTM i,f,g,o; GRU r,z,n); then, with initial_state, per direction
+# h0 (N, H) [, c0 (N, H) for lstm]. Outputs (Keras' order): the sequence (N, T, D*H), then per
+# direction h_n (N, H) [, c_n (N, H)]. mode: lstm, gru, rnn_tanh, rnn_relu.
+_op(
+    "rnn",
+    "fixed",
+    3,
+    None,
+    mode=R,
+    hidden_size=R,
+    bidirectional=False,
+    bias=True,
+    initial_state=False,
+)
+
 # Shape.
 _op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension
 _op("transpose", "transpose", perm=R, reason="")

@@ -36,6 +36,10 @@ class KerasCall:
     weights: list[np.ndarray] = field(default_factory=list)
     list_input: bool = False  # call with a list of tensors (Concatenate, Add, ...)
     suffix: str = ""  # layer-name suffix when one node becomes several layers
+    # the last `state_inputs` inputs go to the call's `initial_state=[...]` (recurrent layers)
+    state_inputs: int = 0
+    # a layer with several outputs (the node's outputs, in order): name suffixes of outputs 1..
+    output_suffixes: tuple[str, ...] = ()
 
     @property
     def custom(self) -> str | None:
@@ -525,6 +529,62 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
+
+
+_RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}
+
+
+def _rnn_weights(mode: str, w: list[np.ndarray]) -> list[np.ndarray]:
+    """One direction's PyTorch weights -> Keras' [kernel, recurrent_kernel(, bias)].
+
+    LSTM gates i,f,g,o are Keras' i,f,c,o (same order); the two biases add up. GRU gates r,z,n
+    become Keras' z,r,h; with reset_after=True (Keras' default, PyTorch's equations) Keras keeps
+    both biases as a (2, 3H) array."""
+    w_ih, w_hh = w[0], w[1]
+    bias = w[2:]
+    if mode == "gru":
+        h = w_hh.shape[1]
+
+        def order(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[h : 2 * h], a[:h], a[2 * h :]], axis=0)
+
+        out = [_f32(order(w_ih).T), _f32(order(w_hh).T)]
+        return out + ([_f32(np.stack([order(bias[0]), order(bias[1])]))] if bias else [])
+    return [_f32(w_ih.T), _f32(w_hh.T)] + ([_f32(bias[0] + bias[1])] if bias else [])
+
+
+@emits("rnn")
+def _rnn(node: Node, graph: Graph) -> list[KerasCall]:
+    from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    a = node.attrs
+    mode = a["mode"]
+    directions, _, lstm = rnn_layout(node)
+    x, weights, init = rnn_split_inputs(node, node.inputs)
+    kwargs: dict[str, Any] = {"return_sequences": True, "return_state": True}
+    if mode == "rnn_relu":
+        kwargs["activation"] = "relu"
+    if not a["bias"]:
+        kwargs["use_bias"] = False
+    arrays = []
+    for w in weights:
+        arrays += _rnn_weights(mode, [graph.constant(v) for v in w])
+    states = [v for s in init for v in s]
+    names = ("h", "c") if lstm else ("h",)
+    suffixes = tuple(n + ("_reverse" if d else "") for d in range(directions) for n in names)
+    layer = f"layers.{_RNN_LAYERS[mode]}"
+    if directions == 1:
+        call = KerasCall(layer, [x, *states], (a["hidden_size"],), kwargs)
+    else:
+        inner = ", ".join(
+            [str(a["hidden_size"])] + [f"{k}={v!r}" if isinstance(v, bool) else f'{k}="{v}"'
+                                       for k, v in kwargs.items()]
+        )
+        call = KerasCall("layers.Bidirectional", [x, *states], (Literal(f"{layer}({inner})"),))
+    call.state_inputs = len(states)
+    call.output_suffixes = suffixes
+    call.weights = arrays
+    return [call]
 
 
 @emits("transpose")

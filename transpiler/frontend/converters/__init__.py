@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     linear,
     norm,
     pooling,
+    recurrent,
     resize,
     shape,
     swin,
