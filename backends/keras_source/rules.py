@@ -577,8 +577,8 @@ def _rnn(node: Node, graph: Graph) -> list[KerasCall]:
         call = KerasCall(layer, [x, *states], (a["hidden_size"],), kwargs)
     else:
         inner = ", ".join(
-            [str(a["hidden_size"])] + [f"{k}={v!r}" if isinstance(v, bool) else f'{k}="{v}"'
-                                       for k, v in kwargs.items()]
+            [str(a["hidden_size"])]
+            + [f"{k}={v!r}" if isinstance(v, bool) else f'{k}="{v}"' for k, v in kwargs.items()]
         )
         call = KerasCall("layers.Bidirectional", [x, *states], (Literal(f"{layer}({inner})"),))
     call.state_inputs = len(states)

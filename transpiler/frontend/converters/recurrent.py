@@ -95,7 +95,7 @@ def rnn(b: Builder, module: nn.RNNBase, input, hx=None):
     count = layers * directions
     h0 = c0 = None
     if hx is not None:
-        h_given, c_given = (hx if lstm else (hx, None))
+        h_given, c_given = hx if lstm else (hx, None)
         if not isinstance(h_given, Value) or (lstm and not isinstance(c_given, Value)):
             raise TranspileError(f"the initial state of {type(module).__name__} at {b.where()}")
         h0 = _state_slices(b, h_given, count)
