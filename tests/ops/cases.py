@@ -740,3 +740,29 @@ class PerSampleConstant(nn.Module):
 
 
 add("shape-derived", "per-sample-constant", PerSampleConstant, IMG)
+
+
+class _Recurrent(nn.Module):
+    """A recurrent layer returning its sequence and final states (all of them flattened)."""
+
+    def __init__(self, rnn: nn.RNNBase):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)
+
+
+add(
+    "recurrent",
+    "lstm-bi",
+    lambda: _Recurrent(nn.LSTM(3, 4, batch_first=True, bidirectional=True)),
+    (5, 3),
+)
+add("recurrent", "gru-2layer", lambda: _Recurrent(nn.GRU(3, 4, 2, batch_first=True)), (5, 3))
+add(
+    "recurrent",
+    "rnn-relu",
+    lambda: _Recurrent(nn.RNN(3, 4, nonlinearity="relu", batch_first=True)),
+    (5, 3),
+)
