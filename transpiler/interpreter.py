@@ -210,6 +210,14 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+    "round": torch.round,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "logical_not": torch.logical_not,
+    "selu": F.selu,
+    "log_sigmoid": F.logsigmoid,
 }
 
 
@@ -236,6 +244,15 @@ _BINARY = {
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
+    "equal": torch.eq,
+    "not_equal": torch.ne,
+    "less": torch.lt,
+    "less_equal": torch.le,
+    "greater": torch.gt,
+    "greater_equal": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+    "remainder": torch.remainder,
 }
 
 
@@ -365,6 +382,52 @@ def _pad(node: Node, x):
     y = F.pad(y, sub, mode=mode)
     y = y.reshape(*lead, *y.shape[2:])
     return y.permute([order.index(i) for i in range(x.dim())])
+
+
+_DTYPES = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise TranspileError(f"unsupported dtype {name!r} (supported: {sorted(_DTYPES)})")
+    return _DTYPES[name]
+
+
+@evaluates("cast")
+def _cast(node: Node, x):
+    return x.to(torch_dtype(node.attrs["dtype"]))
+
+
+@evaluates("where")
+def _where(node: Node, c, x, y):
+    return torch.where(c.bool(), x, y)
+
+
+@evaluates("embedding")
+def _embedding(node: Node, ids, table):
+    return F.embedding(ids.long(), table)
+
+
+@evaluates("take")
+def _take(node: Node, x, idx):
+    ax = node.attrs["axis"]
+    flat = torch.index_select(x, ax, idx.reshape(-1).long())
+    return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
+
+
+@evaluates("cumsum")
+def _cumsum(node: Node, x):
+    return torch.cumsum(x, node.attrs["axis"]).to(torch_dtype(node.output.type.dtype))
+
+
+@evaluates("flip")
+def _flip(node: Node, x):
+    return torch.flip(x, tuple(node.attrs["axes"]))
+
+
+@evaluates("roll")
+def _roll(node: Node, x):
+    return torch.roll(x, tuple(node.attrs["shifts"]), tuple(node.attrs["axes"]))
 
 
 @evaluates("reshape")

@@ -278,6 +278,7 @@ _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
     "hardsigmoid": ("HardSigmoid", (), {}),
     "identity": ("layers.Identity", (), {}),
     "mish": ("layers.Activation", ("mish",), {}),
+    "selu": ("layers.Activation", ("selu",), {}),
 }
 
 
@@ -309,6 +310,13 @@ _UNARY_OPS = {
     "square": "square",
     "reciprocal": "reciprocal",
     "erf": "erf",
+    "floor": "floor",
+    "ceil": "ceil",
+    "round": "round",
+    "sin": "sin",
+    "cos": "cos",
+    "logical_not": "logical_not",
+    "log_sigmoid": "log_sigmoid",
 }
 
 
@@ -344,6 +352,15 @@ _BINARY = {
     "maximum": "maximum",
     "minimum": "minimum",
     "matmul": "matmul",
+    "equal": "equal",
+    "not_equal": "not_equal",
+    "less": "less",
+    "less_equal": "less_equal",
+    "greater": "greater",
+    "greater_equal": "greater_equal",
+    "logical_and": "logical_and",
+    "logical_or": "logical_or",
+    "remainder": "mod",
 }
 _MERGE = {
     "add": "layers.Add",
@@ -374,8 +391,10 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
         kwargs = {"reverse": True} if const_a else {}
         return [KerasCall("Scalar", [x], (fn, value), kwargs)]
     kwargs = {"reverse": True} if const_a else {}
+    if arr.dtype.kind != "f":  # stored as float32, cast back in the layer
+        kwargs["dtype_of_value"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
-    call.weights = [np.ascontiguousarray(arr.astype(np.float32 if x.type.is_float else arr.dtype))]
+    call.weights = [_f32(arr)]
     return [call]
 
 
@@ -529,6 +548,62 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
+
+
+@emits("cast")
+def _cast(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("Cast", [node.inputs[0]], (node.attrs["dtype"],), {})]
+
+
+@emits("where")
+def _where(node: Node, graph: Graph) -> list[KerasCall]:
+    cond, x, y = node.inputs
+    if graph.is_constant(cond):
+        raise TranspileError(f"internal: where with a constant condition at {node.source}")
+    values, tensors = [], [cond]
+    for v in (x, y):
+        if graph.is_constant(v) and graph.constant(v).ndim == 0:
+            value = graph.constant(v).item()
+            values.append(Literal(f'float("{value}")') if not np.isfinite(value) else value)
+        else:
+            values.append(None)
+            tensors.append(v)
+    kwargs = {"values": tuple(values), "dtype_of_output": node.output.type.dtype}
+    return [KerasCall("Where", tensors, (), kwargs, list_input=True)]
+
+
+@emits("embedding")
+def _embedding(node: Node, graph: Graph) -> list[KerasCall]:
+    table = graph.constant(node.inputs[1])
+    call = KerasCall("layers.Embedding", [node.inputs[0]], tuple(table.shape), {})
+    call.weights = [_f32(table)]
+    return [call]
+
+
+@emits("take")
+def _take(node: Node, graph: Graph) -> list[KerasCall]:
+    x, index = node.inputs
+    axis = node.attrs["axis"]
+    if graph.is_constant(index):
+        indices = graph.constant(index).tolist()
+        return [KerasCall("Take", [x], (), {"axis": axis, "indices": indices})]
+    return [KerasCall("Take", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("cumsum")
+def _cumsum(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("CumSum", [node.inputs[0]], (), {"axis": node.attrs["axis"]})]
+
+
+@emits("flip")
+def _flip(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("Flip", [node.inputs[0]], (tuple(node.attrs["axes"]),), {})]
+
+
+@emits("roll")
+def _roll(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [KerasCall("Roll", [node.inputs[0]], (tuple(a["shifts"]), tuple(a["axes"])), {})]
 
 
 _RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}

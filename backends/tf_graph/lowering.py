@@ -434,6 +434,14 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "floor": tf.floor,
+    "ceil": tf.math.ceil,
+    "round": tf.round,  # half to even, like torch.round
+    "sin": tf.sin,
+    "cos": tf.cos,
+    "logical_not": tf.logical_not,
+    "selu": tf.nn.selu,
+    "log_sigmoid": tf.math.log_sigmoid,
 }
 
 
@@ -494,6 +502,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "pow": tf.pow,
     "maximum": tf.maximum,
     "minimum": tf.minimum,
+    "remainder": tf.math.floormod,
 }
 
 
@@ -744,6 +753,86 @@ def _rnn_cell(mode: str, hidden: int, w_hh: Any, b_hh: Any) -> Callable[[Any, An
         return (act(gi + gh),)
 
     return cell
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "equal": tf.equal,
+    "not_equal": tf.not_equal,
+    "less": tf.less,
+    "less_equal": tf.less_equal,
+    "greater": tf.greater,
+    "greater_equal": tf.greater_equal,
+    "logical_and": tf.logical_and,
+    "logical_or": tf.logical_or,
+}
+
+
+def _common_dtype(values: list[Value]) -> tf.DType:
+    """torch's promotion for comparison operands: float if any is, else the widest integer."""
+    names = [v.type.dtype for v in values]
+    if any(n.startswith("float") for n in names):
+        return tf.float32
+    for n in ("int64", "int32", "bool"):
+        if n in names:
+            return tf.as_dtype(n)
+    return tf.as_dtype(names[0])
+
+
+@lowers(*_COMPARE)
+def _compare(node: Node, plan: Plan) -> Step:
+    fn = _COMPARE[node.op]
+    dtype = tf.bool if node.op.startswith("logical") else _common_dtype(node.inputs)
+    a, b = (plan.operand(v) for v in node.inputs)
+
+    def cast(t: Any) -> Any:
+        return tf.cast(t, dtype)
+
+    return lambda env: fn(cast(a(env)), cast(b(env)))
+
+
+@lowers("cast")
+def _cast(node: Node, plan: Plan) -> Step:
+    x, dtype = plan.operand(node.inputs[0]), tf.as_dtype(node.attrs["dtype"])
+    return lambda env: tf.cast(x(env), dtype)
+
+
+@lowers("where")
+def _where(node: Node, plan: Plan) -> Step:
+    c, x, y = (plan.operand(v) for v in node.inputs)
+    dtype = _tf_dtype(node.output)
+    return lambda env: tf.where(
+        tf.cast(c(env), tf.bool), tf.cast(x(env), dtype), tf.cast(y(env), dtype)
+    )
+
+
+@lowers("embedding")
+def _embedding(node: Node, plan: Plan) -> Step:
+    ids, table = plan.operand(node.inputs[0]), plan.weight(plan.constant(node.inputs[1]), "table")
+    return lambda env: tf.gather(table, ids(env))
+
+
+@lowers("take")
+def _take(node: Node, plan: Plan) -> Step:
+    x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
+    return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+@lowers("cumsum")
+def _cumsum(node: Node, plan: Plan) -> Step:
+    x, axis = plan.operand(node.inputs[0]), node.attrs["axis"]
+    return lambda env: tf.cumsum(x(env), axis=axis)
+
+
+@lowers("flip")
+def _flip(node: Node, plan: Plan) -> Step:
+    x, axes = plan.operand(node.inputs[0]), list(node.attrs["axes"])
+    return lambda env: tf.reverse(x(env), axes)
+
+
+@lowers("roll")
+def _roll(node: Node, plan: Plan) -> Step:
+    x, a = plan.operand(node.inputs[0]), node.attrs
+    return lambda env: tf.roll(x(env), list(a["shifts"]), list(a["axes"]))
 
 
 @lowers("rnn")

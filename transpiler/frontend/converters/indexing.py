@@ -46,9 +46,22 @@ def getitem(b: Builder, obj, index):
     if not isinstance(obj, Value):
         raise TranspileError(f"indexing a {type(obj).__name__} at {b.where()}")
     index = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(i, Value) for i in index):
-        raise TranspileError(f"indexing with a tensor at {b.where()} is not supported yet")
-    index = b.static(index, "an index")
+    advanced = [i for i in index if isinstance(i, Value | list | torch.Tensor)]
+    if len(advanced) > 1:
+        raise TranspileError(
+            f"indexing with several index tensors/lists at {b.where()} is not supported"
+        )
+    if any(isinstance(i, Value) and i.type.dtype == "bool" for i in advanced):
+        raise TranspileError(
+            f"boolean mask indexing at {b.where()} has a data-dependent shape; use "
+            "torch.where or masked_fill instead"
+        )
+    if advanced and any(isinstance(i, int) for i in index):
+        raise TranspileError(
+            f"indexing at {b.where()} mixes an integer with an index tensor/list (NumPy's "
+            "dimension reordering); index in two steps"
+        )
+    index = tuple(i if isinstance(i, Value) else b.static(i, "an index") for i in index)
     n_ellipsis = sum(i is Ellipsis for i in index)
     used = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_ellipsis:
@@ -68,6 +81,12 @@ def getitem(b: Builder, obj, index):
                 x = _slice(b, x, ax, start, stop, step)
         elif isinstance(i, int):
             x = _slice(b, x, ax, i, i + 1 if i != -1 else None)
+        elif isinstance(i, Value | list | torch.Tensor):  # one index tensor: a take
+            from .tensors import take
+
+            k = i.rank if isinstance(i, Value) else np.ndim(i)
+            x = take(b, x, ax, i)
+            ax += k - 1
         else:
             raise TranspileError(f"index {i!r} at {b.where()} is not supported")
         ax += 1
