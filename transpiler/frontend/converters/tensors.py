@@ -277,6 +277,15 @@ def addmm(b: Builder, input, mat1, mat2, *, beta=1, alpha=1):
 # torch.arange: reached only when a bound depends on the input's shape (static bounds fold)
 @converts(torch.arange)
 def arange(b: Builder, *args, **kwargs):
+    args = [a for a in b.example_args]
+    start, step = (args[0], args[2] if len(args) > 2 else 1) if len(args) > 1 else (0, 1)
+    batch = b.graph.inputs[0].shape[0] if b.graph.inputs else 0
+    if b.out_type.shape == (None,) and (start, step) == (0, 1) and batch is None:
+        # torch.arange(batch_size): a cumulative sum of ones over the dynamic batch, minus one
+        dtype = b.out_type.dtype
+        one = b.const(np.ones((1,), dtype))
+        ones = b.op("broadcast_to", [one, b.graph.inputs[0]], shape=(None,))
+        return b.op("sub", [b.op("cumsum", [ones], axis=0), b.scalar(1, ones)])
     if None in b.out_type.shape:
         raise TranspileError(
             f"torch.arange at {b.where()} runs up to a dynamic size; pass example_inputs with "
