@@ -8,6 +8,8 @@ direction, and the final states ``h_n``/``c_n`` reassembled as PyTorch's ``(L*D,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn as nn
 
 from ...errors import TranspileError
@@ -71,55 +73,73 @@ def _layer_weights(b: Builder, module: nn.RNNBase, layer: int, direction: int) -
 # nn.LSTM / nn.GRU / nn.RNN: forward(input, hx=None) -> (output, h_n) or (output, (h_n, c_n))
 @converts(nn.LSTM, nn.GRU, nn.RNN)
 def rnn(b: Builder, module: nn.RNNBase, input, hx=None):
-    mode = _mode(module)
     if getattr(module, "proj_size", 0):
         raise TranspileError(
             f"nn.LSTM with proj_size={module.proj_size} at {b.where()} is not supported (Keras' "
             "LSTM has no projection); use proj_size=0 or a Linear after the LSTM."
         )
+    directions = 2 if module.bidirectional else 1
+    weights = [
+        [_layer_weights(b, module, layer, d) for d in range(directions)]
+        for layer in range(module.num_layers)
+    ]
+    spec = _Spec(_mode(module), module.hidden_size, module.bidirectional, bool(module.bias))
+    return _build(b, type(module).__name__, spec, input, hx, weights, module.batch_first)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    mode: str
+    hidden: int
+    bidirectional: bool
+    bias: bool
+
+
+def _build(b: Builder, what: str, spec: _Spec, input, hx, weights, batch_first: bool):
+    """One rnn node per layer; ``weights[layer][direction]`` are constant Values."""
     if not isinstance(input, Value):
         raise TranspileError(
-            f"{type(module).__name__} at {b.where()} got a {type(input).__name__}; packed "
+            f"{what} at {b.where()} got a {type(input).__name__}; packed "
             "sequences are not supported: pass a padded tensor."
         )
     if input.rank != 3:
         raise TranspileError(
-            f"{type(module).__name__} at {b.where()} got a rank-{input.rank} input; only batched "
+            f"{what} at {b.where()} got a rank-{input.rank} input; only batched "
             "(3-d) sequences are supported: add the batch dimension."
         )
-    directions = 2 if module.bidirectional else 1
-    hidden, layers = module.hidden_size, module.num_layers
+    directions = 2 if spec.bidirectional else 1
+    hidden, layers, mode = spec.hidden, len(weights), spec.mode
     lstm = mode == "lstm"
-    x = input if module.batch_first else _swap01(b, input)
+    x = input if batch_first else _swap01(b, input)
     n, t = x.shape[0], x.shape[1]
     count = layers * directions
     h0 = c0 = None
     if hx is not None:
         h_given, c_given = hx if lstm else (hx, None)
         if not isinstance(h_given, Value) or (lstm and not isinstance(c_given, Value)):
-            raise TranspileError(f"the initial state of {type(module).__name__} at {b.where()}")
+            raise TranspileError(f"the initial state of {what} at {b.where()}")
         h0 = _state_slices(b, h_given, count)
         c0 = _state_slices(b, c_given, count) if lstm else None
     state_type = TensorType((n, hidden), x.type.dtype)
     h_n, c_n = [], []
+    per_dir = 2 if lstm else 1
     for layer in range(layers):
         inputs = [x]
         for d in range(directions):
-            inputs += _layer_weights(b, module, layer, d)
+            inputs += weights[layer][d]
         if h0 is not None:
             for d in range(directions):
                 k = layer * directions + d
                 inputs += [h0[k], c0[k]] if lstm else [h0[k]]
         seq_type = TensorType((n, t, directions * hidden), x.type.dtype)
-        per_dir = 2 if lstm else 1
         outs = b.op_multi(
             "rnn",
             inputs,
             [seq_type] + [state_type] * (per_dir * directions),
             mode=mode,
             hidden_size=hidden,
-            bidirectional=module.bidirectional,
-            bias=bool(module.bias),
+            bidirectional=spec.bidirectional,
+            bias=spec.bias,
             initial_state=h0 is not None,
         )
         x = outs[0]
@@ -127,6 +147,6 @@ def rnn(b: Builder, module: nn.RNNBase, input, hx=None):
             h_n.append(outs[1 + d * per_dir])
             if lstm:
                 c_n.append(outs[2 + d * per_dir])
-    output = x if module.batch_first else _swap01(b, x)
+    output = x if batch_first else _swap01(b, x)
     h = _stack_states(b, h_n)
     return (output, (h, _stack_states(b, c_n))) if lstm else (output, h)
