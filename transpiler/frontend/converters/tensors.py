@@ -167,7 +167,8 @@ def cumsum(b: Builder, input, dim, *, dtype=None):
 
 
 @converts(torch.flip, "flip")
-def flip(b: Builder, input, *dims):
+def flip(b: Builder, input, *dims, **kwargs):
+    dims = kwargs.get("dims", dims)
     dims = dims[0] if len(dims) == 1 and isinstance(dims[0], list | tuple) else dims
     return b.op("flip", [input], axes=norm_axes(tuple(dims), input.rank))
 
