@@ -92,8 +92,6 @@ def _unary(op: str):
 for _op, _targets in {
     "floor": (torch.floor, "floor"),
     "ceil": (torch.ceil, "ceil"),
-    "sin": (torch.sin, "sin"),
-    "cos": (torch.cos, "cos"),
     "selu": (F.selu, torch.selu),
     "log_sigmoid": (F.logsigmoid,),
 }.items():
