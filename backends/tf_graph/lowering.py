@@ -435,8 +435,14 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "floor": tf.floor,
+    "ceil": tf.math.ceil,
+    "round": tf.round,  # half to even, like torch.round
     "sin": tf.sin,
     "cos": tf.cos,
+    "logical_not": tf.logical_not,
+    "selu": tf.nn.selu,
+    "log_sigmoid": tf.math.log_sigmoid,
 }
 
 
@@ -497,6 +503,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "pow": tf.pow,
     "maximum": tf.maximum,
     "minimum": tf.minimum,
+    "remainder": tf.math.floormod,
 }
 
 
@@ -707,6 +714,147 @@ def _resize(node: Node, plan: Plan) -> Step:
 def _reshape(node: Node, plan: Plan) -> Step:
     x, shape = plan.operand(node.inputs[0]), list(node.attrs["shape"])
     return lambda env: tf.reshape(x(env), shape)
+
+
+def _rnn_cell(mode: str, hidden: int, w_hh: Any, b_hh: Any) -> Callable[[Any, Any], Any]:
+    """One time step in PyTorch's equations; ``gi`` is the input's projection (with b_ih)."""
+
+    def cell(state: Any, gi: Any) -> Any:
+        h = state[0]
+        gh = tf.matmul(h, w_hh) + (b_hh if b_hh is not None else 0.0)
+        if mode == "lstm":
+            i, f, g, o = tf.split(gi + gh, 4, axis=-1)
+            c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(g)
+            return (tf.sigmoid(o) * tf.tanh(c), c)
+        if mode == "gru":
+            ir, iz, in_ = tf.split(gi, 3, axis=-1)
+            hr, hz, hn = tf.split(gh, 3, axis=-1)
+            r, z = tf.sigmoid(ir + hr), tf.sigmoid(iz + hz)
+            n = tf.tanh(in_ + r * hn)
+            return ((1.0 - z) * n + z * h,)
+        act = tf.tanh if mode == "rnn_tanh" else tf.nn.relu
+        return (act(gi + gh),)
+
+    return cell
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "equal": tf.equal,
+    "not_equal": tf.not_equal,
+    "less": tf.less,
+    "less_equal": tf.less_equal,
+    "greater": tf.greater,
+    "greater_equal": tf.greater_equal,
+    "logical_and": tf.logical_and,
+    "logical_or": tf.logical_or,
+}
+
+
+def _common_dtype(values: list[Value]) -> tf.DType:
+    """torch's promotion for comparison operands: float if any is, else the widest integer."""
+    names = [v.type.dtype for v in values]
+    if any(n.startswith("float") for n in names):
+        return tf.float32
+    for n in ("int64", "int32", "bool"):
+        if n in names:
+            return tf.as_dtype(n)
+    return tf.as_dtype(names[0])
+
+
+@lowers(*_COMPARE)
+def _compare(node: Node, plan: Plan) -> Step:
+    fn = _COMPARE[node.op]
+    dtype = tf.bool if node.op.startswith("logical") else _common_dtype(node.inputs)
+    a, b = (plan.operand(v) for v in node.inputs)
+
+    def cast(t: Any) -> Any:
+        return tf.cast(t, dtype)
+
+    return lambda env: fn(cast(a(env)), cast(b(env)))
+
+
+@lowers("cast")
+def _cast(node: Node, plan: Plan) -> Step:
+    x, dtype = plan.operand(node.inputs[0]), tf.as_dtype(node.attrs["dtype"])
+    return lambda env: tf.cast(x(env), dtype)
+
+
+@lowers("where")
+def _where(node: Node, plan: Plan) -> Step:
+    c, x, y = (plan.operand(v) for v in node.inputs)
+    dtype = _tf_dtype(node.output)
+    return lambda env: tf.where(
+        tf.cast(c(env), tf.bool), tf.cast(x(env), dtype), tf.cast(y(env), dtype)
+    )
+
+
+@lowers("embedding")
+def _embedding(node: Node, plan: Plan) -> Step:
+    ids, table = plan.operand(node.inputs[0]), plan.weight(plan.constant(node.inputs[1]), "table")
+    return lambda env: tf.gather(table, ids(env))
+
+
+@lowers("take")
+def _take(node: Node, plan: Plan) -> Step:
+    x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
+    return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+@lowers("cumsum")
+def _cumsum(node: Node, plan: Plan) -> Step:
+    x, axis = plan.operand(node.inputs[0]), node.attrs["axis"]
+    return lambda env: tf.cumsum(x(env), axis=axis)
+
+
+@lowers("flip")
+def _flip(node: Node, plan: Plan) -> Step:
+    x, axes = plan.operand(node.inputs[0]), list(node.attrs["axes"])
+    return lambda env: tf.reverse(x(env), axes)
+
+
+@lowers("roll")
+def _roll(node: Node, plan: Plan) -> Step:
+    x, a = plan.operand(node.inputs[0]), node.attrs
+    return lambda env: tf.roll(x(env), list(a["shifts"]), list(a["axes"]))
+
+
+@lowers("rnn")
+def _rnn(node: Node, plan: Plan) -> Step:
+    """A tf.scan over time-major steps per direction (a While loop: any sequence length)."""
+    from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
+    _, _, lstm = rnn_layout(node)
+    x_in, weights, init = rnn_split_inputs(node, node.inputs)
+    x = plan.operand(x_in)
+    dirs = []
+    for k, w in enumerate(weights):
+        arrs = [plan.constant(v) for v in w]
+        w_ih = plan.weight(np.ascontiguousarray(arrs[0].T), f"w_ih{k}")
+        w_hh = plan.weight(np.ascontiguousarray(arrs[1].T), f"w_hh{k}")
+        b_ih = plan.weight(arrs[2], f"b_ih{k}") if len(arrs) > 2 else None
+        b_hh = plan.weight(arrs[3], f"b_hh{k}") if len(arrs) > 2 else None
+        states = [plan.operand(v) for v in init[k]]
+        dirs.append((w_ih, b_ih, _rnn_cell(mode, hidden, w_hh, b_hh), states))
+
+    def step(env: Env) -> Any:
+        xs = tf.transpose(x(env), [1, 0, 2])  # (T, N, I)
+        t, n = tf.shape(xs)[0], tf.shape(xs)[1]
+        flat = tf.reshape(xs, [-1, xs.shape[-1]])
+        seqs, finals = [], []
+        for k, (w_ih, b_ih, cell, states) in enumerate(dirs):
+            gi = tf.matmul(flat, w_ih) + (b_ih if b_ih is not None else 0.0)
+            gi = tf.reshape(gi, tf.stack([t, n, -1]))
+            zeros = tf.zeros(tf.stack([n, hidden]), xs.dtype)
+            start = tuple(s(env) for s in states) or ((zeros, zeros) if lstm else (zeros,))
+            out = tf.scan(cell, gi, initializer=start, reverse=k == 1)
+            seqs.append(tf.transpose(out[0], [1, 0, 2]))
+            last = 0 if k == 1 else -1
+            finals.extend(o[last] for o in out)
+        seq = seqs[0] if len(seqs) == 1 else tf.concat(seqs, -1)
+        return (seq, *finals)
+
+    return step
 
 
 @lowers("transpose")
