@@ -1,13 +1,13 @@
 """TFLite export of a transpiled model: frozen, builtin ops only, checked.
 
-The model (the Keras model, or the tf backend's SavedModel function) is a concrete function with
-a dynamic batch, or with a static one (``batch_size``); its variables are frozen into constants,
-and it is converted with the builtin op set only (a Flex op would need the TF runtime on the
-device: refused). Full-integer variants (``int8``, ``int16x8``) are calibrated on the user's data
-and come with a per-layer quantization report (transpiler/quantize.py). The flatbuffer is then
-run by the TFLite interpreter on the inputs of the transpile's numeric check and compared with
-PyTorch under the same bound, and optionally checked against a deployment target's constraints
-(transpiler/tflite_targets.py).
+The model (the Keras model, or the tf backend's SavedModel function: ``Backend.concrete_function``)
+is a concrete function with a dynamic batch, or with a static one (``batch_size``); its variables
+are frozen into constants, and it is converted with the builtin op set only (a Flex op would need
+the TF runtime on the device: refused). Full-integer variants (``int8``, ``int16x8``) are
+calibrated on the user's data and come with a per-layer quantization report
+(transpiler/quantize.py). The flatbuffer is then run by the TFLite interpreter on the inputs of
+the transpile's numeric check and compared with PyTorch under the same bound, and optionally
+checked against a deployment target's constraints (transpiler/tflite_targets.py).
 """
 
 from __future__ import annotations
@@ -81,21 +81,6 @@ def op_names(blob: bytes) -> list[str]:
     interp = _interpreter(blob)
     interp.allocate_tensors()
     return sorted({d["op_name"] for d in interp._get_ops_details()})
-
-
-def keras_concrete_function(model: Any, batch_size: int | None = None) -> Any:
-    """``model`` (a Keras model on the TensorFlow backend) as a concrete function; with
-    ``batch_size``, one whose batch dimension is that constant."""
-    import tensorflow as tf
-
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-    if batch_size is not None:
-        specs = [tf.TensorSpec([batch_size, *s.shape[1:]], s.dtype) for s in specs]
-
-    def call(*xs):
-        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
-
-    return tf.function(call).get_concrete_function(*specs)
 
 
 def convert(concrete: Any, variant: str = "float32") -> bytes:

@@ -103,12 +103,11 @@ def check_numerics(
 
 
 def _diagnose(written, graph, imported, work, inputs, arrays, tolerance) -> Divergence | None:
-    from .frontend.fx_importer import _run
-
-    values = _run(imported.fx_graph, imported.root, inputs).values
-    by_name = {n.name: v for n, v in values.items()}
+    by_name = imported.run_values(inputs)
     probes = []
     for node in graph.nodes:
+        if len(node.outputs) != 1:
+            continue
         v = node.output
         layer = written.value_layers.get(v.name)
         ref = by_name.get(v.torch_ref) if v.torch_ref else None
