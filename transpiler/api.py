@@ -229,6 +229,12 @@ def transpile(
     # inductor, which loads triton: with TensorFlow in the process that is a SIGSEGV.
     block_triton_if_tensorflow(force=True)
 
+    from .frontend.onnx_importer import is_onnx_model
+
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+        )
     program = _exported_program(model)
     if program is None and not isinstance(model, torch.nn.Module):
         raise TranspileError(
@@ -324,6 +330,44 @@ def transpile(
     )
 
 
+def _transpile_onnx(
+    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+) -> TranspileResult:
+    """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
+    against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
+    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    from .frontend.onnx_importer import import_onnx
+    from .verify import check_numerics_onnx
+
+    backend = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    if not (isinstance(tolerance, int | float) and tolerance > 0):
+        raise TranspileError(f"tolerance must be a positive number, got {tolerance!r}.")
+    clock = time.perf_counter()
+    imported = import_onnx(model, example_inputs)
+    traced = time.perf_counter()
+    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
+    graph = run.graph
+    report = Report(backend=backend, io_layout=layouts, passes=run.records)
+    report.tracer = f"ONNX importer (checked with {imported.runtime})"
+    report.notes.extend(imported.notes)
+    report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
+    report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
+    report.outputs = [
+        _describe(v, f"[{k}] {name}")
+        for k, (v, name) in enumerate(zip(graph.outputs, imported.output_names, strict=True))
+    ]
+    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
+
+    def check(written: Any) -> None:
+        check_numerics_onnx(written, graph, imported, layouts, tolerance, report)
+
+    return _write_and_verify(
+        graph, report, None, None, None, imported, out_dir, layouts, verify, tolerance, check
+    )
+
+
 def _describe(v: Value, name: str) -> str:
     dims = ", ".join(
         "N" if i == 0 and d is None else ("?" if d is None else str(d))
@@ -333,7 +377,17 @@ def _describe(v: Value, name: str) -> str:
 
 
 def _write_and_verify(
-    graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+    graph,
+    report,
+    work,
+    inputs_a,
+    inputs_b,
+    imported,
+    out_dir,
+    layouts,
+    verify,
+    tolerance,
+    check=None,
 ) -> TranspileResult:
     from .verify import check_numerics
 
@@ -367,9 +421,12 @@ def _write_and_verify(
         report.timings["emit"] = time.perf_counter() - clock
         if verify:
             clock = time.perf_counter()
-            check_numerics(
-                written, graph, imported, work, [inputs_a, inputs_b], layouts, tolerance, report
-            )
+            if check is not None:  # another frontend's reference (ONNX)
+                check(written)
+            else:
+                check_numerics(
+                    written, graph, imported, work, [inputs_a, inputs_b], layouts, tolerance, report
+                )
             report.timings["verify"] = time.perf_counter() - clock
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)
