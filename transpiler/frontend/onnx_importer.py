@@ -493,7 +493,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
             continue
         b.node = node
         b.source = SourceInfo(
-            module_path(node.name, node.op_type), node.op_type, f"onnx {node.op_type}", ""
+            module_path(node.name, node.op_type), node.op_type, f"onnx {node.op_type}", node.name
         )
         b.out_types = [
             _tensor_type(run_a[o], run_b.get(o) if run_b else None) if o in run_a else None

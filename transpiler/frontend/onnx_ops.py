@@ -165,19 +165,48 @@ def conv_transpose(b: OnnxBuilder, attrs, x, w, bias=None):
     # output_padding at the end: padding = begin, output_padding = begin - end + op
     padding = tuple(p for p, _ in pads)
     extra = tuple(p - q + o for (p, q), o in zip(pads, out_pad, strict=True))
-    if any(e < 0 for e in extra):
-        raise TranspileError(f"{b.where()}: pads {pads} with output_padding {out_pad}")
+    if any(p < 0 or q < 0 for p, q in pads):
+        raise TranspileError(
+            f"{b.where()}: negative pads {pads} (an output larger than the full one)"
+        )
     inputs = [x, b.value(w)] + (
         [b.value(b.constant(bias, "the ConvTranspose bias"))] if bias is not None else []
     )
-    return b.op(
+    groups = int(attrs.get("group", 1))
+    if all(e >= 0 for e in extra):
+        return b.op(
+            "conv_transpose",
+            inputs,
+            stride=stride,
+            padding=padding,
+            output_padding=extra,
+            dilation=dilation,
+            groups=groups,
+        )
+    # more crop at the end than torch's padding allows: the full output, then a slice
+    sizes = x.shape[2:]
+    if None in sizes:
+        raise TranspileError(f"{b.where()}: asymmetric pads on a dynamic spatial size")
+    full = [(sizes[i] - 1) * stride[i] + (k[i] - 1) * dilation[i] + 1 for i in range(n)]
+    y = b.op(
         "conv_transpose",
         inputs,
+        _t((x.shape[0], w.shape[1] * groups, *full), x),
         stride=stride,
-        padding=padding,
-        output_padding=extra,
+        padding=(0,) * n,
+        output_padding=(0,) * n,
         dilation=dilation,
-        groups=int(attrs.get("group", 1)),
+        groups=groups,
+    )
+    if any(o > q for (_, q), o in zip(pads, out_pad, strict=True)):
+        raise TranspileError(f"{b.where()}: pads {pads} with output_padding {out_pad}")
+    return b.op(
+        "slice",
+        [y],
+        axes=tuple(range(2, 2 + n)),
+        starts=tuple(p for p, _ in pads),
+        stops=tuple(f - q + o for f, (_, q), o in zip(full, pads, out_pad, strict=True)),
+        steps=(1,) * n,
     )
 
 
@@ -290,8 +319,6 @@ def group_norm(b: OnnxBuilder, attrs, x, scale, bias):
 
 @onnx_op("LayerNormalization")
 def layer_norm(b: OnnxBuilder, attrs, x, scale, bias=None):
-    if len(b.node.output) > 1 and any(b.node.output[1:]):
-        raise TranspileError(f"{b.where()}: LayerNormalization's Mean/InvStdDev outputs")
     ax = _axis(b, int(attrs.get("axis", -1)), x.rank)
     norm_shape = x.shape[ax:]
     if None in norm_shape:
@@ -302,12 +329,25 @@ def layer_norm(b: OnnxBuilder, attrs, x, scale, bias=None):
         if bias is None
         else np.broadcast_to(b.constant(bias, "bias"), norm_shape).astype(np.float32)
     )
-    return b.op(
+    eps = float(attrs.get("epsilon", 1e-5))
+    axes = tuple(range(ax, x.rank))
+    y = b.op(
         "layer_norm",
         [x, b.value(np.ascontiguousarray(scale)), b.value(np.ascontiguousarray(bias))],
-        axes=tuple(range(ax, x.rank)),
-        eps=float(attrs.get("epsilon", 1e-5)),
+        axes=axes,
+        eps=eps,
     )
+    if len(b.node.output) == 1 or not any(b.node.output[1:]):
+        return y
+    # the optional Mean and InvStdDev outputs (reduced axes kept as 1)
+    kept = b.out_types[1]
+    mean = b.op("reduce", [x], kept, kind="mean", axes=axes, keepdims=True)
+    centred = b.op("sub", [x, mean], x.type)
+    var = b.op(
+        "reduce", [b.op("square", [centred], x.type)], kept, kind="mean", axes=axes, keepdims=True
+    )
+    inv = b.op("rsqrt", [b.op("add", [var, b.scalar(eps)], kept)], kept)
+    return [y, mean, inv]
 
 
 @onnx_op("Resize", "Upsample")
@@ -348,6 +388,8 @@ def resize(b: OnnxBuilder, attrs, x, roi=None, scales=None, sizes=None):
             raise TranspileError(f"{b.where()}: half_pixel linear resize to size 1")
     elif mode == "linear" and coord == "align_corners":
         ir_mode, align = "linear", True
+        if any(o == 1 for o in out[2:]):
+            raise TranspileError(f"{b.where()}: align_corners linear resize to size 1")
     else:
         raise TranspileError(
             f"{b.where()}: Resize mode={mode!r} coordinate_transformation_mode={coord!r}"
@@ -380,7 +422,8 @@ def depth_space(b: OnnxBuilder, attrs, x):
         else:
             split, perm = (n_, c // bs**2, bs, bs, h, w), (0, 1, 4, 2, 5, 3)
     else:
-        split, perm = (n_, c, h // bs, bs, w // bs, bs), (0, 3, 5, 1, 2, 4)
+        split = (n_, c, h // bs, bs, w // bs, bs)
+        perm = (0, 3, 5, 1, 2, 4) if attrs.get("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
     y = _reshape_to(b, x, split)
     moved = tuple(split[p] for p in perm)
     y = b.op("transpose", [y], _t(moved, x), perm=perm)
