@@ -500,6 +500,8 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
             for o in outs
         ]
         b.out_type = b.out_types[0] if b.out_types else None
+        if any(t is not None and 0 in t.shape for t in b.out_types):
+            raise TranspileError(f"{b.where()} produces an empty tensor; not supported.")
         args = [env.get(i) if i else None for i in node.input]
         for a in args:
             if isinstance(a, _Unfoldable):
@@ -507,6 +509,11 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                     f"{b.where()} reads a value computed from the batch size by "
                     f"{a.node.name!r} ({a.node.op_type}) that cannot be folded; export with a "
                     "static batch size."
+                )
+            if isinstance(a, _NotConverted):
+                raise TranspileError(
+                    f"{b.where()} reads output {a.index} of {a.node.name!r} ({a.node.op_type}), "
+                    "which is not supported (only its first output is)."
                 )
         attrs = _attributes(node)
         try:
@@ -518,8 +525,12 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                 f"converting {b.where()} failed: {type(exc).__name__}: {exc}"
             ) from exc
         results = list(result) if isinstance(result, list | tuple) else [result]
-        for o, r, t in zip(outs, results, b.out_types, strict=False):
+        results += [None] * (len(outs) - len(results))
+        for k, (o, r, t) in enumerate(zip(outs, results, b.out_types, strict=True)):
             if not o:
+                continue
+            if r is None:  # an optional output the converter does not produce
+                env[o] = _NotConverted(node, k)
                 continue
             if isinstance(r, Value) and r.producer is not None and r.torch_ref is None:
                 r.torch_ref = o
@@ -551,6 +562,12 @@ class _Unfoldable:
     node: Any
 
 
+@dataclass
+class _NotConverted:
+    node: Any
+    index: int
+
+
 def _attributes(node: Any) -> dict[str, Any]:
     from onnx import helper
 
@@ -571,6 +588,11 @@ def _outputs(
     values: list[Value] = []
     for name in names:
         v = env.get(name)
+        if isinstance(v, _NotConverted):
+            raise TranspileError(
+                f"ONNX output {name!r} is output {v.index} of {v.node.name!r} "
+                f"({v.node.op_type}), which is not supported (only its first output is)."
+            )
         if not isinstance(v, Value) or graph.is_constant(v):
             raise TranspileError(
                 f"ONNX output {name!r} does not depend on the inputs; only outputs computed from "

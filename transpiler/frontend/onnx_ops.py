@@ -212,8 +212,6 @@ def conv_transpose(b: OnnxBuilder, attrs, x, w, bias=None):
 
 @onnx_op("MaxPool")
 def max_pool(b: OnnxBuilder, attrs, x):
-    if len(b.out_types) > 1 and b.node.output[1:] and any(b.node.output[1:]):
-        raise TranspileError(f"{b.where()}: MaxPool's Indices output is not supported")
     if attrs.get("storage_order", 0):
         raise TranspileError(f"{b.where()}: MaxPool storage_order=1 is not supported")
     kernel = tuple(int(k) for k in attrs["kernel_shape"])
@@ -274,8 +272,6 @@ def global_pool(b: OnnxBuilder, attrs, x):
 def batch_norm(b: OnnxBuilder, attrs, x, scale, bias, mean, var):
     if attrs.get("training_mode", 0):
         raise TranspileError(f"{b.where()}: BatchNormalization training_mode=1 is not supported")
-    if len(b.node.output) > 1 and any(b.node.output[1:]):
-        raise TranspileError(f"{b.where()}: BatchNormalization's running-stat outputs")
     consts = [
         b.value(b.constant(v, "a BatchNormalization parameter").astype(np.float32))
         for v in (mean, var, scale, bias)
@@ -384,8 +380,8 @@ def resize(b: OnnxBuilder, attrs, x, roi=None, scales=None, sizes=None):
         ir_mode, align = "nearest-exact", False
     elif mode == "linear" and coord in ("half_pixel", "pytorch_half_pixel"):
         ir_mode, align = "linear", False
-        if coord == "half_pixel" and any(o == 1 for o in out[2:]):
-            raise TranspileError(f"{b.where()}: half_pixel linear resize to size 1")
+        if coord == "pytorch_half_pixel" and any(o == 1 for o in out[2:]):
+            raise TranspileError(f"{b.where()}: pytorch_half_pixel linear resize to size 1")
     elif mode == "linear" and coord == "align_corners":
         ir_mode, align = "linear", True
         if any(o == 1 for o in out[2:]):
@@ -432,37 +428,23 @@ def depth_space(b: OnnxBuilder, attrs, x):
 
 @onnx_op("LRN")
 def lrn(b: OnnxBuilder, attrs, x):
-    """x / (bias + alpha/size · Σ_window x²)^beta: the channel window sum as an average pool over
-    a (N, 1, C, H, W) view (zero padding counted, divisor = size)."""
+    """x / (bias + alpha/size · Σ_window x²)^beta. The sum over the channel window is a 1x1
+    convolution of x² with a banded (C, C) matrix: layout-neutral, so no transposes in NHWC."""
     size = int(attrs["size"])
     alpha, beta = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75))
     bias = float(attrs.get("bias", 1.0))
-    if x.rank != 4 or None in x.shape[1:]:
-        raise TranspileError(f"{b.where()}: LRN needs a static (N, C, H, W) input")
-    n_, c, h, w = x.shape
-    sq = b.op("square", [x], x.type)
-    five = _reshape_to(b, sq, (n_, 1, c, h, w))
+    c = x.shape[1] if x.rank >= 3 else None
+    if c is None:
+        raise TranspileError(f"{b.where()}: LRN needs a static channel count and spatial axes")
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
-    padded = b.op(
-        "pad",
-        [five],
-        _t((n_, 1, c + size - 1, h, w), x),
-        pads=((0, 0), (0, 0), (lo, hi), (0, 0), (0, 0)),
-        mode="constant",
-        value=0.0,
+    o, i = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
+    band = ((i >= o - lo) & (i <= o + hi)).astype(np.float32) * (alpha / size)
+    n = x.rank - 2
+    weight = b.value(band.reshape(c, c, *([1] * n)))
+    sq = b.op("square", [x], x.type)
+    s = b.op(
+        "conv", [sq, weight], x.type, stride=(1,) * n, padding=(0,) * n, dilation=(1,) * n, groups=1
     )
-    avg = b.op(
-        "avg_pool",
-        [padded],
-        _t((n_, 1, c, h, w), x),
-        kernel=(size, 1, 1),
-        stride=(1, 1, 1),
-        padding=(0, 0, 0),
-        ceil_mode=False,
-        count_include_pad=True,
-    )
-    s = _reshape_to(b, avg, x.shape)
-    s = b.op("mul", [s, b.scalar(alpha)], x.type)
     s = b.op("add", [s, b.scalar(bias)], x.type)
     s = b.op("pow", [s, b.scalar(beta)], x.type)
     return b.op("div", [x, s], x.type)
@@ -564,9 +546,11 @@ for _onnx_name, _ir in _UNARY.items():
 
 @onnx_op("Identity", "Dropout")
 def identity(b: OnnxBuilder, attrs, x, *rest):
-    if b.node.op_type == "Dropout" and len(b.node.output) > 1 and any(b.node.output[1:]):
-        raise TranspileError(f"{b.where()}: Dropout's mask output is not supported")
-    return b.value(x)
+    if b.node.op_type == "Dropout" and len(rest) > 1 and rest[1] is not None:
+        training = b.constant(rest[1], "training_mode")
+        if bool(np.asarray(training).reshape(-1)[0]):
+            raise TranspileError(f"{b.where()}: Dropout in training mode is not supported")
+    return b.value(x)  # Dropout's mask output, if declared, must be unused
 
 
 @onnx_op("LeakyRelu")
