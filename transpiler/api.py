@@ -198,7 +198,10 @@ def transpile(
 
     Args:
         model: the ``torch.nn.Module``; its eval-mode behaviour is converted and it is left
-            exactly as it was (the transpiler works on a copy).
+            exactly as it was (the transpiler works on a copy). An ONNX model (a path ending in
+            ``.onnx`` or an ``onnx.ModelProto``) goes through the ONNX frontend instead
+            (``example_inputs`` then numpy arrays or tensors, optional; checked against
+            onnxruntime).
         example_inputs: a tensor or a tuple of tensors giving shapes and dtypes; optional when
             the input signature can be inferred (``Conv2d(3, ...)`` -> ``(N, 3, H, W)``).
         backend: ``"keras"`` (readable Keras 3 source + weights) or ``"tf"`` (a SavedModel of
@@ -238,8 +241,8 @@ def transpile(
     program = _exported_program(model)
     if program is None and not isinstance(model, torch.nn.Module):
         raise TranspileError(
-            f"model must be a torch.nn.Module or a torch.export.ExportedProgram, got "
-            f"{type(model).__name__}."
+            f"model must be a torch.nn.Module, a torch.export.ExportedProgram or an ONNX model "
+            f"(a path ending in .onnx, or an onnx.ModelProto), got {type(model).__name__}."
         )
     backend = _check_backend(backend)
     layouts = _check_layout(io_layout)
