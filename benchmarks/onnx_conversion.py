@@ -8,10 +8,9 @@ Each torchvision model (random weights, BatchNorm statistics randomized) is expo
 ``transpile(path, io_layout="nhwc", verify=True)``: the time of that call (cold: the first
 transpile in the process) and the TF Transpose ops left in ``tf.function(model)``.
 
-``--onnx2tf PY``: also run onnx2tf (``PY -m onnx2tf -i FILE -o DIR``, PY being a Python >= 3.12
-with onnx2tf installed, e.g. a throwaway venv) on the same file, timing it and counting the
-Transpose ops in the SavedModel it writes (its default output: the float32 TFLite is not
-counted).
+``--onnx2tf PY``: also run onnx2tf (``PY -m onnx2tf -i FILE -o DIR -n``, PY being a Python
+>= 3.12 with onnx2tf installed, e.g. a throwaway venv) on the same file, timing it and counting
+the TRANSPOSE ops in the float32 TFLite file it writes (onnx2tf 2.x's output).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"]
+MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet50"]
 SIZE = 224
 
 
@@ -59,7 +58,8 @@ def child(path: str) -> None:
 
 
 def onnx2tf(python: str, path: Path, out: Path) -> dict:
-    """onnx2tf on ``path``: wall time and the Transpose ops in its SavedModel's serving graph."""
+    """onnx2tf on ``path``: wall time and the TRANSPOSE ops in the float32 TFLite file it writes
+    (onnx2tf 2.x writes TFLite flatbuffers directly; no Keras model)."""
     t0 = time.perf_counter()
     done = subprocess.run(
         [python, "-m", "onnx2tf", "-i", str(path), "-o", str(out), "-n"],
@@ -67,20 +67,18 @@ def onnx2tf(python: str, path: Path, out: Path) -> dict:
         text=True,
     )
     seconds = time.perf_counter() - t0
-    if done.returncode != 0:
+    tflite = sorted(out.glob("*_float32.tflite"))
+    if done.returncode != 0 or not tflite:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     count = subprocess.run(
         [
             python,
             "-c",
-            "import sys, tensorflow as tf\n"
-            "m = tf.saved_model.load(sys.argv[1])\n"
-            "f = m.signatures['serving_default']\n"
-            "g = f.graph.as_graph_def()\n"
-            "ops = [n.op for n in g.node]\n"
-            "ops += [n.op for fn in g.library.function for n in fn.node_def]\n"
-            "print(sum(op == 'Transpose' for op in ops))",
-            str(out),
+            "import sys\n"
+            "from ai_edge_litert.interpreter import Interpreter\n"
+            "ops = [o['op_name'] for o in Interpreter(model_path=sys.argv[1])._get_ops_details()]\n"
+            "print(sum(op == 'TRANSPOSE' for op in ops))",
+            str(tflite[0]),
         ],
         capture_output=True,
         text=True,

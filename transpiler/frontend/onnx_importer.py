@@ -456,6 +456,9 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
         raise TranspileError("the ONNX model has no inputs; nothing to convert.")
     input_names = [s.name for s in specs]
     inputs_a = example_arrays(specs, example_inputs)
+    for spec, x in zip(specs, inputs_a, strict=True):
+        if x.size == 0:
+            raise TranspileError(f"ONNX input {spec.name!r} is empty {x.shape}; not supported.")
     inputs_b = other_batch_arrays(specs, inputs_a)
     run_a = run_onnx(proto, dict(zip(input_names, inputs_a, strict=True)))
     run_b = run_onnx(proto, dict(zip(input_names, inputs_b, strict=True))) if inputs_b else None
