@@ -381,3 +381,28 @@ def test_light_models(name, tmp_path):
     err, bound = _err(result.load()(x.transpose(0, 2, 3, 1)), ref)
     assert err <= bound
     assert result.report.transpose_count == 0
+
+
+def test_divergence_names_the_onnx_node(monkeypatch):
+    """A wrong converter (Relu built as a sigmoid) fails the check against onnxruntime, naming
+    the first diverging ONNX node and its op type; nothing is written."""
+    from transpiler.frontend import onnx_ops
+
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], "/block/conv/Conv", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], "/block/act/Relu"),
+        helper.make_node("Conv", ["r", "w"], ["y"], "/head/Conv", kernel_shape=[1, 1]),
+    ]
+    model = _model(
+        nodes,
+        [_info("x", ["N", 3, 4, 4])],
+        [_info("y", ["N", 3, 4, 4])],
+        [_w("w", rng.standard_normal((3, 3, 1, 1)))],
+    )
+    monkeypatch.setitem(onnx_ops.ONNX_CONVERTERS, "Relu", lambda b, attrs, x: b.op("sigmoid", [x]))
+    with pytest.raises(TranspileError) as info:
+        transpile(model, io_layout="nhwc")
+    message = str(info.value)
+    assert "first diverging ONNX node: '/block/act/Relu' (Relu)" in message
+    assert info.value.report.divergence.module_type == "Relu"
