@@ -220,7 +220,9 @@ def test_auto_pad(auto_pad):
         nodes, [_info("x", ["batch", 3, 8, 8])], [_info("y", ["batch", 4, "h", "w"])], inits
     )
     result = transpile(model, io_layout="nhwc")  # verify: ORT at batch 1 and 2
-    assert result.report.ok and result.report.transpose_count == 0
+    # no transposes, but for the channel shuffles ShuffleNet's file spells as Transpose nodes
+    shuffles = sum(node.op_type == "Transpose" for node in model.graph.node)
+    assert result.report.ok and result.report.transpose_count <= shuffles
 
 
 def test_gemm_attributes_and_shape_folding():
@@ -366,21 +368,44 @@ def _data_input(model):
     return next(i for i in model.graph.input if i.name not in inits)
 
 
+def _logits_model(model):
+    """The model with its output moved to the input of its final Softmax."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    softmax = next(n for n in reversed(model.graph.node) if n.op_type == "Softmax")
+    infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    del cut.graph.output[:]
+    cut.graph.output.append(infos[softmax.input[0]])
+    return cut
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_light_models(name, tmp_path):
-    """onnx's light models (opset 9, upgraded to 13; weights are ConstantOfShape fills) on
-    onnx's input (arange / n) against their stored outputs; NHWC I/O, 0 transposes."""
+    """onnx's light models (opset 9, upgraded to 13) on onnx's input (arange / n).
+
+    The files carry no trained weights: ConstantOfShape fills them, so every class gets the
+    same logit (~1e10) and the final Softmax of equal huge logits is ill-conditioned (a one-ulp
+    difference between classes changes it completely). So: onnxruntime reproduces the stored
+    outputs on the full model, and our conversion of the model up to the Softmax input matches
+    onnxruntime with the usual relative bound (verify=True, NHWC I/O)."""
+    from transpiler.frontend.onnx_importer import load_onnx, run_onnx
+
     path = LIGHT / f"light_{name}.onnx"
     model = onnx.load(str(path))
-    shape = tuple(d.dim_value or 1 for d in _data_input(model).type.tensor_type.shape.dim)
+    data = _data_input(model)
+    shape = tuple(d.dim_value or 1 for d in data.type.tensor_type.shape.dim)
     n = int(np.prod(shape))
     x = (np.arange(n).reshape(shape) / n).astype(np.float32)
     ref = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
-    result = transpile(str(path), x, io_layout="nhwc", out_dir=tmp_path)
-    err, bound = _err(result.load()(x.transpose(0, 2, 3, 1)), ref)
-    assert err <= bound
-    assert result.report.transpose_count == 0
+    full = load_onnx(model)
+    out = run_onnx(full, {data.name: x}, intermediates=False)[full.graph.output[0].name]
+    assert _err(out, ref)[0] <= _err(out, ref)[1]
+    result = transpile(_logits_model(model), x, io_layout="nhwc", out_dir=tmp_path)
+    # no transposes, but for the channel shuffles ShuffleNet's file spells as Transpose nodes
+    shuffles = sum(node.op_type == "Transpose" for node in model.graph.node)
+    assert result.report.ok and result.report.transpose_count <= shuffles
 
 
 def test_divergence_names_the_onnx_node(monkeypatch):

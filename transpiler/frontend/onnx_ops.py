@@ -244,12 +244,12 @@ def avg_pool(b: OnnxBuilder, attrs, x):
     ceil = bool(attrs.get("ceil_mode", 0))
     include = bool(attrs.get("count_include_pad", 0))
     if any(p != q for p, q in pads):
-        if not include or ceil:
-            raise TranspileError(
-                f"{b.where()}: asymmetric pads {pads} with count_include_pad=0 or ceil_mode are "
-                "not supported"
-            )
+        if ceil:
+            raise TranspileError(f"{b.where()}: asymmetric pads {pads} with ceil_mode")
+        sizes = x.shape[2:]
         x = _explicit_pad(b, x, pads, 0.0)
+        if not include:  # divide by the window's count of real elements, not the kernel area
+            return _avg_excluding_pad(b, x, sizes, kernel, stride, pads)
         pads = [(0, 0)] * n
     return b.op(
         "avg_pool",
@@ -260,6 +260,30 @@ def avg_pool(b: OnnxBuilder, attrs, x):
         ceil_mode=ceil,
         count_include_pad=include,
     )
+
+
+def _avg_excluding_pad(b: OnnxBuilder, padded: Value, sizes, kernel, stride, pads) -> Value:
+    """Average pool of an explicitly zero-padded input, rescaled so that each window divides by
+    its number of real (non-pad) elements: a constant (1, 1, *out) map of area / count."""
+    if None in sizes:
+        raise TranspileError(f"{b.where()}: asymmetric pads on a dynamic spatial size")
+    y = b.op(
+        "avg_pool",
+        [padded],
+        kernel=tuple(kernel),
+        stride=tuple(stride),
+        padding=(0,) * len(kernel),
+        ceil_mode=False,
+        count_include_pad=True,
+    )
+    grid = np.ones((), np.float64)
+    for i, (size, k, s_) in enumerate(zip(sizes, kernel, stride, strict=True)):
+        out = b.out_type.shape[2 + i]
+        starts = np.arange(out) * s_ - pads[i][0]
+        counts = np.minimum(starts + k, size) - np.maximum(starts, 0)
+        grid = np.multiply.outer(grid, k / counts)
+    correction = grid.reshape(1, 1, *grid.shape).astype(np.float32)
+    return b.op("mul", [y, b.value(correction)])
 
 
 @onnx_op("GlobalAveragePool", "GlobalMaxPool")
