@@ -15,13 +15,14 @@ read with ``tf.shape`` at run time, never baked in.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -266,18 +267,14 @@ def _pool(node: Node, plan: Plan) -> Step:
     if node.op == "max_pool" and max(a["dilation"]) > 1:
         if a["padding"] != "valid":
             raise TranspileError(f"internal: dilated max_pool at {node.source} is not 'valid'")
-        dilation = tuple(a["dilation"])
+        taps = [
+            (slice(None), *(slice(*axis) for axis in tap))
+            for tap in pool_taps(kernel, stride, tuple(a["dilation"]))
+        ]
 
         def dilated(env: Env) -> Any:
-            xs, out = x(env), None
-            for taps in itertools.product(*(range(k) for k in kernel)):
-                index = [slice(None)]
-                for t, k, s, d in zip(taps, kernel, stride, dilation, strict=True):
-                    end = (k - 1 - t) * d
-                    index.append(slice(t * d, -end if end else None, s))
-                part = xs[tuple(index)]
-                out = part if out is None else tf.maximum(out, part)
-            return out
+            xs = x(env)
+            return functools.reduce(tf.maximum, (xs[index] for index in taps))
 
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
@@ -594,24 +591,17 @@ def _broadcast_to(node: Node, plan: Plan) -> Step:
 
 
 def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
-    def take(start: int | None, stop: int | None) -> Any:
-        return x[(slice(None),) * axis + (slice(start, stop),)]
-
     parts = []
-    if mode == "replicate":
-        if before:
-            parts.append(tf.repeat(take(0, 1), before, axis=axis))
-        parts.append(x)
-        if after:
-            parts.append(tf.repeat(take(-1, None), after, axis=axis))
-    elif mode == "circular":
-        if before:
-            parts.append(take(-before, None))
-        parts.append(x)
-        if after:
-            parts.append(take(0, after))
-    else:
-        raise TranspileError(f"unknown padding mode {mode!r}")
+    for start, stop, flip, repeats in pad_pieces(before, after, mode):
+        if start is None and stop is None:
+            parts.append(x)
+            continue
+        part = x[(slice(None),) * axis + (slice(start, stop),)]
+        if flip:
+            part = tf.reverse(part, [axis])
+        if repeats > 1:
+            part = tf.repeat(part, repeats, axis=axis)
+        parts.append(part)
     return tf.concat(parts, axis)
 
 
@@ -680,21 +670,10 @@ def _resize(node: Node, plan: Plan) -> Step:
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
-        scale = scales[axis - 1] if scales else n / out
-        dst = np.arange(out, dtype=np.float64)
-        if mode in ("nearest", "nearest-exact"):
-            offset = 0.5 if mode == "nearest-exact" else 0.0
-            index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype(np.int32)
-            plans.append((axis, index, None, None))
-            continue
-        if a["align_corners"]:
-            src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-        else:
-            src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-        low = np.minimum(np.floor(src), n - 1).astype(np.int32)
-        high = np.minimum(low + 1, n - 1)
-        shape = [out if i == axis else 1 for i in range(xv.rank)]
-        weight = (src - low).astype(np.float32).reshape(shape)
+        scale = scales[axis - 1] if scales else None
+        low, high, weight = resize_axis(n, out, mode, a["align_corners"], scale)
+        if weight is not None:
+            weight = weight.reshape([out if i == axis else 1 for i in range(xv.rank)])
         plans.append((axis, low, high, weight))
 
     def step(env: Env) -> Any:

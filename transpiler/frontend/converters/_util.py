@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import TranspileError
-from ...ir import Value
 
 
 def pair(v: Any, n: int = 2) -> tuple[int, ...]:
@@ -28,9 +27,3 @@ def axes(dims: Any, rank: int) -> tuple[int, ...]:
     if isinstance(dims, int):
         dims = (dims,)
     return tuple(sorted(axis(d, rank) for d in dims))
-
-
-def need_value(v: Any, what: str) -> Value:
-    if not isinstance(v, Value):
-        raise TranspileError(f"{what} must be a tensor computed from the inputs, got {v!r}")
-    return v
