@@ -369,9 +369,11 @@ def _data_input(model):
 
 
 def _logits_model(model):
-    """The model with its output moved to the input of its final Softmax."""
+    """The model with its output moved to the input of its final Softmax (if it has one)."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    softmax = next(n for n in reversed(model.graph.node) if n.op_type == "Softmax")
+    softmax = next((n for n in reversed(model.graph.node) if n.op_type == "Softmax"), None)
+    if softmax is None:
+        return model
     infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
     cut = onnx.ModelProto()
     cut.CopyFrom(model)
