@@ -209,6 +209,10 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+    "trunc": torch.trunc,
+    "round": torch.round,
 }
 
 
@@ -235,6 +239,7 @@ _BINARY = {
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
+    "floor_divide": lambda a, b: torch.div(a, b, rounding_mode="floor"),
 }
 
 

@@ -129,6 +129,8 @@ _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
 for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
+for _name in ("floor", "ceil", "trunc", "round"):  # round: half to even, as torch.round
+    _op(_name, "elementwise")
 _op("elu", "elementwise", alpha=1.0)
 _op("softplus", "elementwise", beta=1.0, threshold=20.0)
 _op("clamp", "elementwise", min=None, max=None)
@@ -136,6 +138,9 @@ _op("clamp", "elementwise", min=None, max=None)
 # Binary elementwise with numpy broadcasting; scalars are 0-d constants.
 for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
     _op(_name, "elementwise", 2, 2)
+# a // b as PyTorch computes it for floats (torch.div(a, b, rounding_mode="floor")): from the
+# exact remainder, so quotients on integer boundaries agree with PyTorch's
+_op("floor_divide", "elementwise", 2, 2)
 
 # Axis-carrying.
 _op("cat", "axis", 1, None, axis=R)

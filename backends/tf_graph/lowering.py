@@ -434,6 +434,10 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "floor": tf.floor,
+    "ceil": tf.math.ceil,
+    "trunc": lambda x: tf.where(x < 0, tf.math.ceil(x), tf.floor(x)),
+    "round": tf.round,  # half to even, as torch.round
 }
 
 
@@ -495,6 +499,19 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "maximum": tf.maximum,
     "minimum": tf.minimum,
 }
+
+
+def _floor_divide(a: Any, b: Any) -> Any:
+    """a // b as PyTorch computes it for floats: (a - fmod(a, b)) / b, corrected and rounded."""
+    mod = tf.sign(a) * tf.math.floormod(tf.abs(a), tf.abs(b))  # C's fmod, exactly
+    div = (a - mod) / b
+    div = tf.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
+    q = tf.floor(div)
+    q = tf.where(div - q > 0.5, q + 1, q)
+    return tf.where(b == 0, a / b, q)
+
+
+_BINARY["floor_divide"] = _floor_divide
 
 
 @lowers(*_BINARY)

@@ -12,7 +12,7 @@ from ...errors import TranspileError
 from ...ir import TensorType
 from ..fx_importer import Builder
 from ..registry import converts
-from ._util import pair
+from ._util import batched, pair
 
 
 def _check_weight(b: Builder, weight, what: str) -> None:
@@ -24,7 +24,17 @@ def _check_weight(b: Builder, weight, what: str) -> None:
 
 
 def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mode="zeros"):
-    n = input.rank - 2
+    n = weight.rank - 2
+    if input.rank == n + 1:  # PyTorch's unbatched form (C, *spatial)
+        return batched(
+            b,
+            input,
+            n,
+            f"conv{n}d",
+            lambda x, t: _with_type(
+                b, t, _conv, x, weight, bias, stride, padding, dilation, groups, mode
+            ),
+        )
     if not b.graph.is_constant(weight) and (
         None in weight.shape or None in input.shape[1:] or not isinstance(groups, int)
     ):
@@ -98,6 +108,15 @@ def _per_sample_conv(b: Builder, merged, weight, bias, stride, padding, dilation
     return b.op("reshape", [y], shape=(1, -1, h, w))  # the merged layout the model expects
 
 
+def _with_type(b: Builder, out_type, fn, *args):
+    """``fn(b, *args)`` building for ``out_type`` instead of the traced node's output type."""
+    saved, b.out_type = b.out_type, out_type
+    try:
+        return fn(b, *args)
+    finally:
+        b.out_type = saved
+
+
 # F.conv{1,2,3}d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
 @converts(F.conv1d, F.conv2d, F.conv3d)
 def conv(b: Builder, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -134,8 +153,21 @@ def conv_transpose(
     groups=1,
     dilation=1,
 ):
-    n = input.rank - 2
+    n = weight.rank - 2
     _check_weight(b, weight, f"conv_transpose{n}d")
+    if input.rank == n + 1:  # PyTorch's unbatched form (C, *spatial)
+        args = (weight, bias, stride, padding, output_padding, groups, dilation)
+        return batched(
+            b,
+            input,
+            n,
+            f"conv_transpose{n}d",
+            lambda x, t: _with_type(b, t, conv_transpose, x, *args),
+        )
+    if input.rank != n + 2:
+        raise TranspileError(
+            f"conv_transpose{n}d at {b.where()} takes a rank-{n + 2} input, got {input.rank}"
+        )
     inputs = [input, weight] + ([bias] if bias is not None else [])
     return b.op(
         "conv_transpose",
@@ -150,8 +182,9 @@ def conv_transpose(
 
 @converts(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose_module(b: Builder, m: nn.modules.conv._ConvTransposeNd, input, output_size=None):
+    output_padding = m.output_padding
     if output_size is not None:
-        raise TranspileError(f"{type(m).__name__}(output_size=...) at {b.where()} is not supported")
+        output_padding = _output_padding(b, m, input, output_size)
     if m.padding_mode != "zeros":
         raise TranspileError(f"{type(m).__name__} padding_mode={m.padding_mode!r} at {b.where()}")
     bias = b.const(m.bias, "bias") if m.bias is not None else None
@@ -162,7 +195,30 @@ def conv_transpose_module(b: Builder, m: nn.modules.conv._ConvTransposeNd, input
         bias,
         m.stride,
         m.padding,
-        m.output_padding,
+        output_padding,
         m.groups,
         m.dilation,
     )
+
+
+def _output_padding(b: Builder, m: nn.modules.conv._ConvTransposeNd, input, output_size):
+    """``output_size=`` as the output padding PyTorch derives from it (the extra rows/columns
+    at the end beyond the smallest output the stride allows)."""
+    n = len(m.kernel_size)
+    size = [int(s) for s in b.static(list(output_size), "output_size")][-n:]
+    spatial = input.shape[-n:]
+    if None in spatial:
+        raise TranspileError(
+            f"{type(m).__name__}(output_size=...) at {b.where()} on an input of dynamic spatial "
+            "size; pass example_inputs with a fixed size."
+        )
+    pads = []
+    for k in range(n):
+        smallest = (
+            (spatial[k] - 1) * m.stride[k]
+            - 2 * m.padding[k]
+            + m.dilation[k] * (m.kernel_size[k] - 1)
+            + 1
+        )
+        pads.append(size[k] - smallest)
+    return tuple(pads)

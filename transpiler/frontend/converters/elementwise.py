@@ -6,6 +6,7 @@ import operator
 
 import torch
 
+from ...errors import TranspileError
 from ...ir import Value
 from ..fx_importer import Builder
 from ..registry import converts
@@ -33,9 +34,52 @@ def _scaled(b: Builder, v: Value, alpha) -> Value:
 converts(operator.add, torch.add, "add", operator.iadd, "add_")(_binary("add"))
 converts(operator.sub, torch.sub, torch.subtract, "sub", operator.isub, "sub_")(_binary("sub"))
 converts(operator.mul, torch.mul, torch.multiply, "mul", operator.imul, "mul_")(_binary("mul"))
-converts(operator.truediv, torch.div, torch.true_divide, "div", operator.itruediv, "div_")(
-    _binary("div")
-)
+converts(torch.true_divide, operator.truediv, operator.itruediv)(_binary("div"))
+
+
+# torch.div(input, other, *, rounding_mode=None): None, "floor" or "trunc"
+@converts(torch.div, torch.divide, "div", "div_", "divide")
+def div(b: Builder, input, other, *, rounding_mode=None, out=None):
+    if rounding_mode is None:
+        return _binary("div")(b, input, other)
+    if rounding_mode not in ("floor", "trunc"):
+        raise TranspileError(f"torch.div(rounding_mode={rounding_mode!r}) at {b.where()}")
+    if not b.out_type.is_float:
+        raise TranspileError(
+            f"integer division with rounding_mode={rounding_mode!r} at {b.where()} is not "
+            "supported; divide float tensors."
+        )
+    like = input if isinstance(input, Value) else other
+    a, d = _operand(b, input, like), _operand(b, other, like)
+    if rounding_mode == "floor":
+        return b.op("floor_divide", [a, d])
+    return b.op("trunc", [b.op("div", [a, d])])
+
+
+# a // b, torch.floor_divide(input, other)
+@converts(operator.floordiv, operator.ifloordiv, torch.floor_divide, "floor_divide")
+def floor_divide(b: Builder, input, other, *, out=None):
+    return div(b, input, other, rounding_mode="floor")
+
+
+for _name, _fns in (
+    ("floor", (torch.floor, "floor")),
+    ("ceil", (torch.ceil, "ceil")),
+    ("trunc", (torch.trunc, torch.fix, "trunc", "fix")),
+):
+
+    def _rounding(b: Builder, input, *, out=None, _op=_name):
+        return b.op(_op, [input])
+
+    converts(*_fns)(_rounding)
+
+
+# torch.round(input, *, decimals=0): half to even
+@converts(torch.round, "round")
+def round_(b: Builder, input, *, decimals=0, out=None):
+    if decimals:
+        raise TranspileError(f"torch.round(decimals={decimals}) at {b.where()} is not supported")
+    return b.op("round", [input])
 
 
 converts(torch.pow, operator.pow, "pow")(_binary("pow"))
