@@ -272,6 +272,13 @@ def _reduce(node: Node, x):
     return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a.get("keepdims", False))
 
 
+@evaluates("arg_reduce")
+def _arg_reduce(node: Node, x):
+    a = node.attrs
+    fn = torch.argmax if a["kind"] == "max" else torch.argmin
+    return fn(x, dim=a["axes"][0], keepdim=a.get("keepdims", False))
+
+
 @evaluates("layer_norm")
 def _layer_norm(node: Node, x, w, b):
     axes = tuple(node.attrs["axes"])

@@ -147,6 +147,8 @@ _op("cat", "axis", 1, None, axis=R)
 _op("softmax", "axis", axis=R)
 _op("log_softmax", "axis", axis=R)
 _op("reduce", "axis", kind=R, axes=R, keepdims=False)  # kind: mean, sum, max, min
+# the int64 index of the first max (kind "max") or min along the one axis in `axes`
+_op("arg_reduce", "axis", kind=R, axes=R, keepdims=False)
 _op("layer_norm", "axis", 3, 3, axes=R, eps=1e-5)  # inputs: x, weight, bias (normalized shape)
 _op("group_norm", "axis", 3, 3, groups=R, eps=1e-5, axis=1)  # inputs: x, weight (C,), bias (C,)
 _op("prelu", "axis", 2, 2, axis=1)  # inputs: x, weight (C,) or (1,)

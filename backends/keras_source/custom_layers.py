@@ -378,6 +378,22 @@ class Reduce(keras.layers.Layer):
 )
 
 _layer(
+    "ArgReduce",
+    '''
+class ArgReduce(keras.layers.Layer):
+    """The int64 index of the first maximum (kind "max") or minimum along one axis."""
+
+    def __init__(self, kind, axis, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.axis, self.keepdims = kind, axis, keepdims
+
+    def call(self, x):
+        fn = ops.argmax if self.kind == "max" else ops.argmin
+        return ops.cast(fn(x, axis=self.axis, keepdims=self.keepdims), "int64")
+''',
+)
+
+_layer(
     "LogSoftmax",
     '''
 class LogSoftmax(keras.layers.Layer):

@@ -428,6 +428,13 @@ def _reduce(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("Reduce", [x], (kind, axes), {"keepdims": keep})]
 
 
+@emits("arg_reduce")
+def _arg_reduce(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"keepdims": bool(a["keepdims"])}
+    return [KerasCall("ArgReduce", [node.inputs[0]], (a["kind"], a["axes"][0]), kwargs)]
+
+
 @emits("log_softmax")
 def _log_softmax(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("LogSoftmax", [node.inputs[0]], (), {"axis": node.attrs["axis"]})]

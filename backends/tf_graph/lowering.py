@@ -597,6 +597,18 @@ def _reduce(node: Node, plan: Plan) -> Step:
     return _unary(node, plan, lambda x: fn(x, axis=axes, keepdims=keep))
 
 
+@lowers("arg_reduce")
+def _arg_reduce(node: Node, plan: Plan) -> Step:
+    fn = tf.argmax if node.attrs["kind"] == "max" else tf.argmin
+    axis, keep = node.attrs["axes"][0], bool(node.attrs["keepdims"])
+
+    def step(x: Any) -> Any:
+        y = fn(x, axis=axis, output_type=tf.int64)
+        return tf.expand_dims(y, axis) if keep else y
+
+    return _unary(node, plan, step)
+
+
 @lowers("broadcast_to")
 def _broadcast_to(node: Node, plan: Plan) -> Step:
     x = plan.operand(node.inputs[0])

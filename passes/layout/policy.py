@@ -338,6 +338,7 @@ BY_OP: dict[str, Rule] = {
     "softmax": _single_axis("axis"),
     "batch_norm": batch_norm,
     "reduce": reduce_,
+    "arg_reduce": reduce_,
     "log_softmax": _single_axis("axis"),
     "group_norm": _single_axis("axis"),
     "prelu": _single_axis("axis"),

@@ -36,6 +36,19 @@ def need_value(v: Any, what: str) -> Value:
     return v
 
 
+def keeps_batch(b: Any, inputs: Any, shape: tuple, what: str) -> None:
+    """Refuse an op whose result loses the dynamic (batch) axis its inputs have, e.g.
+    ``x[0]`` or ``x.squeeze(0)`` on the batch: the converted model keeps the batch dynamic."""
+    if None in tuple(shape):
+        return
+    if any(isinstance(v, Value) and None in v.shape for v in inputs):
+        raise TranspileError(
+            f"{what} at {b.where()} removes the batch dimension (result {tuple(shape)}); the "
+            "converted model keeps the batch dimension dynamic end to end: select, squeeze or "
+            "reduce over the batch outside the model."
+        )
+
+
 def batched(b: Any, input: Value, n: int, what: str, build: Any) -> Value:
     """Run ``build(x, out_type)`` on a batched input: PyTorch's unbatched form of an
     ``n``-d spatial op (rank ``n + 1``: channels and spatial axes) gets a batch axis of 1 first

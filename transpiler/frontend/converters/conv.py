@@ -25,6 +25,8 @@ def _check_weight(b: Builder, weight, what: str) -> None:
 
 def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mode="zeros"):
     n = weight.rank - 2
+    if 0 in weight.shape:
+        raise TranspileError(f"conv{n}d at {b.where()} has a zero-size weight {weight.shape}")
     if input.rank == n + 1:  # PyTorch's unbatched form (C, *spatial)
         return batched(
             b,
