@@ -193,9 +193,20 @@ class ImportedModel:
 
 
 def _get_attr(root: torch.nn.Module, target: str) -> Any:
+    """``root``'s submodule, parameter, buffer or attribute at the dotted ``target``, looked up
+    as data (``_modules``/``_parameters``/``_buffers`` first): a submodule may be named
+    ``__init__`` or ``forward``, which ``getattr`` would answer with a method."""
     obj: Any = root
     for part in target.split("."):
-        obj = getattr(obj, part)
+        if isinstance(obj, torch.nn.Module):
+            for table in (obj._modules, obj._parameters, obj._buffers):
+                if part in table:
+                    obj = table[part]
+                    break
+            else:
+                obj = getattr(obj, part)
+        else:
+            obj = getattr(obj, part)
     return obj
 
 
@@ -257,7 +268,8 @@ def _run(
             elif node.op == "get_attr":
                 env[node] = _get_attr(root, node.target)
             elif node.op == "call_module":
-                env[node] = root.get_submodule(node.target)(*load(node.args), **load(node.kwargs))
+                module = _get_attr(root, node.target)
+                env[node] = module(*load(node.args), **load(node.kwargs))
             elif node.op == "call_function":
                 env[node] = node.target(*load(node.args), **load(node.kwargs))
             elif node.op == "call_method":

@@ -5,6 +5,7 @@ Padding stays as torch gave it; passes/normalize_padding makes it explicit.
 
 from __future__ import annotations
 
+import numpy as np
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -58,7 +59,11 @@ def _conv(b: Builder, input, weight, bias, stride, padding, dilation, groups, mo
 def _per_sample_conv(b: Builder, merged, weight, bias, stride, padding, dilation, n):
     """The groups=batch trick (CondConv): x.reshape(1, B*C, H, W) convolved with per-sample
     kernels (B*O, C, k, k), groups=B. Rebuilt on the unmerged tensors so the batch stays
-    dynamic: conv_per_sample(x (B, C, H, W), kernels (B, O, C, k, k))."""
+    dynamic: conv_per_sample(x (B, C, H, W), kernels (B, O, C, k, k)).
+
+    Per-sample depthwise kernels (B*O, 1, k, k) with groups=B*C (dynamic depthwise filters)
+    become dense per-sample kernels whose off-group taps are zero: exact, at C times the
+    multiply-adds of a depthwise convolution."""
     where = f"per-sample convolution at {b.where()}"
     src = merged.producer
     if n != 2 or src is None or src.op != "reshape" or src.inputs[0].shape[0] is not None:
@@ -69,8 +74,12 @@ def _per_sample_conv(b: Builder, merged, weight, bias, stride, padding, dilation
     args = b.example_args
     groups_a = args[6] if len(args) > 6 else b.example_kwargs.get("groups", 1)
     batch_a = x_a.shape[1] // c
-    if groups_a is None or groups_a != batch_a or w_a.shape[1] != c:
-        raise TranspileError(f"{where}: only one group per sample (groups == batch) is supported")
+    depthwise = groups_a == batch_a * c and w_a.shape[1] == 1 and c > 1
+    if not depthwise and (groups_a is None or groups_a != batch_a or w_a.shape[1] != c):
+        raise TranspileError(
+            f"{where}: only one group per sample (groups == batch) or depthwise per-sample "
+            "kernels (groups == batch * channels) are supported"
+        )
     out_ch = w_a.shape[0] // batch_a
     k = tuple(w_a.shape[2:])
     if isinstance(padding, str):
@@ -85,12 +94,28 @@ def _per_sample_conv(b: Builder, merged, weight, bias, stride, padding, dilation
             mode="constant",
             value=0.0,
         )
-    kernels = b.op(
-        "reshape",
-        [weight],
-        TensorType((None, out_ch, c, *k), weight.type.dtype),
-        shape=(-1, out_ch, c, *k),
-    )
+    if depthwise:  # (B*O, 1, k, k) -> (B, O, 1, k, k) * mask (O, C, 1, 1) -> (B, O, C, k, k)
+        mult = out_ch // c
+        per = b.op(
+            "reshape",
+            [weight],
+            TensorType((None, out_ch, 1, *k), weight.type.dtype),
+            shape=(-1, out_ch, 1, *k),
+        )
+        mask = np.zeros((out_ch, c, 1, 1), np.float32)
+        mask[np.arange(out_ch), np.arange(out_ch) // mult] = 1.0
+        kernels = b.op(
+            "mul",
+            [per, b.const(mask, "depthwise_mask")],
+            TensorType((None, out_ch, c, *k), weight.type.dtype),
+        )
+    else:
+        kernels = b.op(
+            "reshape",
+            [weight],
+            TensorType((None, out_ch, c, *k), weight.type.dtype),
+            shape=(-1, out_ch, c, *k),
+        )
     h, w = b.out_type.shape[2:]
     y = b.op(
         "conv_per_sample",
