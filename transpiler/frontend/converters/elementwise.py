@@ -106,15 +106,27 @@ def normalize(b: Builder, input, p=2.0, dim=1, eps=1e-12, out=None):
     from ...errors import TranspileError
     from ...ir import TensorType
 
-    if p not in (1, 1.0, 2, 2.0):
-        raise TranspileError(f"F.normalize with p={p} at {b.where()}: only p=1 and p=2")
+    p = float(b.static(p, "the norm order"))
+    if p == 0 or p != p:
+        raise TranspileError(f"F.normalize with p={p} at {b.where()} is not supported")
     ax = axis(dim, input.rank)
     reduced = TensorType(
         tuple(1 if i == ax else d for i, d in enumerate(input.shape)), input.type.dtype
     )
-    powered = b.op("square" if p in (2, 2.0) else "abs", [input], input.type)
-    norm = b.op("reduce", [powered], reduced, kind="sum", axes=(ax,), keepdims=True)
-    if p in (2, 2.0):
+    if p in (float("inf"), float("-inf")):  # max (min) of |x|
+        kind = "max" if p > 0 else "min"
+        magnitude = b.op("abs", [input], input.type)
+        norm = b.op("reduce", [magnitude], reduced, kind=kind, axes=(ax,), keepdims=True)
+    elif p == 2:
+        powered = b.op("square", [input], input.type)
+        norm = b.op("reduce", [powered], reduced, kind="sum", axes=(ax,), keepdims=True)
         norm = b.op("sqrt", [norm], reduced)
+    else:  # (sum |x|^p)^(1/p)
+        powered = b.op("abs", [input], input.type)
+        if p != 1:
+            powered = b.op("pow", [powered, b.scalar(p)], input.type)
+        norm = b.op("reduce", [powered], reduced, kind="sum", axes=(ax,), keepdims=True)
+        if p != 1:
+            norm = b.op("pow", [norm, b.scalar(1.0 / p)], reduced)
     norm = b.op("maximum", [norm, b.scalar(float(eps))], reduced)
     return b.op("div", [input, norm], input.type)

@@ -117,6 +117,11 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
 @converts(torch.unbind, "unbind")
 def unbind(b: Builder, input, dim=0):
     ax = norm_axis(dim, input.rank)
+    if input.shape[ax] is None:
+        raise TranspileError(
+            f"unbind along the dynamic (batch) dimension at {b.where()}: the number of results "
+            "would depend on the batch size; unbind another dimension."
+        )
     shape = input.shape[:ax] + input.shape[ax + 1 :]
     return [_reshape_to(b, p, shape) for p in _pieces(b, input, [1] * input.shape[ax], ax)]
 

@@ -172,6 +172,21 @@ def permute(b: Builder, input, *dims):
     return b.op("transpose", [input], perm=perm)
 
 
+# torch.movedim(input, source, destination) / Tensor.moveaxis
+@converts(torch.movedim, torch.moveaxis, "movedim", "moveaxis")
+def movedim(b: Builder, input, source, destination):
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src = [axis(d, input.rank) for d in src]
+    dst = [axis(d, input.rank) for d in dst]
+    rest = iter(a for a in range(input.rank) if a not in src)
+    perm = [0] * input.rank
+    placed = dict(zip(dst, src, strict=True))
+    for k in range(input.rank):
+        perm[k] = placed[k] if k in placed else next(rest)
+    return permute(b, input, perm)
+
+
 # Tensor.transpose(dim0, dim1) / torch.transpose(input, dim0, dim1)
 @converts("transpose", torch.transpose, torch.swapaxes, "swapaxes")
 def transpose(b: Builder, input, dim0, dim1):
