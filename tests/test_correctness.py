@@ -99,6 +99,13 @@ EXACT = {
         [(2, 3, 4, 5)],
     ),
     "conv-transpose-output-size": (OutputSize(), [(2, 3, 5, 6)]),
+    "conv-transpose-dilated": (nn.ConvTranspose2d(3, 4, 3, stride=2, dilation=2), [(2, 3, 5, 6)]),
+    "clamp-tensor-bounds": (Fn(lambda x, y: x.clamp(y, y + 0.5), 2), [(2, 3, 4), (2, 3, 4)]),
+    "normalize-p-half-and-inf": (
+        Fn(lambda x: F.normalize(x, p=0.5, dim=1) + F.normalize(x, p=float("inf"), dim=-1)),
+        [(2, 3, 4)],
+    ),
+    "movedim": (Fn(lambda x: torch.movedim(x, 1, -1) * 2), [(2, 3, 4, 5)]),
     "submodule-named-__init__": (InitNamed(), [(2, 3, 8, 8)]),
     "batch-derived-view-second-input": (TwoInputView(), [(2, 3, 5, 5), (2, 6)]),
     "per-sample-depthwise": (CondDepthwise(), [(2, 4, 7, 7)]),
@@ -140,6 +147,12 @@ REFUSED = {
         "removes the batch dimension",
     ),
     "linear-zero-features": (nn.Linear(0, 5), [(2, 0)], "zero-size"),
+    "sdpa-dropout": (
+        Fn(lambda q: F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)),
+        [(2, 3, 4, 8)],
+        "dropout_p",
+    ),
+    "unbind-batch": (Fn(lambda x: x.unbind(0)[0] + 1), [(2, 3)], "unbind"),
 }
 
 

@@ -15,8 +15,9 @@ Each sample is classified:
 - wrong: a mismatch, or outputs of another shape/count;
 - crash: any other exception.
 
-Bar: 0 wrong, 0 crashes, and >= 85% exact. The full selection is ``-m slow``; the default run
-takes a representative subset (``DEFAULT_OPS``).
+Bar: 0 wrong, 0 crashes, and >= 85% exact. The full selection is ``-m slow`` (measured
+2026-11-30: 266 samples, 231 exact, 35 refused, 0 wrong, 0 crashes); the default run takes the
+first sample of one op per family (``DEFAULT_OPS``).
 """
 
 from __future__ import annotations
@@ -68,13 +69,21 @@ OPS = [
     ("nn.functional.interpolate", "nearest"), ("nn.functional.interpolate", "bilinear"),
     ("nn.functional.interpolate", "linear"), ("nn.functional.scaled_dot_product_attention", ""),
 ]  # fmt: skip
+# the default run: the first sample of one op per family
 DEFAULT_OPS = [
     ("add", ""),
     ("div", "floor_rounding"),
     ("max", "reduction_with_dim"),
+    ("softmax", ""),
+    ("matmul", ""),
+    ("nn.functional.gelu", ""),
     ("nn.functional.conv2d", ""),
-    ("nn.functional.max_pool2d", ""),
+    ("nn.functional.conv_transpose2d", ""),
+    ("nn.functional.avg_pool2d", ""),
+    ("nn.functional.adaptive_avg_pool2d", ""),
+    ("nn.functional.group_norm", ""),
     ("nn.functional.interpolate", "bilinear"),
+    ("nn.functional.pad", "reflect"),
 ]
 # ops whose tensor arguments besides the input are parameters (weights, biases, statistics)
 PARAMETER_OPS = {
@@ -89,7 +98,7 @@ PARAMETER_OPS = {
     "nn.functional.prelu",
 }
 PER_OP = 4
-DEFAULT_PER_OP = 2
+DEFAULT_PER_OP = 1
 
 
 class Sample(nn.Module):

@@ -195,6 +195,8 @@ def conv_transpose(
         raise TranspileError(
             f"conv_transpose{n}d at {b.where()} takes a rank-{n + 2} input, got {input.rank}"
         )
+    if max(pair(dilation, n)) > 1:  # TF's CPU kernels have no dilated transposed convolution
+        weight, dilation = _dilated_kernel(b, weight, pair(dilation, n)), 1
     inputs = [input, weight] + ([bias] if bias is not None else [])
     return b.op(
         "conv_transpose",
@@ -226,6 +228,16 @@ def conv_transpose_module(b: Builder, m: nn.modules.conv._ConvTransposeNd, input
         m.groups,
         m.dilation,
     )
+
+
+def _dilated_kernel(b: Builder, weight, dilation: tuple[int, ...]):
+    """The kernel of a dilated convolution as an undilated one: zeros between the taps (the
+    same sums, so exact; the output size formula is unchanged)."""
+    w = b.graph.constant(weight)
+    k = w.shape[2:]
+    big = np.zeros((*w.shape[:2], *(d * (s - 1) + 1 for d, s in zip(dilation, k, strict=True))))
+    big[(slice(None), slice(None), *(slice(None, None, d) for d in dilation))] = w
+    return b.const(big.astype(w.dtype), "weight_dilated")
 
 
 def _output_padding(b: Builder, m: nn.modules.conv._ConvTransposeNd, input, output_size):
