@@ -103,10 +103,7 @@ def check_numerics(
 
 
 def _diagnose(written, graph, imported, work, inputs, arrays, tolerance) -> Divergence | None:
-    from .frontend.fx_importer import _run
-
-    values = _run(imported.fx_graph, imported.root, inputs).values
-    by_name = {n.name: v for n, v in values.items()}
+    by_name = imported.run_values(inputs)
     probes = []
     for node in graph.nodes:
         v = node.output

@@ -2,12 +2,20 @@
 
 Each is plain ``keras.ops`` code, so the generated file runs on the TensorFlow, JAX and PyTorch
 backends of Keras 3. They are kept here as source text: the generated module must be
-standalone (it cannot import this package).
+standalone (it cannot import this package). A layer whose numpy-side planning is shared with
+the tf backend (``backends/_planning.py``) carries that function's source before its class.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
+from .. import _planning
+
 SOURCES: dict[str, str] = {}
+# Module-level functions the sources define (besides the layer classes).
+HELPER_NAMES: set[str] = set()
 # Imports a layer's source needs besides keras/ops, as module names ("numpy" is imported as np).
 STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
     "DilatedMaxPool": ("itertools",),
@@ -15,8 +23,10 @@ STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _layer(name: str, source: str) -> None:
-    SOURCES[name] = source.strip("\n") + "\n"
+def _layer(name: str, source: str, helpers: tuple[Callable, ...] = ()) -> None:
+    shared = [inspect.getsource(fn).strip("\n") + "\n\n\n" for fn in helpers]
+    HELPER_NAMES.update(fn.__name__ for fn in helpers)
+    SOURCES[name] = "".join(shared) + source.strip("\n") + "\n"
 
 
 _layer(
@@ -184,37 +194,21 @@ class Pad(keras.layers.Layer):
             return ops.pad(x, self.pads, constant_values=self.value)
         for axis, (before, after) in enumerate(self.pads):
             if before or after:
-                x = self._pad_axis(x, axis, before, after)
+                parts = []
+                for start, stop, flip, repeats in pad_pieces(before, after, self.mode):
+                    if start is None and stop is None:
+                        parts.append(x)
+                        continue
+                    part = x[(slice(None),) * axis + (slice(start, stop),)]
+                    if flip:
+                        part = ops.flip(part, axis=axis)
+                    if repeats > 1:
+                        part = ops.repeat(part, repeats, axis=axis)
+                    parts.append(part)
+                x = ops.concatenate(parts, axis=axis)
         return x
-
-    def _pad_axis(self, x, axis, before, after):
-        def take(start, stop):
-            return x[(slice(None),) * axis + (slice(start, stop),)]
-
-        size = x.shape[axis]
-        parts = []
-        if self.mode == "reflect":
-            if before:
-                parts.append(ops.flip(take(1, before + 1), axis=axis))
-            parts.append(x)
-            if after:
-                parts.append(ops.flip(take(size - after - 1, size - 1), axis=axis))
-        elif self.mode == "replicate":
-            if before:
-                parts.append(ops.repeat(take(0, 1), before, axis=axis))
-            parts.append(x)
-            if after:
-                parts.append(ops.repeat(take(size - 1, size), after, axis=axis))
-        elif self.mode == "circular":
-            if before:
-                parts.append(take(size - before, size))
-            parts.append(x)
-            if after:
-                parts.append(take(0, after))
-        else:
-            raise ValueError(f"unknown padding mode {self.mode!r}")
-        return ops.concatenate(parts, axis=axis)
 ''',
+    helpers=(_planning.pad_pieces,),
 )
 
 _layer(
@@ -289,15 +283,12 @@ class DilatedMaxPool(keras.layers.Layer):
 
     def call(self, x):
         out = None
-        for taps in itertools.product(*(range(k) for k in self.pool_size)):
-            index = [slice(None)]
-            for t, k, s, d in zip(taps, self.pool_size, self.strides, self.dilation):
-                end = (k - 1 - t) * d
-                index.append(slice(t * d, -end if end else None, s))
-            part = x[tuple(index)]
+        for tap in pool_taps(self.pool_size, self.strides, self.dilation):
+            part = x[(slice(None),) + tuple(slice(*s) for s in tap)]
             out = part if out is None else ops.maximum(out, part)
         return out
 ''',
+    helpers=(_planning.pool_taps,),
 )
 
 _layer(
@@ -559,26 +550,19 @@ class Resize(keras.layers.Layer):
 
     def call(self, x):
         for axis, out in enumerate(self.sizes, start=1):
-            n = x.shape[axis]
-            scale = self.scales[axis - 1] if self.scales else n / out
-            dst = np.arange(out, dtype=np.float64)
-            if self.mode in ("nearest", "nearest-exact"):
-                offset = 0.5 if self.mode == "nearest-exact" else 0.0
-                index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype("int32")
-                x = ops.take(x, index, axis=axis)
+            scale = self.scales[axis - 1] if self.scales else None
+            plan = resize_axis(x.shape[axis], out, self.mode, self.align_corners, scale)
+            low, high, weight = plan
+            if high is None:
+                x = ops.take(x, low, axis=axis)
                 continue
-            if self.align_corners:
-                src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-            else:
-                src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-            low = np.minimum(np.floor(src), n - 1).astype("int32")
-            high = np.minimum(low + 1, n - 1)
             shape = [out if a == axis else 1 for a in range(len(x.shape))]
-            weight = ops.convert_to_tensor((src - low).astype("float32").reshape(shape))
+            weight = ops.convert_to_tensor(weight.reshape(shape))
             a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
             x = a + (b - a) * weight
         return x
 ''',
+    helpers=(_planning.resize_axis,),
 )
 
 _layer(

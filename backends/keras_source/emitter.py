@@ -8,9 +8,7 @@ deterministic: nodes in graph order, no timestamps, no absolute paths; formatted
 
 from __future__ import annotations
 
-import builtins
 import json
-import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +19,11 @@ from transpiler import __version__
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
 
-from .custom_layers import SOURCES, STDLIB_IMPORTS
+from .._naming import Namespace as _Namespace
+from .._naming import node_hint as _node_hint
+from .._naming import sanitize_text
+from .._naming import torch_short as _torch_short
+from .custom_layers import HELPER_NAMES, SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
@@ -41,33 +43,15 @@ _RESERVED = {
     "load_model",
     "WEIGHTS_FILE",
     *SOURCES,
+    *HELPER_NAMES,
 }
 
 
-class Namespace:
-    """Unique, safe Python identifiers (also valid Keras layer names) from arbitrary strings."""
+class Namespace(_Namespace):
+    """Unique, safe identifiers that never shadow the generated module's own names."""
 
     def __init__(self) -> None:
-        self._used: set[str] = set(_RESERVED) | set(dir(builtins))  # no shadowed builtins
-
-    def create(self, hint: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_]+", "_", hint).strip("_")[:60] or "v"
-        base = re.sub(r"_+", "_", base)
-        if base[0].isdigit():
-            base = f"m_{base}"
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
-            base = f"{base}_"
-        name, k = base, 1
-        while name in self._used:
-            name, k = f"{base}_{k}", k + 1
-        self._used.add(name)
-        return name
-
-
-def sanitize_text(text: str, limit: int = 200) -> str:
-    """Any string -> one printable line safe inside a comment or docstring."""
-    s = text.encode("unicode_escape").decode("ascii").replace('"""', '\\"\\"\\"')
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+        super().__init__(_RESERVED)
 
 
 def _lit(v: Any) -> str:
@@ -117,35 +101,9 @@ class EmittedModule:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _node_hint(node: Node) -> str:
-    src = node.source
-    if node.op == "transpose":
-        perm = tuple(node.attrs["perm"])
-        r = len(perm)
-        if r >= 3 and perm == (0, *range(2, r), 1):
-            return "to_channels_last"
-        if r >= 3 and perm == (0, r - 1, *range(1, r - 1)):
-            return "to_channels_first"
-        return "transpose"
-    if src is None:
-        return node.op
-    if not src.module_path:
-        return _torch_short(src.torch_op) or node.op
-    if node.output.torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
-        return f"{src.module_path}_{node.op}"
-    if src.torch_op.startswith("call_module"):
-        return src.module_path
-    return f"{src.module_path}_{_torch_short(src.torch_op) or node.op}"
-
-
-def _torch_short(torch_op: str) -> str:
-    """ "call_function torch.flatten" -> "flatten"; "call_method Tensor.view" -> "view"."""
-    return torch_op.rsplit(".", 1)[-1].rsplit(" ", 1)[-1].strip("_")
-
-
 def _comment(node: Node) -> str:
     if node.op == "transpose":
-        return f"# transpose: {sanitize_text(node.attrs.get('reason', ''))}"
+        return f"# transpose: {sanitize_text(node.attrs['reason'])}"
     src = node.source
     parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
     if not src.torch_op.startswith("call_module"):
@@ -201,10 +159,7 @@ def emit_source(
             comments[k] = comments[k + 1]
     last_comment = None
     for node, comment in zip(graph.nodes, comments, strict=True):
-        rule = RULES.get(node.op)
-        if rule is None:
-            raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
-        calls: list[KerasCall] = rule(node, graph)
+        calls: list[KerasCall] = RULES.apply(node, graph)
         if comment and comment != last_comment:
             limit = MAX_LINE - len(indent)
             short = comment if len(comment) <= limit else comment[: limit - 3] + "..."

@@ -15,32 +15,26 @@ read with ``tf.shape`` at run time, never baked in.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
+from transpiler.ops import OpImplTable
 
 __all__ = ["LOWERINGS", "lowers", "Plan", "Step"]
 
 Env = dict[int, Any]  # id(Value) -> tf.Tensor
 Step = Callable[[Env], Any]
 Lowering = Callable[[Node, "Plan"], Step]
-LOWERINGS: dict[str, Lowering] = {}
-
-
-def lowers(*ops: str) -> Callable[[Lowering], Lowering]:
-    def register(fn: Lowering) -> Lowering:
-        for op in ops:
-            LOWERINGS[op] = fn
-        return fn
-
-    return register
+LOWERINGS: OpImplTable[Lowering] = OpImplTable("the tf backend")
+lowers = LOWERINGS.register
 
 
 class Plan:
@@ -273,18 +267,14 @@ def _pool(node: Node, plan: Plan) -> Step:
     if node.op == "max_pool" and max(a["dilation"]) > 1:
         if a["padding"] != "valid":
             raise TranspileError(f"internal: dilated max_pool at {node.source} is not 'valid'")
-        dilation = tuple(a["dilation"])
+        taps = [
+            (slice(None), *(slice(*axis) for axis in tap))
+            for tap in pool_taps(kernel, stride, tuple(a["dilation"]))
+        ]
 
         def dilated(env: Env) -> Any:
-            xs, out = x(env), None
-            for taps in itertools.product(*(range(k) for k in kernel)):
-                index = [slice(None)]
-                for t, k, s, d in zip(taps, kernel, stride, dilation, strict=True):
-                    end = (k - 1 - t) * d
-                    index.append(slice(t * d, -end if end else None, s))
-                part = xs[tuple(index)]
-                out = part if out is None else tf.maximum(out, part)
-            return out
+            xs = x(env)
+            return functools.reduce(tf.maximum, (xs[index] for index in taps))
 
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
@@ -438,6 +428,8 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "ceil": tf.math.ceil,
     "trunc": lambda x: tf.where(x < 0, tf.math.ceil(x), tf.floor(x)),
     "round": tf.round,  # half to even, as torch.round
+    "sin": tf.sin,
+    "cos": tf.cos,
 }
 
 
@@ -454,7 +446,7 @@ def _leaky_relu(node: Node, plan: Plan) -> Step:
 
 @lowers("gelu")
 def _gelu(node: Node, plan: Plan) -> Step:
-    approximate = node.attrs.get("approximate", "none") == "tanh"
+    approximate = node.attrs["approximate"] == "tanh"
     return _unary(node, plan, lambda x: tf.nn.gelu(x, approximate=approximate))
 
 
@@ -478,7 +470,7 @@ def _softplus(node: Node, plan: Plan) -> Step:
 
 @lowers("clamp")
 def _clamp(node: Node, plan: Plan) -> Step:
-    low, high = node.attrs.get("min"), node.attrs.get("max")
+    low, high = node.attrs["min"], node.attrs["max"]
 
     def fn(x: Any) -> Any:
         if low is not None:
@@ -628,24 +620,17 @@ def _broadcast_to(node: Node, plan: Plan) -> Step:
 
 
 def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
-    def take(start: int | None, stop: int | None) -> Any:
-        return x[(slice(None),) * axis + (slice(start, stop),)]
-
     parts = []
-    if mode == "replicate":
-        if before:
-            parts.append(tf.repeat(take(0, 1), before, axis=axis))
-        parts.append(x)
-        if after:
-            parts.append(tf.repeat(take(-1, None), after, axis=axis))
-    elif mode == "circular":
-        if before:
-            parts.append(take(-before, None))
-        parts.append(x)
-        if after:
-            parts.append(take(0, after))
-    else:
-        raise TranspileError(f"unknown padding mode {mode!r}")
+    for start, stop, flip, repeats in pad_pieces(before, after, mode):
+        if start is None and stop is None:
+            parts.append(x)
+            continue
+        part = x[(slice(None),) * axis + (slice(start, stop),)]
+        if flip:
+            part = tf.reverse(part, [axis])
+        if repeats > 1:
+            part = tf.repeat(part, repeats, axis=axis)
+        parts.append(part)
     return tf.concat(parts, axis)
 
 
@@ -691,7 +676,7 @@ def _slice(node: Node, plan: Plan) -> Step:
 def _resize(node: Node, plan: Plan) -> Step:
     _channels_last(node)
     x, xv, a = plan.operand(node.inputs[0]), node.inputs[0], node.attrs
-    sizes, scales, mode = tuple(a["sizes"]), a.get("scales"), a["mode"]
+    sizes, scales, mode = tuple(a["sizes"]), a["scales"], a["mode"]
     ins = xv.shape[1:-1]
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(
@@ -714,21 +699,10 @@ def _resize(node: Node, plan: Plan) -> Step:
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
-        scale = scales[axis - 1] if scales else n / out
-        dst = np.arange(out, dtype=np.float64)
-        if mode in ("nearest", "nearest-exact"):
-            offset = 0.5 if mode == "nearest-exact" else 0.0
-            index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype(np.int32)
-            plans.append((axis, index, None, None))
-            continue
-        if a["align_corners"]:
-            src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-        else:
-            src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-        low = np.minimum(np.floor(src), n - 1).astype(np.int32)
-        high = np.minimum(low + 1, n - 1)
-        shape = [out if i == axis else 1 for i in range(xv.rank)]
-        weight = (src - low).astype(np.float32).reshape(shape)
+        scale = scales[axis - 1] if scales else None
+        low, high, weight = resize_axis(n, out, mode, a["align_corners"], scale)
+        if weight is not None:
+            weight = weight.reshape([out if i == axis else 1 for i in range(xv.rank)])
         plans.append((axis, low, high, weight))
 
     def step(env: Env) -> Any:

@@ -191,6 +191,11 @@ class ImportedModel:
     fx_graph: fx.Graph
     root: torch.nn.Module
 
+    def run_values(self, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """Every fx node's value on ``inputs``, by node name (what an IR value's ``torch_ref``
+        names): the PyTorch side of the per-layer diagnosis."""
+        return {n.name: v for n, v in _run(self.fx_graph, self.root, inputs).values.items()}
+
 
 def _get_attr(root: torch.nn.Module, target: str) -> Any:
     """``root``'s submodule, parameter, buffer or attribute at the dotted ``target``, looked up

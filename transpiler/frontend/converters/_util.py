@@ -30,12 +30,6 @@ def axes(dims: Any, rank: int) -> tuple[int, ...]:
     return tuple(sorted(axis(d, rank) for d in dims))
 
 
-def need_value(v: Any, what: str) -> Value:
-    if not isinstance(v, Value):
-        raise TranspileError(f"{what} must be a tensor computed from the inputs, got {v!r}")
-    return v
-
-
 def keeps_batch(b: Any, inputs: Any, shape: tuple, what: str) -> None:
     """Refuse an op whose result loses the dynamic (batch) axis its inputs have, e.g.
     ``x[0]`` or ``x.squeeze(0)`` on the batch: the converted model keeps the batch dynamic."""
