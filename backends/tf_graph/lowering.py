@@ -241,7 +241,12 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
         ipg, opg = in_ch // groups, out_ch // groups
         kernel = w.reshape(groups, ipg, opg, *k).transpose(*range(3, 3 + n), 1, 0, 2)
         kernel = kernel.reshape(*k, ipg, out_ch)[tuple(slice(None, None, -1) for _ in k)]
-        kernels = _kernels(plan, kernel, groups)
+        # one convolution per group: TF's fused CPU kernel refuses some grouped convolutions
+        # (undilated ones among them, e.g. a dilated transposed conv rewritten with a
+        # zero-inserted kernel)
+        kernels = [
+            plan.weight(kernel[..., g * opg : (g + 1) * opg], "kernel") for g in range(groups)
+        ]
         border = [[0, 0]] + [[e - 1, e - 1] for e in k_eff] + [[0, 0]]
 
         def conv(env: Env) -> Any:
