@@ -64,7 +64,9 @@ def node_hint(node: Node) -> str:
         return node.op
     if not src.module_path:
         return torch_short(src.torch_op) or node.op
-    if node.output.torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
+    if len(node.outputs) > 1 and src.torch_op.startswith("call_module"):
+        return src.module_path  # a recurrent layer: its module
+    if node.outputs[0].torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
         return f"{src.module_path}_{node.op}"
     if src.torch_op.startswith("call_module"):
         return src.module_path

@@ -106,6 +106,8 @@ def _diagnose(written, graph, imported, work, inputs, arrays, tolerance) -> Dive
     by_name = imported.run_values(inputs)
     probes = []
     for node in graph.nodes:
+        if len(node.outputs) != 1:
+            continue
         v = node.output
         layer = written.value_layers.get(v.name)
         ref = by_name.get(v.torch_ref) if v.torch_ref else None

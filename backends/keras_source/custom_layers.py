@@ -34,17 +34,22 @@ _layer(
     '''
 class ConstantOperand(keras.layers.Layer):
     """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights
-    (broadcast from the right, as numpy and PyTorch do)."""
+    (broadcast from the right, as numpy and PyTorch do; stored as float32, cast to
+    `dtype_of_value` when the constant is an integer or boolean tensor)."""
 
-    def __init__(self, op, shape, reverse=False, **kwargs):
+    def __init__(self, op, shape, reverse=False, dtype_of_value=None, **kwargs):
         super().__init__(**kwargs)
         self.op, self.shape, self.reverse = op, tuple(shape), reverse
+        self.dtype_of_value = dtype_of_value
         self.value = self.add_weight(
             name="value", shape=self.shape, initializer="zeros", trainable=False
         )
 
     def call(self, x):
-        a, b = (self.value, x) if self.reverse else (x, self.value)
+        value = self.value
+        if self.dtype_of_value:
+            value = ops.cast(value, self.dtype_of_value)
+        a, b = (value, x) if self.reverse else (x, value)
         if self.op == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
             return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
         return getattr(ops, self.op)(a, b)
@@ -621,5 +626,125 @@ class PerSampleConv(keras.layers.Layer):
         )
         flat = ops.reshape(ops.transpose(kernels, (0, 3, 4, 2, 1)), (-1, kh * kw * channels, out))
         return ops.einsum("bhwk,bko->bhwo", patches, flat)
+''',
+)
+
+_layer(
+    "Cast",
+    '''
+class Cast(keras.layers.Layer):
+    """x as another dtype (PyTorch's .float(), .long(), .bool(), .to(dtype))."""
+
+    def __init__(self, to, **kwargs):
+        super().__init__(**kwargs)
+        self.to = to
+
+    def call(self, x):
+        return ops.cast(x, self.to)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=self.to)
+''',
+)
+
+_layer(
+    "Where",
+    '''
+class Where(keras.layers.Layer):
+    """torch.where(condition, x, y); `values` holds the operands given as numbers (None for the
+    tensors, which come in order after the condition)."""
+
+    def __init__(self, values, dtype_of_output, **kwargs):
+        super().__init__(**kwargs)
+        self.values, self.dtype_of_output = tuple(values), dtype_of_output
+
+    def call(self, inputs):
+        tensors = list(inputs[1:])
+        xy = [tensors.pop(0) if v is None else v for v in self.values]
+        xy = [ops.cast(t, self.dtype_of_output) for t in xy]
+        return ops.where(ops.cast(inputs[0], "bool"), xy[0], xy[1])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(_broadcast_shape([t.shape for t in inputs]), self.dtype_of_output)
+
+
+def _broadcast_shape(shapes):
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(rank):
+        dims = [s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0]
+        known = [d for d in dims if d is not None and d != 1]
+        out.append(known[0] if known else (None if None in dims else 1))
+    return tuple(out)
+''',
+)
+
+_layer(
+    "Take",
+    '''
+class Take(keras.layers.Layer):
+    """x indexed along `axis` by integer indices: a constant list `indices`, or a second input."""
+
+    def __init__(self, axis, indices=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.indices = axis, indices
+
+    def call(self, inputs):
+        if self.indices is not None:
+            return ops.take(inputs, ops.convert_to_tensor(self.indices, "int32"), axis=self.axis)
+        x, index = inputs
+        return ops.take(x, ops.cast(index, "int32"), axis=self.axis)
+''',
+)
+
+_layer(
+    "CumSum",
+    '''
+class CumSum(keras.layers.Layer):
+    """Cumulative sum along `axis`."""
+
+    def __init__(self, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, x):
+        return ops.cumsum(x, axis=self.axis)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+''',
+)
+
+_layer(
+    "Flip",
+    '''
+class Flip(keras.layers.Layer):
+    """Reverse the order along `axes`."""
+
+    def __init__(self, axes, **kwargs):
+        super().__init__(**kwargs)
+        self.axes = tuple(axes)
+
+    def call(self, x):
+        for axis in self.axes:
+            x = ops.flip(x, axis=axis)
+        return x
+''',
+)
+
+_layer(
+    "Roll",
+    '''
+class Roll(keras.layers.Layer):
+    """torch.roll: shift the elements along each of `axes` by `shifts`, wrapping around."""
+
+    def __init__(self, shifts, axes, **kwargs):
+        super().__init__(**kwargs)
+        self.shifts, self.axes = tuple(shifts), tuple(axes)
+
+    def call(self, x):
+        for shift, axis in zip(self.shifts, self.axes):
+            x = ops.roll(x, shift, axis=axis)
+        return x
 ''',
 )

@@ -155,7 +155,7 @@ def emit_source(
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
     for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
         node, nxt = graph.nodes[k], graph.nodes[k + 1]
-        if node.output.torch_ref is None and node.source and nxt.source == node.source:
+        if node.outputs[0].torch_ref is None and node.source and nxt.source == node.source:
             comments[k] = comments[k + 1]
     last_comment = None
     for node, comment in zip(graph.nodes, comments, strict=True):
@@ -180,17 +180,26 @@ def emit_source(
                     # a weight used as a tensor (e.g. ViT's class token): a Constant layer
                     var[id(v)] = _emit_constant(v, graph, ns, body, out, input_vars[0], indent)
                     used_custom.add("Constant")
-                if v is node.output:
+                if v is node.outputs[0]:
                     ins.append(name)  # the previous call's output
                 elif id(v) in var:
                     ins.append(var[id(v)])
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
+            if call.state_inputs:
+                ins, states = ins[: -call.state_inputs], ins[-call.state_inputs :]
+                ins.append(f"initial_state=[{', '.join(states)}]")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
             args = [_lit(a) for a in call.args]
             args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
             args.append(f"name={_lit(layer_name)}")
-            body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
+            target = name
+            if call.output_suffixes:
+                extra = [ns.create(f"{name}_{s}") for s in call.output_suffixes]
+                for v, extra_name in zip(node.outputs[1:], extra, strict=True):
+                    var[id(v)] = extra_name
+                target = ", ".join([name, *extra])
+            body.extend(_call_lines(target, call.ctor, args, call_arg, indent))
             if call.weights:
                 out.layer_weights[layer_name] = call.weights
             if node.source and node.source.module_path:
@@ -198,8 +207,9 @@ def emit_source(
             for folded in node.meta.get("folded", []) if not call.suffix else []:
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
-        var[id(node.output)] = name
-        out.value_layers[node.output.name] = final_layer
+        var[id(node.outputs[0])] = name
+        if len(node.outputs) == 1:  # a multi-output layer's .output is a list: not a probe
+            out.value_layers[node.output.name] = final_layer
 
     outputs = [var[id(o)] for o in graph.outputs]
     ins = input_vars[0] if len(input_vars) == 1 else f"[{', '.join(input_vars)}]"

@@ -61,7 +61,11 @@ class _Program:
             name = ns.create(node_hint(node))
             plan._hint = name
             step = LOWERINGS.apply(node, plan)
-            dtype = tf.as_dtype(node.output.type.dtype)
+            dtype = tf.as_dtype(node.outputs[0].type.dtype)
+            if len(node.outputs) > 1:  # the step returns one tensor per output
+                self.steps.append((tuple(id(v) for v in node.outputs), name, dtype, step))
+                _record_modules(node, name, self.module_ops)
+                continue
             self.steps.append((id(node.output), name, dtype, step))
             self.value_names[node.output.name] = name
             _record_modules(node, name, self.module_ops)
@@ -75,6 +79,9 @@ class _Program:
         for key, name, dtype, step in self.steps:
             with tf.name_scope(name):
                 y = step(env)
+                if isinstance(key, tuple):
+                    env.update(zip(key, y, strict=True))
+                    continue
                 if not isinstance(y, tf.Tensor) or y.dtype != dtype:
                     y = tf.cast(y, dtype)
             env[key] = y

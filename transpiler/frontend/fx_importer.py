@@ -114,6 +114,19 @@ class Builder:
         self.graph.nodes.append(node)
         return node.output
 
+    def op_multi(
+        self, name: str, inputs: Sequence[Value], out_types: Sequence[TensorType], **attrs: Any
+    ) -> list[Value]:
+        """A node with several outputs (e.g. rnn: the sequence and the final states)."""
+        node = self.graph.make_node(
+            name, list(inputs), out_types[0], attrs, self.source, self._hint()
+        )
+        for k, t in enumerate(out_types[1:], 1):
+            v = Value(self.graph.fresh_name(f"{self._hint()}_{k}"), t, producer=node)
+            node.outputs.append(v)
+        self.graph.nodes.append(node)
+        return list(node.outputs)
+
     def const(self, data: Any, hint: str = "const") -> Value:
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu()

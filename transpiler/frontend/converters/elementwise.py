@@ -62,24 +62,10 @@ def floor_divide(b: Builder, input, other, *, out=None):
     return div(b, input, other, rounding_mode="floor")
 
 
-for _name, _fns in (
-    ("floor", (torch.floor, "floor")),
-    ("ceil", (torch.ceil, "ceil")),
-    ("trunc", (torch.trunc, torch.fix, "trunc", "fix")),
-):
-
-    def _rounding(b: Builder, input, *, out=None, _op=_name):
-        return b.op(_op, [input])
-
-    converts(*_fns)(_rounding)
-
-
-# torch.round(input, *, decimals=0): half to even
-@converts(torch.round, "round")
-def round_(b: Builder, input, *, decimals=0, out=None):
-    if decimals:
-        raise TranspileError(f"torch.round(decimals={decimals}) at {b.where()} is not supported")
-    return b.op("round", [input])
+# torch.trunc / torch.fix (floor, ceil and round: converters/tensors.py)
+@converts(torch.trunc, torch.fix, "trunc", "fix")
+def trunc(b: Builder, input, *, out=None):
+    return b.op("trunc", [input])
 
 
 converts(torch.pow, operator.pow, "pow")(_binary("pow"))
