@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "cast_input",
     "count_transposes",
@@ -63,7 +65,8 @@ def numpy_callable(
         xs = [a.numpy() if _is_torch(a) else a for a in arrays]
         ys = function(*(cast_input(x, s.dtype) for x, s in zip(xs, specs, strict=True)))
         ys = ys if isinstance(ys, list | tuple) else [ys]
-        outs = tuple(y.numpy() if isinstance(y, tf.Tensor) else y for y in ys)
+        # np.asarray: a rank-0 tensor's .numpy() is a numpy scalar, not an array
+        outs = tuple(np.asarray(y.numpy() if isinstance(y, tf.Tensor) else y) for y in ys)
         return outs[0] if n_outputs == 1 else outs
 
     fn.owner = owner  # type: ignore[attr-defined]  # alive as long as the callable

@@ -153,7 +153,10 @@ def transpile(
 
     Args:
         model: the ``torch.nn.Module``; its eval-mode behaviour is converted and it is left
-            exactly as it was (the transpiler works on a copy).
+            exactly as it was (the transpiler works on a copy). An ONNX model (a path ending in
+            ``.onnx`` or an ``onnx.ModelProto``) goes through the ONNX frontend instead
+            (``example_inputs`` then numpy arrays or tensors, optional; checked against
+            onnxruntime).
         example_inputs: a tensor or a tuple of tensors giving shapes and dtypes; optional when
             the input signature can be inferred (``Conv2d(3, ...)`` -> ``(N, 3, H, W)``).
         backend: ``"keras"`` (readable Keras 3 source + weights) or ``"tf"`` (a SavedModel of
@@ -180,6 +183,12 @@ def transpile(
     """
     from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
+    from .frontend.onnx_importer import is_onnx_model
+
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+        )
     writer = _check_backend(backend)
     layouts = _check_layout(io_layout)
     tolerance = _check_tolerance(tolerance)
@@ -206,6 +215,44 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
     report.transposes = [n.attrs["reason"] for n in graph.nodes if n.op == "transpose"]
     report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
     return report
+
+
+def _transpile_onnx(
+    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+) -> TranspileResult:
+    """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
+    against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
+    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    from .frontend.onnx_importer import import_onnx
+    from .verify import check_numerics_onnx
+
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
+    clock = time.perf_counter()
+    imported = import_onnx(model, example_inputs)
+    traced = time.perf_counter()
+    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
+    graph = run.graph
+    report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
+    report.tracer = f"ONNX importer (checked with {imported.runtime})"
+    report.notes.extend(imported.notes)
+    report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
+    report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
+    report.outputs = [
+        _describe(v, f"[{k}] {name}")
+        for k, (v, name) in enumerate(zip(graph.outputs, imported.output_names, strict=True))
+    ]
+    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
+    report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
+
+    def check(artifact: Any) -> None:
+        check_numerics_onnx(artifact, graph, imported, layouts, tolerance, report)
+
+    return _write_and_verify(
+        writer, graph, report, None, out_dir, layouts, verify, tolerance, check
+    )
 
 
 def _describe(v: Value, name: str) -> str:
@@ -235,9 +282,11 @@ def _write_and_verify(
     layouts: tuple[str, str],
     verify: bool,
     tolerance: float,
+    check: Callable[[Any], None] | None = None,
 ) -> TranspileResult:
     """Write into a staging folder, check, then move the files into ``out_dir``: nothing
-    half-written is left there when anything fails."""
+    half-written is left there when anything fails. ``check(artifact)`` replaces the check
+    against PyTorch (the ONNX frontend checks against an ONNX runtime)."""
     from .verify import check_numerics
 
     final = _out_dir(out_dir, writer)
@@ -253,17 +302,19 @@ def _write_and_verify(
         report.timings["emit"] = time.perf_counter() - clock
         if verify:
             clock = time.perf_counter()
-            inputs = [loaded.inputs_a, loaded.inputs_b]
-            check_numerics(
-                artifact,
-                graph,
-                loaded.imported,
-                loaded.torch_model,
-                inputs,
-                layouts,
-                tolerance,
-                report,
-            )
+            if check is not None:
+                check(artifact)
+            else:
+                check_numerics(
+                    artifact,
+                    graph,
+                    loaded.imported,
+                    loaded.torch_model,
+                    [loaded.inputs_a, loaded.inputs_b],
+                    layouts,
+                    tolerance,
+                    report,
+                )
             report.timings["verify"] = time.perf_counter() - clock
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,7 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mish": F.mish,
     "floor": torch.floor,
     "ceil": torch.ceil,
+    "trunc": torch.trunc,
     "round": torch.round,
     "sin": torch.sin,
     "cos": torch.cos,
@@ -237,6 +238,7 @@ _BINARY = {
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
+    "floor_divide": lambda a, b: torch.div(a, b, rounding_mode="floor"),
     "equal": torch.eq,
     "not_equal": torch.ne,
     "less": torch.lt,
@@ -276,6 +278,13 @@ _REDUCE = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch
 def _reduce(node: Node, x):
     a = node.attrs
     return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a["keepdims"])
+
+
+@evaluates("arg_reduce")
+def _arg_reduce(node: Node, x):
+    a = node.attrs
+    fn = torch.argmax if a["kind"] == "max" else torch.argmin
+    return fn(x, dim=a["axes"][0], keepdim=a.get("keepdims", False))
 
 
 @evaluates("layer_norm")

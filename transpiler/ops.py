@@ -199,7 +199,7 @@ _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
 for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
-for _name in ("sin", "cos"):
+for _name in ("trunc", "sin", "cos"):
     _op(_name, "elementwise")
 _op("elu", "elementwise", alpha=1.0)
 _op("softplus", "elementwise", beta=1.0, threshold=20.0)
@@ -208,6 +208,9 @@ _op("clamp", "elementwise", min=None, max=None)
 # Binary elementwise with numpy broadcasting; scalars are 0-d constants.
 for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
     _op(_name, "elementwise", 2, 2)
+# a // b as PyTorch computes it for floats (torch.div(a, b, rounding_mode="floor")): from the
+# exact remainder, so quotients on integer boundaries agree with PyTorch's
+_op("floor_divide", "elementwise", 2, 2)
 
 # Axis-carrying.
 AXIS, AXES = {"axis": "axis"}, {"axes": "axes"}
@@ -216,6 +219,8 @@ _op("softmax", "axis", axis_attrs=AXIS, axis=R)
 _op("log_softmax", "axis", axis_attrs=AXIS, axis=R)
 # kind: mean, sum, max, min
 _op("reduce", "axis", axis_attrs=AXES, kind=R, axes=R, keepdims=False)
+# the int64 index of the first max (kind "max") or min along the one axis in `axes`
+_op("arg_reduce", "axis", axis_attrs=AXES, kind=R, axes=R, keepdims=False)
 # inputs: x, weight, bias (normalized shape)
 _op("layer_norm", "axis", 3, 3, axis_attrs=AXES, axes=R, eps=1e-5)
 # inputs: x, weight (C,), bias (C,)

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph
 
@@ -104,7 +106,7 @@ def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
         xs = [a.numpy() if type(a).__module__.startswith("torch") else a for a in arrays]
         ys = model(xs if len(xs) > 1 else xs[0], training=False)
         ys = ys if isinstance(ys, list | tuple) else [ys]
-        outs = tuple(keras.ops.convert_to_numpy(y) for y in ys)
+        outs = tuple(np.asarray(keras.ops.convert_to_numpy(y)) for y in ys)
         return outs[0] if n_outputs == 1 else outs
 
     return fn

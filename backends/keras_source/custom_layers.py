@@ -34,7 +34,8 @@ _layer(
     '''
 class ConstantOperand(keras.layers.Layer):
     """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights
-    (as float32; cast to `dtype` when the constant is an integer or boolean tensor)."""
+    (broadcast from the right, as numpy and PyTorch do; stored as float32, cast to
+    `dtype_of_value` when the constant is an integer or boolean tensor)."""
 
     def __init__(self, op, shape, reverse=False, dtype_of_value=None, **kwargs):
         super().__init__(**kwargs)
@@ -49,6 +50,8 @@ class ConstantOperand(keras.layers.Layer):
         if self.dtype_of_value:
             value = ops.cast(value, self.dtype_of_value)
         a, b = (value, x) if self.reverse else (x, value)
+        if self.op == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
+            return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
         return getattr(ops, self.op)(a, b)
 ''',
 )
@@ -371,6 +374,22 @@ class Reduce(keras.layers.Layer):
 )
 
 _layer(
+    "ArgReduce",
+    '''
+class ArgReduce(keras.layers.Layer):
+    """The int64 index of the first maximum (kind "max") or minimum along one axis."""
+
+    def __init__(self, kind, axis, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.axis, self.keepdims = kind, axis, keepdims
+
+    def call(self, x):
+        fn = ops.argmax if self.kind == "max" else ops.argmin
+        return ops.cast(fn(x, axis=self.axis, keepdims=self.keepdims), "int64")
+''',
+)
+
+_layer(
     "LogSoftmax",
     '''
 class LogSoftmax(keras.layers.Layer):
@@ -423,17 +442,54 @@ class Clamp(keras.layers.Layer):
 )
 
 _layer(
+    "FloorDivide",
+    '''
+class FloorDivide(keras.layers.Layer):
+    """a // b as PyTorch computes it for floats: the quotient of a minus the exact remainder,
+    rounded (floor(a / b) would differ on some integer boundaries). The divisor (or with
+    reverse=True the dividend) is the second input, a Python number, or a stored constant."""
+
+    def __init__(self, value=None, shape=None, reverse=False, **kwargs):
+        super().__init__(**kwargs)
+        self.value, self.shape, self.reverse = value, shape, reverse
+        if shape is not None:
+            self.constant = self.add_weight(
+                name="value", shape=tuple(shape), initializer="zeros", trainable=False
+            )
+
+    def call(self, inputs):
+        if self.value is None and self.shape is None:
+            a, b = inputs
+        else:
+            c = self.value if self.shape is None else self.constant
+            a, b = (c, inputs) if self.reverse else (inputs, c)
+        a = ops.convert_to_tensor(a, "float32")
+        b = ops.convert_to_tensor(b, "float32")
+        mod = ops.sign(a) * ops.mod(ops.abs(a), ops.abs(b))  # C's fmod, exactly
+        div = (a - mod) / b
+        div = ops.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
+        q = ops.floor(div)
+        q = ops.where(div - q > 0.5, q + 1, q)
+        return ops.where(b == 0, a / b, q)
+''',
+)
+
+_layer(
     "Binary",
     '''
 class Binary(keras.layers.Layer):
-    """y = ops.<fn>(a, b) for two tensors, with broadcasting (power, ...)."""
+    """y = ops.<fn>(a, b) for two tensors, broadcast from the right as numpy and PyTorch do
+    (Keras' merge layers align lower-rank inputs with the batch axis instead)."""
 
     def __init__(self, fn, **kwargs):
         super().__init__(**kwargs)
         self.fn = fn
 
     def call(self, inputs):
-        return getattr(ops, self.fn)(inputs[0], inputs[1])
+        a, b = inputs
+        if self.fn == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
+            return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
+        return getattr(ops, self.fn)(a, b)
 ''',
 )
 

@@ -105,6 +105,9 @@ def _comment(node: Node) -> str:
     if node.op == "transpose":
         return f"# transpose: {sanitize_text(node.attrs['reason'])}"
     src = node.source
+    if src.torch_op.startswith("onnx "):  # the ONNX frontend: op type and node name
+        where = f" node {sanitize_text(src.source_line)}" if src.source_line else ""
+        return f"# onnx: {sanitize_text(src.module_type)}{where}"
     parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
     if not src.torch_op.startswith("call_module"):
         line = f" at {sanitize_text(src.source_line)}" if src.source_line else ""
@@ -267,7 +270,8 @@ def _header(
         return ", channels-last (NHWC)" if lay == "nhwc" else ", PyTorch layout (NCHW)"
 
     lines = [
-        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from PyTorch by transpiler '
+        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from '
+        f"{'ONNX' if graph.meta.get('frontend') == 'onnx' else 'PyTorch'} by transpiler "
         f"{__version__}.",
         "",
         "Generated code: do not edit; regenerate it instead. Runs on any Keras 3 backend.",
@@ -280,7 +284,9 @@ def _header(
         )
     lines.append("Outputs:")
     for k, (v, lay) in enumerate(zip(graph.outputs, output_layouts, strict=True)):
-        lines.append(f"    [{k}]: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+        names = graph.meta.get("output_names") or []
+        name = f" {sanitize_text(names[k], 60)}" if k < len(names) else ""
+        lines.append(f"    [{k}]{name}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
     lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
     lines.append('"""')
     return "\n".join(lines) + "\n"

@@ -134,7 +134,7 @@ def _dynamic_conv(node: Node, graph: Graph) -> list[KerasCall]:
             call.weights = [_f32(arr)]
         else:
             call = KerasCall(
-                "layers.Add", [node.output, bias], (), {}, list_input=True, suffix="bias"
+                "Binary", [node.output, bias], ("add",), {}, list_input=True, suffix="bias"
             )
         calls.append(call)
     return calls
@@ -324,6 +324,7 @@ _UNARY_OPS = {
     "erf": "erf",
     "floor": "floor",
     "ceil": "ceil",
+    "trunc": "trunc",
     "round": "round",
     "sin": "sin",
     "cos": "cos",
@@ -364,6 +365,7 @@ _BINARY = {
     "maximum": "maximum",
     "minimum": "minimum",
     "matmul": "matmul",
+    "floor_divide": "floor_divide",  # the FloorDivide layer: PyTorch's rounding, not ops'
     "equal": "equal",
     "not_equal": "not_equal",
     "less": "less",
@@ -388,8 +390,12 @@ _MERGE = {
 def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     a, b = node.inputs
     const_a, const_b = graph.is_constant(a), graph.is_constant(b)
+    if node.op == "floor_divide":
+        return [_floor_divide(node, graph)]
     if not (const_a or const_b):
-        if node.op in _MERGE:
+        # Keras' merge layers align a lower-rank input with the batch axis, and layers.Add on
+        # TensorFlow may read a broadcast operand as a bias: only for operands of equal shape
+        if node.op in _MERGE and a.shape == b.shape:
             return [KerasCall(_MERGE[node.op], [a, b], (), {}, list_input=True)]
         return [KerasCall("Binary", [a, b], (_BINARY[node.op],), {}, list_input=True)]
     if const_a and const_b:
@@ -408,6 +414,21 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
     call.weights = [_f32(arr)]
     return [call]
+
+
+def _floor_divide(node: Node, graph: Graph) -> KerasCall:
+    a, b = node.inputs
+    if not (graph.is_constant(a) or graph.is_constant(b)):
+        return KerasCall("FloorDivide", [a, b], (), {}, list_input=True)
+    reverse = graph.is_constant(a)
+    x, c = (b, a) if reverse else (a, b)
+    arr = graph.constant(c)
+    kwargs = {"reverse": True} if reverse else {}
+    if arr.ndim == 0:
+        return KerasCall("FloorDivide", [x], (), {"value": float(arr.item()), **kwargs})
+    call = KerasCall("FloorDivide", [x], (), {"shape": tuple(arr.shape), **kwargs})
+    call.weights = [_f32(arr)]
+    return call
 
 
 @emits("cat")
@@ -437,6 +458,13 @@ def _reduce(node: Node, graph: Graph) -> list[KerasCall]:
         pool = "Average" if kind == "mean" else "Max"
         return [KerasCall(f"layers.Global{pool}Pooling{x.rank - 2}D", [x], (), {"keepdims": keep})]
     return [KerasCall("Reduce", [x], (kind, axes), {"keepdims": keep})]
+
+
+@emits("arg_reduce")
+def _arg_reduce(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"keepdims": bool(a["keepdims"])}
+    return [KerasCall("ArgReduce", [node.inputs[0]], (a["kind"], a["axes"][0]), kwargs)]
 
 
 @emits("log_softmax")

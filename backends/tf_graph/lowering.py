@@ -250,7 +250,12 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     else:
         # the transposed conv as a plain (grouped) conv: zeros between inputs, a full border of
         # zeros, the kernel flipped with its in/out roles swapped
-        kernels = _kernels(plan, transposed_as_conv_kernel(w, groups), groups)
+        kernel = transposed_as_conv_kernel(w, groups)
+        opg = out_ch // groups
+        # one convolution per group: TF's fused CPU kernel refuses some grouped convolutions
+        kernels = [
+            plan.weight(kernel[..., g * opg : (g + 1) * opg], "kernel") for g in range(groups)
+        ]
         border = [[0, 0]] + [[e - 1, e - 1] for e in k_eff] + [[0, 0]]
 
         def conv(env: Env) -> Any:
@@ -437,6 +442,7 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "erf": tf.math.erf,
     "floor": tf.floor,
     "ceil": tf.math.ceil,
+    "trunc": lambda x: tf.where(x < 0, tf.math.ceil(x), tf.floor(x)),
     "round": tf.round,  # half to even, like torch.round
     "sin": tf.sin,
     "cos": tf.cos,
@@ -505,6 +511,19 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "minimum": tf.minimum,
     "remainder": tf.math.floormod,
 }
+
+
+def _floor_divide(a: Any, b: Any) -> Any:
+    """a // b as PyTorch computes it for floats: (a - fmod(a, b)) / b, corrected and rounded."""
+    mod = tf.sign(a) * tf.math.floormod(tf.abs(a), tf.abs(b))  # C's fmod, exactly
+    div = (a - mod) / b
+    div = tf.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
+    q = tf.floor(div)
+    q = tf.where(div - q > 0.5, q + 1, q)
+    return tf.where(b == 0, a / b, q)
+
+
+_BINARY["floor_divide"] = _floor_divide
 
 
 @lowers(*_BINARY)
@@ -588,6 +607,18 @@ def _reduce(node: Node, plan: Plan) -> Step:
     fn = _REDUCE[node.attrs["kind"]]
     axes, keep = list(node.attrs["axes"]), bool(node.attrs["keepdims"])
     return _unary(node, plan, lambda x: fn(x, axis=axes, keepdims=keep))
+
+
+@lowers("arg_reduce")
+def _arg_reduce(node: Node, plan: Plan) -> Step:
+    fn = tf.argmax if node.attrs["kind"] == "max" else tf.argmin
+    axis, keep = node.attrs["axes"][0], bool(node.attrs["keepdims"])
+
+    def step(x: Any) -> Any:
+        y = fn(x, axis=axis, output_type=tf.int64)
+        return tf.expand_dims(y, axis) if keep else y
+
+    return _unary(node, plan, step)
 
 
 @lowers("broadcast_to")

@@ -348,6 +348,7 @@ RULES: dict[str, Rule] = {
 BY_OP: dict[str, Rule] = {
     "cat": cat,
     "reduce": reduce_,
+    "arg_reduce": reduce_,
     "layer_norm": layer_norm,
     "broadcast_to": broadcast_to,
     "slice": slice_,

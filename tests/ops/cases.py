@@ -833,3 +833,35 @@ add("int-bool", "unary-math", lambda: Front(_unary_math), SMALL)
 add("int-bool", "take-roll-flip-cumsum-stack", lambda: Front(_axis_ops), SMALL)
 add("int-bool", "embedding-ids", _EmbedIds, (6,))
 add("int-bool", "masked-fill-sdpa-mask", _MaskedScores, (5, 8))
+# ----------------------------------------------------------------------------------------------
+# Rounding, arg-reductions and right-aligned broadcasting (issue 11)
+# ----------------------------------------------------------------------------------------------
+
+_C8 = torch.randn(8, generator=torch.Generator().manual_seed(8))
+add(
+    "rounding",
+    "div-floor-and-trunc",
+    lambda: TwoBranch(
+        lambda a, b: (
+            torch.div(a, b.abs() + 0.5, rounding_mode="floor")
+            + torch.div(a, b.abs() + 0.5, rounding_mode="trunc")
+            + a // 0.7
+        )
+    ),
+    IMG,
+)
+add(
+    "rounding",
+    "floor-ceil-round-trunc",
+    lambda: Front(lambda y: torch.floor(y) + torch.ceil(y * 0.5) + torch.round(y * 2) - y.trunc()),
+    IMG,
+    pure=True,
+)
+add("reduce", "max-dim-values-indices", lambda: Front(lambda y: torch.max(y, 1)), IMG)
+add("reduce", "argmin-keepdim", lambda: Front(lambda y: y.argmin(-1, keepdim=True)), IMG)
+add(
+    "broadcast",
+    "rank1-const-from-the-right",
+    lambda: Front(lambda y: y[:, :, :, :1] + _C8),
+    IMG,
+)

@@ -68,7 +68,8 @@ def load(
     program = _exported_program(model_or_program)
     if program is None and not isinstance(model_or_program, torch.nn.Module):
         raise TranspileError(
-            f"model must be a torch.nn.Module or a torch.export.ExportedProgram, got "
+            f"model must be a torch.nn.Module, a torch.export.ExportedProgram or an ONNX model "
+            f"(a path ending in .onnx, or an onnx.ModelProto), got "
             f"{type(model_or_program).__name__}."
         )
     if tracer not in TRACERS:

@@ -86,6 +86,12 @@ def scaled_dot_product_attention(
 ):
     if enable_gqa:
         raise TranspileError(f"scaled_dot_product_attention(enable_gqa=True) at {b.where()}")
+    if dropout_p:
+        raise TranspileError(
+            f"scaled_dot_product_attention(dropout_p={dropout_p}) at {b.where()} drops attention "
+            "weights at random even in eval mode; pass dropout_p=0.0 outside training "
+            "(e.g. `dropout_p=self.p if self.training else 0.0`)."
+        )
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     out, _ = _attend(b, query, key, value, scale, _mask(b, attn_mask, is_causal, query, key))
     return out

@@ -12,6 +12,7 @@ from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import axis as norm_axis
+from ._util import keeps_batch
 
 
 def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
@@ -27,6 +28,7 @@ def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: in
 def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
     if tuple(shape) == tuple(x.shape):
         return x
+    keeps_batch(b, [x], shape, "indexing")
     if sum(d is None for d in shape) > 1:
         raise TranspileError(f"indexing at {b.where()} leaves several dynamic dimensions")
     target = tuple(-1 if d is None else d for d in shape)
@@ -175,6 +177,11 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
 @converts(torch.unbind, "unbind")
 def unbind(b: Builder, input, dim=0):
     ax = norm_axis(dim, input.rank)
+    if input.shape[ax] is None:
+        raise TranspileError(
+            f"unbind along the dynamic (batch) dimension at {b.where()}: the number of results "
+            "would depend on the batch size; unbind another dimension."
+        )
     shape = input.shape[:ax] + input.shape[ax + 1 :]
     return [_reshape_to(b, p, shape) for p in _pieces(b, input, [1] * input.shape[ax], ax)]
 
