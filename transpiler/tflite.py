@@ -124,12 +124,14 @@ def freeze(concrete: Any) -> Any:
 
 
 def static_batch(concrete: Any, batch_size: int, example_shapes: list[tuple[int, ...]]) -> Any:
-    """A concrete function calling ``concrete`` with every input dimension static: the batch is
-    ``batch_size``, other unknown dimensions take the check inputs' sizes."""
+    """A frozen concrete function calling ``concrete`` (frozen first: its variables' owner may be
+    gone) with every input dimension static: the batch is ``batch_size``, other unknown
+    dimensions take the check inputs' sizes."""
     import tensorflow as tf
 
+    concrete = concrete if _is_frozen(concrete) else freeze(concrete)
     specs = []
-    for spec, shape in zip(concrete.structured_input_signature[0], example_shapes, strict=True):
+    for spec, shape in zip(_specs(concrete), example_shapes, strict=True):
         dims = [batch_size] + [
             int(d) if d is not None else int(e)
             for d, e in zip(list(spec.shape)[1:], shape[1:], strict=True)
@@ -139,9 +141,7 @@ def static_batch(concrete: Any, batch_size: int, example_shapes: list[tuple[int,
     def call(*xs):
         return concrete(*xs)
 
-    out = tf.function(call).get_concrete_function(*specs)
-    out._transpiler_owner = concrete  # keep the variables' owner alive
-    return out
+    return freeze(tf.function(call).get_concrete_function(*specs))
 
 
 def export_tflite(
@@ -170,8 +170,9 @@ def export_tflite(
         shapes = [tuple(a.shape) for a in report.references[0][0]] if report.references else []
         if not shapes:
             shapes = [tuple(1 if d is None else d for d in s.shape) for s in _specs(concrete)]
-        concrete = static_batch(concrete, batch_size, shapes)
-    frozen = freeze(concrete)
+        frozen = static_batch(concrete, batch_size, shapes)
+    else:
+        frozen = freeze(concrete)
     names = q.NameMap(report.module_layers, strip_suffix=backend == "keras")
     quant_report = None
     if variant in q.INT_VARIANTS:
@@ -230,7 +231,13 @@ def export_tflite(
 
 
 def _specs(concrete: Any) -> list[Any]:
-    return list(concrete.structured_input_signature[0])
+    """The input placeholders (shape, dtype) of a concrete function, frozen or not."""
+    return [t for t in concrete.inputs if t.dtype.name != "resource"][: _n_args(concrete)]
+
+
+def _n_args(concrete: Any) -> int:
+    sig = concrete.structured_input_signature
+    return len(sig[0]) if sig else len(concrete.inputs)
 
 
 def _validate(
