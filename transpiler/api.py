@@ -27,6 +27,10 @@ __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
 TRACERS = ("auto", "fx", "export")
+STRUCTURES = (
+    "modules",
+    "flat",
+)  # the keras backend's source forms (backends/keras_source/structure.py)
 
 
 def _exported_program(model: Any) -> Any:
@@ -193,6 +197,7 @@ def transpile(
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
+    structure: str = "modules",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
 
@@ -215,6 +220,9 @@ def transpile(
             (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
             ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
             a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
+        structure: the keras backend's source form: ``"modules"`` (one Keras function per
+            PyTorch module class, called like the module tree) or ``"flat"`` (one statement per
+            layer). Both build the same layers, names and weights.
 
     Returns:
         A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).
@@ -237,6 +245,11 @@ def transpile(
         )
     backend = _check_backend(backend)
     layouts = _check_layout(io_layout)
+    if structure not in STRUCTURES:
+        raise TranspileError(
+            f"unknown structure {structure!r}; valid choices: "
+            f"{', '.join(repr(s) for s in STRUCTURES)}."
+        )
     if tracer not in TRACERS:
         raise TranspileError(
             f"unknown tracer {tracer!r}; valid choices: {', '.join(repr(t) for t in TRACERS)}."
@@ -320,7 +333,17 @@ def transpile(
         )
 
     return _write_and_verify(
-        graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+        graph,
+        report,
+        work,
+        inputs_a,
+        inputs_b,
+        imported,
+        out_dir,
+        layouts,
+        verify,
+        tolerance,
+        structure,
     )
 
 
@@ -333,7 +356,17 @@ def _describe(v: Value, name: str) -> str:
 
 
 def _write_and_verify(
-    graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+    graph,
+    report,
+    work,
+    inputs_a,
+    inputs_b,
+    imported,
+    out_dir,
+    layouts,
+    verify,
+    tolerance,
+    structure,
 ) -> TranspileResult:
     from .verify import check_numerics
 
@@ -360,7 +393,7 @@ def _write_and_verify(
         else:
             from transpiler.backends.keras_source import KerasWritten
 
-            written = KerasWritten(graph, staging, model_name, layouts)
+            written = KerasWritten(graph, staging, model_name, layouts, structure=structure)
         report.module_layers = written.module_layers
         report.batchnorm_layers = written.batchnorm_layers
         report.transpose_count = written.transpose_count

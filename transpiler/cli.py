@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default: torch.fx, else torch.export), fx or export",
     )
     p.add_argument(
+        "--structure",
+        default="modules",
+        choices=["modules", "flat"],
+        help="keras backend: modules (default: one Keras function per PyTorch module class) or "
+        "flat (one statement per layer)",
+    )
+    p.add_argument(
         "--input-shape",
         help="example input shape, e.g. 1,3,224,224 (';' between several inputs); omitted: "
         "inferred from the first layer, any spatial size",
@@ -137,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify=not args.no_verify,
             tolerance=args.tolerance,
             tracer=args.tracer,
+            structure=args.structure,
         )
         if args.tflite:
             print("writing TFLite ...", file=sys.stderr)

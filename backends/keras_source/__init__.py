@@ -50,10 +50,15 @@ def write_keras(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
+    structure: str = "modules",
 ) -> tuple[EmittedModule, Any]:
     """Write model.py and the weights into ``folder``; returns the emitted module and the model."""
     emitted = emit_source(
-        graph, model_name=model_name, input_layouts=input_layouts, output_layouts=output_layouts
+        graph,
+        model_name=model_name,
+        input_layouts=input_layouts,
+        output_layouts=output_layouts,
+        structure=structure,
     )
     source_path = folder / SOURCE_FILE
     source_path.write_text(emitted.source, encoding="utf-8")
@@ -95,7 +100,14 @@ def count_tf_transposes(model: Any) -> int | None:
 class KerasWritten:
     """What the api needs from the written Keras module: a runner, probes, the report's tables."""
 
-    def __init__(self, graph: Graph, folder: Path, model_name: str, layouts: tuple[str, str]):
+    def __init__(
+        self,
+        graph: Graph,
+        folder: Path,
+        model_name: str,
+        layouts: tuple[str, str],
+        structure: str = "modules",
+    ):
         from transpiler.api import make_callable
 
         n_in, n_out = len(graph.inputs), len(graph.outputs)
@@ -105,6 +117,7 @@ class KerasWritten:
             model_name=model_name,
             input_layouts=[layouts[0]] * n_in,
             output_layouts=[layouts[1]] * n_out,
+            structure=structure,
         )
         self.files = [SOURCE_FILE, WEIGHTS_FILE]
         self.run = make_callable(self.model, n_out)

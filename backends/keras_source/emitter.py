@@ -23,6 +23,14 @@ from transpiler.ir import Graph, Node, Value
 
 from .custom_layers import SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
+from .structure import (
+    STRUCTURES,
+    Stmt,
+    constant_hint,
+    layer_hint,
+    node_paths,
+    write_structured,
+)
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
 
@@ -175,8 +183,18 @@ def emit_source(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
+    structure: str = "modules",
 ) -> EmittedModule:
+    """The module's source and its weights; ``structure``: "flat" or "modules" (see structure.py)."""
+    if structure not in STRUCTURES:
+        raise TranspileError(
+            f"unknown structure {structure!r}; valid choices: {', '.join(map(repr, STRUCTURES))}."
+        )
     ns = Namespace()
+    # issue 13: every layer call also recorded as a Stmt, for the structured writer
+    stmts: list[Stmt] = []
+    keys: dict[int, int] = {}  # id(IR value) -> key of the Stmt whose output carries it
+    paths = node_paths(graph)
     out = EmittedModule(source="")
     var: dict[int, str] = {}
     body: list[str] = []
@@ -193,6 +211,9 @@ def emit_source(
         dtype = "" if v.type.dtype == "float32" else f", dtype={_lit(v.type.dtype)}"
         body.append(f"{indent}{name} = keras.Input(shape={shape}{dtype}, name={_lit(name)})")
         out.value_layers[v.name] = name
+        keys[id(v)] = len(stmts)
+        args = [("shape", shape)] + ([("dtype", _lit(v.type.dtype))] if dtype else [])
+        stmts.append(Stmt("keras.Input", args, [], False, name, None, None, name))
 
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
     for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
@@ -200,7 +221,13 @@ def emit_source(
         if node.output.torch_ref is None and node.source and nxt.source == node.source:
             comments[k] = comments[k + 1]
     last_comment = None
-    for node, comment in zip(graph.nodes, comments, strict=True):
+    for k, (node, comment) in enumerate(zip(graph.nodes, comments, strict=True)):
+        comment_node, at = node, k
+        while comment_node.output.torch_ref is None and at + 1 < len(graph.nodes):
+            nxt = graph.nodes[at + 1]  # a helper node is commented as the node it serves
+            if not (comment_node.source and nxt.source == comment_node.source):
+                break
+            comment_node, at = nxt, at + 1
         rule = RULES.get(node.op)
         if rule is None:
             raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
@@ -210,7 +237,8 @@ def emit_source(
             short = comment if len(comment) <= limit else comment[: limit - 3] + "..."
             body.append(indent + short)
             last_comment = comment
-        name = ns.create(_node_hint(node))
+        name = ns.create(layer_hint(node, _node_hint(node), paths[k]))
+        last_key: int | None = None
         for call in calls:
             # the node's main layer carries its name; helper layers get a suffix
             layer_name = ns.create(f"{name}_{call.suffix}") if call.suffix else name
@@ -219,16 +247,39 @@ def emit_source(
                 if call.custom not in SOURCES:
                     raise TranspileError(f"internal: unknown custom layer {call.custom}")
                 used_custom.add(call.custom)
-            ins = []
+            ins, in_keys = [], []
+            tensors = [u for u in call.inputs if not graph.is_constant(u)]
             for v in call.inputs:
                 if graph.is_constant(v) and id(v) not in var:
                     # a weight used as a tensor (e.g. ViT's class token): a Constant layer
-                    var[id(v)] = _emit_constant(v, graph, ns, body, out, input_vars[0], indent)
+                    anchor = tensors[0] if tensors else graph.inputs[0]
+                    anchor_name = name if anchor is node.output else var[id(anchor)]
+                    anchor_key = last_key if anchor is node.output else keys[id(anchor)]
+                    var[id(v)] = _emit_constant(
+                        v, graph, ns, body, out, anchor_name, indent, paths[k]
+                    )
+                    keys[id(v)] = len(stmts)
+                    layer = var[id(v)]
+                    stmts.append(
+                        Stmt(
+                            "Constant",
+                            [(None, _lit(tuple(graph.constant(v).shape)))],
+                            [anchor_key],
+                            False,
+                            layer,
+                            node,
+                            comment_node,
+                            layer,
+                            paths[k],
+                        )
+                    )
                     used_custom.add("Constant")
                 if v is node.output:
                     ins.append(name)  # the previous call's output
+                    in_keys.append(last_key)
                 elif id(v) in var:
                     ins.append(var[id(v)])
+                    in_keys.append(keys[id(v)])
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
@@ -236,6 +287,21 @@ def emit_source(
             args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
             args.append(f"name={_lit(layer_name)}")
             body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
+            last_key = len(stmts)
+            stmts.append(
+                Stmt(
+                    call.ctor,
+                    [(None, _lit(a)) for a in call.args]
+                    + [(key, _lit(val)) for key, val in call.kwargs.items()],
+                    in_keys,
+                    call.list_input,
+                    layer_name,
+                    node,
+                    comment_node,
+                    name,
+                    paths[k],
+                )
+            )
             if call.weights:
                 out.layer_weights[layer_name] = call.weights
             if node.source and node.source.module_path:
@@ -244,6 +310,7 @@ def emit_source(
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
         var[id(node.output)] = name
+        keys[id(node.output)] = last_key
         out.value_layers[node.output.name] = final_layer
 
     outputs = [var[id(o)] for o in graph.outputs]
@@ -251,6 +318,15 @@ def emit_source(
     outs = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
     model_id = _lit(ns.create(model_name))
     body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
+    functions: list[str] = []
+    if structure == "modules":
+        body, functions = write_structured(
+            stmts,
+            [keys[id(o)] for o in graph.outputs],
+            graph.meta.get("modules", {}),
+            f"keras.Model(inputs={{ins}}, outputs={{outs}}, name={model_id})",
+            reserved=_RESERVED,
+        )
 
     header = _header(graph, model_name, input_layouts, output_layouts)
     uses_ops = any(re.search(r"\bops\b", SOURCES[c]) for c in used_custom)
@@ -264,6 +340,7 @@ def emit_source(
         imports += f"from keras import {', '.join(names)}\n"
     blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']
     blocks += [SOURCES[c] for c in sorted(used_custom)]
+    blocks += functions
     blocks.append(
         "def build_model():\n"
         f'{indent}"""The architecture, without weights."""\n' + "\n".join(body) + "\n"
@@ -281,8 +358,9 @@ def _emit_constant(
     out: EmittedModule,
     anchor: str,
     indent: str,
+    path: str = "",
 ) -> str:
-    name = ns.create(f"{v.name}_constant")
+    name = ns.create(constant_hint(v, path))
     arr = graph.constant(v)
     body.extend(
         _call_lines(

@@ -47,17 +47,19 @@ class TinyNet(nn.Module):
 
 
 CASES = {
-    "tinynet_nchw": (TinyNet, (1, 3, 32, 32), "nchw"),
-    "tinynet_nhwc": (TinyNet, (1, 3, 32, 32), "nhwc"),
+    "tinynet_nchw": (TinyNet, (1, 3, 32, 32), "nchw", "flat"),
+    "tinynet_nhwc": (TinyNet, (1, 3, 32, 32), "nhwc", "flat"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_source(name, tmp_path):
-    make, shape, layout = CASES[name]
+    make, shape, layout, structure = CASES[name]
     torch.manual_seed(0)
     model = randomize_bn(make().eval())
-    result = transpile(model, torch.randn(shape), io_layout=layout, out_dir=tmp_path)
+    result = transpile(
+        model, torch.randn(shape), io_layout=layout, out_dir=tmp_path, structure=structure
+    )
     source = result.source_path.read_text()
     golden = HERE / f"{name}.py.txt"
     if os.environ.get("UPDATE_GOLDEN") == "1" or not golden.exists():

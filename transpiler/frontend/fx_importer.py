@@ -351,6 +351,16 @@ def import_model(
 
     graph = Graph()
     graph.meta["model_class"] = type(model).__name__
+    # module path -> (class name, Python module of the class): the structured Keras writer
+    # turns each class into a function (issue 13)
+    graph.meta["modules"] = {
+        path: (type(m).__name__, type(m).__module__) for path, m in model.named_modules()
+    }
+    for node in fx_graph.nodes:  # torch.export: the classes its module stack recorded
+        for path, cls in (node.meta.get("nn_module_stack") or {}).values():
+            name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+            module, _, short = str(name).rpartition(".")
+            graph.meta["modules"].setdefault(str(path), (short, module))
     b = Builder(graph)
     env: dict[fx.Node, Any] = {}
     modules = dict(model.named_modules())
