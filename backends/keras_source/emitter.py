@@ -26,6 +26,7 @@ from .rules import RULES, KerasCall, Literal
 from .structure import (
     STRUCTURES,
     Stmt,
+    call_arguments,
     constant_hint,
     layer_hint,
     node_paths,
@@ -283,16 +284,15 @@ def emit_source(
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
-            args = [_lit(a) for a in call.args]
-            args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
+            pairs = call_arguments(call.ctor, call.args, call.kwargs)
+            args = [_lit(v) if k is None else f"{k}={_lit(v)}" for k, v in pairs]
             args.append(f"name={_lit(layer_name)}")
             body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
             last_key = len(stmts)
             stmts.append(
                 Stmt(
                     call.ctor,
-                    [(None, _lit(a)) for a in call.args]
-                    + [(key, _lit(val)) for key, val in call.kwargs.items()],
+                    [(k, _lit(v)) for k, v in pairs],
                     in_keys,
                     call.list_input,
                     layer_name,
@@ -329,6 +329,8 @@ def emit_source(
         )
 
     header = _header(graph, model_name, input_layouts, output_layouts)
+    if functions:  # issue 13: the structured form's convention, said once
+        header = header.replace("\nInputs:", _STRUCTURE_NOTE + "\nInputs:", 1)
     uses_ops = any(re.search(r"\bops\b", SOURCES[c]) for c in used_custom)
     names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and uses_ops)]
     extra = {m for c in used_custom for m in STDLIB_IMPORTS.get(c, ())}
@@ -399,6 +401,10 @@ def _header(
     return "\n".join(lines) + "\n"
 
 
+_STRUCTURE_NOTE = """
+Each function below is a PyTorch module class; ``name`` is the module's path in the model, and
+its Keras layers are named ``name`` + "_" + their path inside it (as build_model() calls them).
+"""
 _LOAD_MODEL = '''def load_model(weights_path=None):
     """build_model() with the converted weights (default: the file beside this module)."""
     model = build_model()

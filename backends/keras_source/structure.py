@@ -40,7 +40,15 @@ from typing import Any
 
 from transpiler.ir import Graph, Node, Value
 
-__all__ = ["STRUCTURES", "Stmt", "write_structured", "node_paths", "layer_hint"]
+__all__ = [
+    "STRUCTURES",
+    "Stmt",
+    "write_structured",
+    "node_paths",
+    "layer_hint",
+    "constant_hint",
+    "call_arguments",
+]
 
 STRUCTURES = ("modules", "flat")
 MAX_LINE = 100
@@ -214,6 +222,16 @@ def _common(a: str, b: str) -> str:
     return ".".join(parts)
 
 
+def call_arguments(ctor: str, args: tuple, kwargs: dict) -> list[tuple[str | None, Any]]:
+    """A layer call's arguments as (keyword or None, value): a custom layer's by keyword
+    (``Scalar(op="multiply", value=0.5)``), Keras layers' as the rules wrote them."""
+    names = () if ctor.startswith("layers.") else _custom_positional(ctor)
+    pairs: list[tuple[str | None, Any]] = [
+        (names[n] if n < len(names) else None, a) for n, a in enumerate(args)
+    ]
+    return pairs + list(kwargs.items())
+
+
 def constant_hint(v: Value, path: str) -> str:
     """A weight used as a tensor, named inside its module (after its torch attribute if known)."""
     base = v.name if v.torch_ref is None else v.torch_ref
@@ -257,7 +275,9 @@ def _candidates(stmts: list[Stmt], paths: list[str], modules: dict) -> list[_Ins
         if len(idx) != end - start + 1 or len(idx) < 2:
             continue  # not contiguous (a shared module called twice), or a single statement
         cls = _class_of(path, stmts, paths, modules)
-        if not cls[1] or cls[1] in _CONTAINERS:
+        if cls[1] in _CONTAINERS:
+            cls = _container_key(path, stmts, paths, modules)
+        if not cls[1]:
             continue
         if cls[0].startswith("torch.nn.") and len(idx) <= 3:
             continue  # a torch layer written as a few statements (pad + conv): inline
@@ -265,8 +285,36 @@ def _candidates(stmts: list[Stmt], paths: list[str], modules: dict) -> list[_Ins
         if not prefix or any(_rest(stmts[i].layer, prefix) is None for i in idx):
             continue
         found.append(_Instance(path, prefix, start, end, cls))
+    # a container (Sequential) is a function only where its owner has several alike
+    # (Detect's cv2.0, cv2.1, cv2.2); ResNet's layer1 or YOLO's model stay inline
+    count: dict[tuple[str, str], int] = {}
+    for inst in found:
+        count[inst.cls_key] = count.get(inst.cls_key, 0) + 1
+
+    def holds_layers(c: _Instance) -> bool:  # a statement of its own, not only module calls
+        inner = [i for i in found if i.path.startswith(c.path + ".") and "." not in i.cls_key[1]]
+        covered = {k for i in inner for k in range(i.start, i.end + 1)}
+        return any(k not in covered for k in range(c.start, c.end + 1))
+
+    found = [
+        i for i in found if "." not in i.cls_key[1] or (count[i.cls_key] > 1 and holds_layers(i))
+    ]
     found.sort(key=lambda c: (c.start, -c.end, c.path.count(".")))
     return found
+
+
+def _container_key(
+    path: str, stmts: list[Stmt], paths: list[str], modules: dict
+) -> tuple[str, str]:
+    """A container's key: its owner's class and attribute ("Detect.cv2" for model.23.cv2.0)."""
+    parts = path.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        owner = ".".join(parts[:k])
+        mod, cls = _class_of(owner, stmts, paths, modules)
+        if cls and cls not in _CONTAINERS:
+            attr = "_".join(p for p in parts[k:] if not p.isdigit())
+            return (mod, f"{cls}.{attr}") if attr else ("", "")
+    return ("", "")
 
 
 def _nest(found: list[_Instance], root: _Instance) -> None:
@@ -465,7 +513,7 @@ def _group(instances: list[_Instance], stmts: list[Stmt], names: _Names) -> list
         functions.append(fn)
     functions.sort(key=lambda f: f.members[0][0].start)
     for fn in functions:
-        fn.name = names.create(snake_case(fn.cls_key[1]) or "block")
+        fn.name = names.create("_".join(snake_case(p) for p in fn.cls_key[1].split(".")) or "block")
         _parameterize(fn, stmts, names.used)
         for inst, _ in fn.members:
             inst.function = fn
@@ -592,6 +640,39 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
             derived = True
         if derived:
             fn.defaults[base] = common
+    _derive_ratios(fn, params)
+
+
+_INT = re.compile(r"-?\d+")
+
+
+def _derive_ratios(fn: _Function, params: dict) -> None:
+    """Integer parameters that are a fixed multiple or fraction of an earlier one, for every
+    instance (C3k2's hidden channels = filters // 2), become ``filters // 2``."""
+    if len(fn.members) < 2:
+        return
+    ints = {
+        p: [int(t) for t in vec]
+        for p, vec in params.items()
+        if p not in fn.exprs and None not in vec and all(_INT.fullmatch(t) for t in vec)
+    }
+    names = list(ints)
+    for i, q in enumerate(names):
+        for p in names[:i]:
+            pv, qv = ints[p], ints[q]
+            if p in fn.exprs or len(set(pv)) < 2 or 0 in pv or 0 in qv:
+                continue
+            if all(b % a == 0 for a, b in zip(pv, qv, strict=True)):
+                ks = {b // a for a, b in zip(pv, qv, strict=True)}
+                op = "*"
+            elif all(a % b == 0 for a, b in zip(pv, qv, strict=True)):
+                ks = {a // b for a, b in zip(pv, qv, strict=True)}
+                op = "//"
+            else:
+                continue
+            if len(ks) == 1 and (k := ks.pop()) > 1:
+                fn.exprs[q] = f"{p} {op} {k}"
+                break
 
 
 def _soft_default(key: str, values: list[dict | None]) -> str:
@@ -662,12 +743,11 @@ def _call_text(target: str, head: str, args: list[str], tail: str, indent: str) 
 
 
 def _comment(node: Node | None, prefix_path: str) -> str | None:
-    if node is None or node.source is None:
-        if node is not None and node.op == "transpose":
-            return f"# transpose: {_text(_relative(node.attrs.get('reason', ''), prefix_path))}"
+    if node is None or (node.source is None and node.op != "transpose"):
         return None
     if node.op == "transpose":
-        return f"# transpose: {_text(_relative(node.attrs.get('reason', ''), prefix_path))}"
+        reason = re.sub(r"graph (in|out)put \d+", r"graph \1puts", node.attrs.get("reason", ""))
+        return f"# transpose: {_text(_relative(reason, prefix_path))}"
     src = node.source
 
     def where(path: str, mtype: str) -> str:
@@ -710,6 +790,7 @@ class _Writer:
         self.lines: list[str] = []
         self.indent = "    "
         self.last_comment: str | None = None
+        self.seen_comments: set[str] = set()
         self.bound: dict[str, tuple] = {}  # variable name -> the value it holds now
 
     def param(self, name: str) -> str:
@@ -849,7 +930,10 @@ class _Writer:
             return
         s = self.stmts[item]
         comment = _comment(s.comment_node, self.inst.path)
+        if comment and " at " in comment and comment in self.seen_comments:
+            comment = None  # the same torch line again (a loop in forward): said once
         if comment and comment != self.last_comment:
+            self.seen_comments.add(comment)
             limit = MAX_LINE - len(self.indent)
             self.lines.append(
                 self.indent + (comment if len(comment) <= limit else comment[: limit - 3] + "...")
@@ -869,6 +953,20 @@ class _Writer:
         else:
             tail = f"([{', '.join(ins)}])" if s.list_input else f"({', '.join(ins)})"
         self.lines += _call_text(target, s.ctor, args, tail, self.indent)
+
+
+def _split_top(text: str) -> list[str]:
+    """Split "a=[x, y], b=1" at top-level commas."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur.strip()] if cur.strip() else parts
 
 
 def write_structured(
@@ -922,15 +1020,11 @@ def write_structured(
             + ["name"]
         )
         mod, cls = fn.cls_key
-        where = f" ({_text(mod)}.{_text(cls)})" if mod else ""
-        doc = [
-            f'    """PyTorch {_text(cls)}{where} as Keras layers.',
-            "",
-            "    ``name`` is the module's path in the PyTorch model: the prefix of its layer names.",
-        ]
-        if len(fn.members) > 1:
-            doc.append(f"    Used by {len(fn.members)} modules.")
-        doc.append('    """')
+        what = f"{_text(mod)}.{_text(cls)}" if mod else _text(cls)
+        doc = f'    """PyTorch {what}."""'
+        if len(doc) > MAX_LINE:
+            doc = f'    """PyTorch\n    {what}.\n    """'
+        doc = [doc]
         sig = _call_text("", f"def {fn.name}", [head], ":", "")
         if len(sig) > 1:
             sig = _call_text("", f"def {fn.name}", head.split(", "), ":", "")
@@ -946,5 +1040,7 @@ def write_structured(
         ins=ins[0] if len(ins) == 1 else f"[{', '.join(ins)}]",
         outs=outs[0] if len(outs) == 1 else f"[{', '.join(outs)}]",
     )
-    body = [*w.lines, f"    return {call}"]
+    head, _, rest = call.partition("(")
+    parts = rest[:-1].split(", ") if "[" not in rest else _split_top(rest[:-1])
+    body = [*w.lines, *_call_text("", f"return {head}", parts, "", "    ")]
     return body, blocks
