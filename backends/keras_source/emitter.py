@@ -186,7 +186,7 @@ def emit_source(
     output_layouts: list[str],
     structure: str = "modules",
 ) -> EmittedModule:
-    """The module's source and its weights; ``structure``: "flat" or "modules" (see structure.py)."""
+    """The module's source and weights; ``structure``: "flat" or "modules" (see structure.py)."""
     if structure not in STRUCTURES:
         raise TranspileError(
             f"unknown structure {structure!r}; valid choices: {', '.join(map(repr, STRUCTURES))}."
@@ -264,7 +264,7 @@ def emit_source(
                     stmts.append(
                         Stmt(
                             "Constant",
-                            [(None, _lit(tuple(graph.constant(v).shape)))],
+                            [("shape", _lit(tuple(graph.constant(v).shape)))],
                             [anchor_key],
                             False,
                             layer,
@@ -366,7 +366,11 @@ def _emit_constant(
     arr = graph.constant(v)
     body.extend(
         _call_lines(
-            name, "Constant", [_lit(tuple(arr.shape)), f"name={_lit(name)}"], anchor, indent
+            name,
+            "Constant",
+            [f"shape={_lit(tuple(arr.shape))}", f"name={_lit(name)}"],
+            anchor,
+            indent,
         )
     )
     out.layer_weights[name] = [np.ascontiguousarray(arr, dtype=np.float32)]

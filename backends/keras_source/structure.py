@@ -131,7 +131,7 @@ def _identifier(hint: str, limit: int = MAX_NAME) -> str:
 
 
 def snake_case(name: str) -> str:
-    """``C3k2`` -> ``c3k2``, ``PSABlock`` -> ``psa_block``, ``EncoderBlock`` -> ``encoder_block``."""
+    """``C3k2`` -> ``c3k2``, ``PSABlock`` -> ``psa_block``, ``EncoderBlock`` -> ``encoder_block``"""
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
     s = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", "_", s)
     return _identifier(s.lower(), 40)
@@ -178,7 +178,7 @@ class _Instance:
 
 
 def _rest(layer: str, prefix: str) -> str | None:
-    """The part of ``layer`` after ``prefix + "_"`` ("" when equal); None when it does not extend it."""
+    """``layer`` after ``prefix + "_"`` ("" when equal); None when it does not extend it."""
     if not prefix:
         return None
     if layer == prefix:
@@ -564,7 +564,9 @@ def _parameterize(fn: _Function, stmts: list[Stmt], module_names: set[str]) -> N
                 pname = _param_name(key, item, a, stmts, params, scope)
                 params[pname] = list(vec)
             else:
-                params[pname] = [p if p is not None else q for p, q in zip(params[pname], vec)]
+                params[pname] = [
+                    p if p is not None else q for p, q in zip(params[pname], vec, strict=True)
+                ]
             slots.append((key, None, pname))
         fn.slots[t] = slots
     fn.params = list(params)
@@ -745,6 +747,8 @@ def _call_text(target: str, head: str, args: list[str], tail: str, indent: str) 
 def _comment(node: Node | None, prefix_path: str) -> str | None:
     if node is None or (node.source is None and node.op != "transpose"):
         return None
+    if node.meta.get("note"):  # a step of a decomposed module (attention's q/k/v, scores)
+        return f"# {_text(str(node.meta['note']))}"
     if node.op == "transpose":
         reason = re.sub(r"graph (in|out)put \d+", r"graph \1puts", node.attrs.get("reason", ""))
         return f"# transpose: {_text(_relative(reason, prefix_path))}"
@@ -875,6 +879,8 @@ class _Writer:
         if isinstance(item, _Instance):
             return item.rest(self.inst.prefix) or item.prefix
         s = self.stmts[item]
+        if s.node is not None and s.node.meta.get("local"):
+            return str(s.node.meta["local"])
         rest = _rest(s.layer, self.inst.prefix)
         return rest or s.layer
 
@@ -892,6 +898,18 @@ class _Writer:
             base = self._hint(item)
             return [self.names.create(f"{base}_{o}") for o in range(n_out)]
         w = wires[j]
+        node = None if isinstance(item, _Instance) else self.stmts[item].node
+        if node is not None and node.meta.get("local"):  # q, k, v, scores, attn
+            local = _identifier(str(node.meta["local"]))
+            if w and w[0] in var and var[w[0]] == local and last_use.get(w[0]) == j:
+                return [local]
+            ref = self.bound.get(local)
+            if ref is None and local not in self.names.used:
+                self.names.used.add(local)
+                return [local]
+            if ref is not None and last_use.get(ref, -1) <= j:
+                return [local]
+            return [self.names.create(local)]
         if w and last_use.get(w[0]) == j and w[0] in var and w.count(w[0]) == 1:
             if len(w) == 1 or _CHAIN.fullmatch(var[w[0]]):
                 return [var[w[0]]]  # a chain: the input is not used again
@@ -929,7 +947,10 @@ class _Writer:
             self.lines += _call_text(target, item.function.name, args, "", self.indent)
             return
         s = self.stmts[item]
-        comment = _comment(s.comment_node, self.inst.path)
+        own = s.node is not None and s.node.meta.get("note")
+        comment = _comment(s.node if own else s.comment_node, self.inst.path)
+        if not own and s.comment_node is not None and s.comment_node.meta.get("note"):
+            comment = None  # a helper of a noted step: the step's own note comes with it
         if comment and " at " in comment and comment in self.seen_comments:
             comment = None  # the same torch line again (a loop in forward): said once
         if comment and comment != self.last_comment:

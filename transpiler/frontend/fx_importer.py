@@ -382,10 +382,11 @@ def import_model(
         elif node.op == "output":
             graph.outputs = _output_values(node, arg(node.args[0]), b)
         elif node in batch_const:
-            const = b.const(a[:1], "per_sample")
+            const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
         elif node not in depends:
-            env[node] = b.const(a, "const") if isinstance(a, torch.Tensor) else _merge_static(a, bb)
+            hint = _attr_hint(node, "const")
+            env[node] = b.const(a, hint) if isinstance(a, torch.Tensor) else _merge_static(a, bb)
         elif not _is_tensorish(a):
             env[node] = _merge_static(a, bb)  # sizes, shapes, dims: folded
         else:
@@ -517,6 +518,15 @@ def _static_equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # noqa: BLE001
         return False
+
+
+def _attr_hint(node: fx.Node, default: str) -> str:
+    """A constant's name: the torch attribute it comes from (``class_token``), where it is one
+    parameter or buffer read directly or through one op (``expand``), else ``default``."""
+    attrs = [n for n in (node, *node.all_input_nodes) if n.op == "get_attr"]
+    if len(attrs) == 1:
+        return re.sub(r"\W+", "_", str(attrs[0].target).rsplit(".", 1)[-1]).strip("_") or default
+    return default
 
 
 def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceInfo:
