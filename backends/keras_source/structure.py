@@ -629,7 +629,7 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
             if len(when) != 2 or any(len(v) != 1 for v in when.values()):
                 continue
             if name not in flags and not all(q.startswith('"') for v in when.values() for q in v):
-                continue  # only flags and keyword strings follow; numbers that agree by chance don't
+                continue  # only flags and keyword strings: numbers may agree by chance
             q_common, q_other = when[True].pop(), when[False].pop()
             if q_common == q_other:
                 continue
@@ -832,7 +832,7 @@ class _Writer:
                 if not isinstance(item, _Instance) and self.stmts[item].node is None:
                     last_use[("it", j, 0)] = len(inst.items)
         blocks = dict(fn.blocks) if fn else {}
-        for (i1, i2), sub in blocks.items():
+        for (_, i2), sub in blocks.items():
             last_use[sub] = max(last_use.get(sub, -1), i2 - 1)
         block_at = {i1: (i1, i2) for i1, i2 in blocks}
         block_out: dict[int, tuple] = {}
