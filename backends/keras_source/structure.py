@@ -612,7 +612,9 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
                 uses[pname] = uses.get(pname, 0) + 1
     both = {**params, **flags}
     bases = [p for p, vec in params.items() if None not in vec and len(set(vec)) == 2]
-    bases.sort(key=lambda p: -uses.get(p, 0))
+    # strides before padding: a keyword string follows from a number, not the other way
+    bases.sort(key=lambda p: (params[p][0].startswith('"'), -uses.get(p, 0)))
+    used_as_base: set[str] = set()
     for base in bases:
         if base in fn.exprs:
             continue
@@ -620,7 +622,7 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
         common = max(dict.fromkeys(vec), key=vec.count)  # the first of the most frequent
         derived = False
         for name, other in both.items():
-            if name == base or name in fn.exprs:
+            if name == base or name in fn.exprs or name in used_as_base:
                 continue
             when = {}
             for b, q in zip(vec, other, strict=True):
@@ -642,6 +644,7 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
             derived = True
         if derived:
             fn.defaults[base] = common
+            used_as_base.add(base)
     _derive_ratios(fn, params)
 
 
@@ -854,7 +857,13 @@ class _Writer:
                     var[target] = var[sub]
                     self.bound[var[sub]] = target
                 else:
-                    hint = "identity" if sub[0] == "in" else self._hint(inst.items[i2 - 1])
+                    users = [
+                        (u, p)
+                        for u, ws in enumerate(wires)
+                        for p, r in enumerate(ws)
+                        if r == target
+                    ]
+                    hint = "out" if users == [(i2, 0)] else self._hint(inst.items[i2 - 1])
                     var[target] = self.names.create(hint)
                     self.bound[var[target]] = target
                     self.lines.append(f"{self.indent}{var[target]} = {var[sub]}")
