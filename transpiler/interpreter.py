@@ -8,6 +8,7 @@ numerically before/after without TensorFlow. torch.nn.functional serves as the a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,20 +16,13 @@ import torch.nn.functional as F
 
 from .errors import TranspileError
 from .ir import Graph, Node
+from .ops import OpImplTable, declared_attr
 
-__all__ = ["run_graph", "EVALUATORS"]
+__all__ = ["run_graph", "EVALUATORS", "evaluates"]
 
 Evaluator = Callable[..., torch.Tensor]
-EVALUATORS: dict[str, Evaluator] = {}
-
-
-def evaluates(*ops: str) -> Callable[[Evaluator], Evaluator]:
-    def register(fn: Evaluator) -> Evaluator:
-        for op in ops:
-            EVALUATORS[op] = fn
-        return fn
-
-    return register
+EVALUATORS: OpImplTable[Evaluator] = OpImplTable("the interpreter")
+evaluates = EVALUATORS.register
 
 
 def _cf(x: torch.Tensor, node: Node) -> torch.Tensor:
@@ -41,7 +35,7 @@ def _back(y: torch.Tensor, node: Node) -> torch.Tensor:
 
 
 def _last(node: Node) -> bool:
-    return node.attrs.get("data_format", "channels_first") == "channels_last"
+    return node.attrs["data_format"] == "channels_last"
 
 
 def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
@@ -56,7 +50,7 @@ def _pads(node: Node, x: torch.Tensor, kernel) -> list[tuple[int, int]] | None:
     """Explicit (before, after) per spatial axis from "valid"/"same"/torch ints; None: torch's
     symmetric ints (let the torch op pad)."""
     a, n = node.attrs, x.dim() - 2
-    pad = a.get("padding", "valid")
+    pad = a["padding"]
     if pad == "valid":
         return [(0, 0)] * n
     if pad == "same" and node.op in ("conv", "conv_transpose") and a["stride"] == (1,) * n:
@@ -64,7 +58,7 @@ def _pads(node: Node, x: torch.Tensor, kernel) -> list[tuple[int, int]] | None:
         # it after as well, so one formula serves both.
         return [_same_pads(x.shape[2 + i], kernel[i], 1, a["dilation"][i]) for i in range(n)]
     if pad == "same":
-        dil = a.get("dilation") or (1,) * n
+        dil = a.get("dilation") or (1,) * n  # avg_pool has none
         return [_same_pads(x.shape[2 + i], kernel[i], a["stride"][i], dil[i]) for i in range(n)]
     return None
 
@@ -84,10 +78,11 @@ def _conv(node: Node, x, w, bias=None):
     pads = _pads(node, x, w.shape[2:])
     if pads is None:
         pads = [(int(p), int(p)) for p in a["padding"]]
-    mode = {"zeros": "constant"}.get(a.get("padding_mode", "zeros"), a.get("padding_mode"))
+    mode = declared_attr(node, "padding_mode")
+    mode = {"zeros": "constant"}.get(mode, mode)
     if any(p != (0, 0) for p in pads):
         x = F.pad(x, _flat(pads), mode=mode)
-    y = _CONV[n](x, w, bias, a["stride"], 0, a["dilation"], a.get("groups", 1))
+    y = _CONV[n](x, w, bias, a["stride"], 0, a["dilation"], a["groups"])
     return _back(y, node)
 
 
@@ -107,9 +102,9 @@ def _conv_transpose(node: Node, x, w, bias=None):
     n = x.dim() - 2
     pad = a["padding"]
     pad = (0,) * n if pad == "valid" else tuple(pad)
-    out_pad = tuple(a.get("output_padding") or (0,) * n)
+    out_pad = tuple(a["output_padding"])
     fn = _CONV_T[n]
-    y = fn(x, w, bias, a["stride"], pad, out_pad, a.get("groups", 1), a["dilation"])
+    y = fn(x, w, bias, a["stride"], pad, out_pad, a["groups"], a["dilation"])
     return _back(y, node)
 
 
@@ -123,7 +118,7 @@ def _pool(node: Node, x):
     n = x.dim() - 2
     kernel, stride = a["kernel"], a["stride"]
     pads = _pads(node, x, kernel)
-    if a.get("padding") == "same" and node.op == "avg_pool":
+    if a["padding"] == "same" and node.op == "avg_pool":
         # TF 'same' average pooling divides by the number of real (unpadded) elements
         s = _AVG[n](F.pad(x, _flat(pads)), kernel, stride)
         c = _AVG[n](F.pad(torch.ones_like(x[:1, :1]), _flat(pads)), kernel, stride)
@@ -136,14 +131,13 @@ def _pool(node: Node, x):
     else:
         sym = tuple(a["padding"])
     if node.op == "max_pool":
-        return _back(
-            _MAX[n](x, kernel, stride, sym, a["dilation"], a.get("ceil_mode", False)), node
-        )
-    args = (x, kernel, stride, sym, a.get("ceil_mode", False), a.get("count_include_pad", True))
+        return _back(_MAX[n](x, kernel, stride, sym, a["dilation"], a["ceil_mode"]), node)
+    include_pad = declared_attr(node, "count_include_pad")
+    args = (x, kernel, stride, sym, a["ceil_mode"], include_pad)
     if n == 1:
         y = F.avg_pool1d(*args)
     else:
-        y = _AVG[n](*args, a.get("divisor_override"))
+        y = _AVG[n](*args, declared_attr(node, "divisor_override"))
     return _back(y, node)
 
 
@@ -178,10 +172,10 @@ def _slice(node: Node, x):
 
 @evaluates("batch_norm")
 def _batch_norm(node: Node, x, mean, var, weight, bias):
-    ax = node.attrs.get("axis", 1)
+    ax = node.attrs["axis"]
     shape = [1] * x.dim()
     shape[ax] = -1
-    inv = weight / torch.sqrt(var + node.attrs.get("eps", 1e-5))
+    inv = weight / torch.sqrt(var + node.attrs["eps"])
     return (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
 
 
@@ -209,6 +203,15 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+    "trunc": torch.trunc,
+    "round": torch.round,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "logical_not": torch.logical_not,
+    "selu": F.selu,
+    "log_sigmoid": F.logsigmoid,
 }
 
 
@@ -219,12 +222,12 @@ def _unary(node: Node, x):
 
 @evaluates("leaky_relu")
 def _leaky_relu(node: Node, x):
-    return F.leaky_relu(x, node.attrs.get("negative_slope", 0.01))
+    return F.leaky_relu(x, node.attrs["negative_slope"])
 
 
 @evaluates("gelu")
 def _gelu(node: Node, x):
-    return F.gelu(x, approximate=node.attrs.get("approximate", "none"))
+    return F.gelu(x, approximate=node.attrs["approximate"])
 
 
 _BINARY = {
@@ -235,22 +238,32 @@ _BINARY = {
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
+    "floor_divide": lambda a, b: torch.div(a, b, rounding_mode="floor"),
+    "equal": torch.eq,
+    "not_equal": torch.ne,
+    "less": torch.lt,
+    "less_equal": torch.le,
+    "greater": torch.gt,
+    "greater_equal": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+    "remainder": torch.remainder,
 }
 
 
 @evaluates("elu")
 def _elu(node: Node, x):
-    return F.elu(x, node.attrs.get("alpha", 1.0))
+    return F.elu(x, node.attrs["alpha"])
 
 
 @evaluates("softplus")
 def _softplus(node: Node, x):
-    return F.softplus(x, node.attrs.get("beta", 1.0), node.attrs.get("threshold", 20.0))
+    return F.softplus(x, node.attrs["beta"], node.attrs["threshold"])
 
 
 @evaluates("clamp")
 def _clamp(node: Node, x):
-    return torch.clamp(x, node.attrs.get("min"), node.attrs.get("max"))
+    return torch.clamp(x, node.attrs["min"], node.attrs["max"])
 
 
 @evaluates("log_softmax")
@@ -264,7 +277,14 @@ _REDUCE = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch
 @evaluates("reduce")
 def _reduce(node: Node, x):
     a = node.attrs
-    return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a.get("keepdims", False))
+    return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a["keepdims"])
+
+
+@evaluates("arg_reduce")
+def _arg_reduce(node: Node, x):
+    a = node.attrs
+    fn = torch.argmax if a["kind"] == "max" else torch.argmin
+    return fn(x, dim=a["axes"][0], keepdim=a.get("keepdims", False))
 
 
 @evaluates("layer_norm")
@@ -273,15 +293,15 @@ def _layer_norm(node: Node, x, w, b):
     mean = x.mean(dim=axes, keepdim=True)
     var = ((x - mean) ** 2).mean(dim=axes, keepdim=True)
     shape = [x.shape[i] if i in axes else 1 for i in range(x.dim())]
-    y = (x - mean) / torch.sqrt(var + node.attrs.get("eps", 1e-5))
+    y = (x - mean) / torch.sqrt(var + node.attrs["eps"])
     return y * w.reshape(shape) + b.reshape(shape)
 
 
 @evaluates("group_norm")
 def _group_norm(node: Node, x, w, b):
-    ax = node.attrs.get("axis", 1)
+    ax = node.attrs["axis"]
     xc = x.movedim(ax, 1)
-    y = F.group_norm(xc, node.attrs["groups"], w, b, node.attrs.get("eps", 1e-5))
+    y = F.group_norm(xc, node.attrs["groups"], w, b, node.attrs["eps"])
     return y.movedim(1, ax)
 
 
@@ -289,7 +309,7 @@ def _group_norm(node: Node, x, w, b):
 def _prelu(node: Node, x, w):
     shape = [1] * x.dim()
     if w.numel() > 1:
-        shape[node.attrs.get("axis", 1)] = -1
+        shape[node.attrs["axis"]] = -1
     return torch.where(x >= 0, x, x * w.reshape(shape))
 
 
@@ -319,8 +339,8 @@ def _resize(node: Node, x):
     mode = a["mode"]
     if mode == "linear":
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
-    align = a.get("align_corners", False) if mode not in ("nearest", "nearest-exact") else None
-    if a.get("scales") is not None:
+    align = a["align_corners"] if mode not in ("nearest", "nearest-exact") else None
+    if a["scales"] is not None:
         factors = [1.0 / s for s in a["scales"]]
         y = F.interpolate(x, scale_factor=factors, mode=mode, align_corners=align)
     else:
@@ -347,9 +367,9 @@ def _softmax(node: Node, x):
 def _pad(node: Node, x):
     pads = node.attrs["pads"]
     flat = [int(p) for pair in reversed(pads) for p in pair]  # torch: last axis first
-    mode = node.attrs.get("mode", "constant")
+    mode = node.attrs["mode"]
     if mode == "constant":
-        return F.pad(x, flat, value=float(node.attrs.get("value", 0.0)))
+        return F.pad(x, flat, value=float(node.attrs["value"]))
     # torch's reflect/replicate/circular pad only the trailing spatial axes of a (N, C, ...)
     # tensor: move padded axes to the end, pad, and move them back.
     padded = [i for i, p in enumerate(pads) if tuple(p) != (0, 0)]
@@ -366,6 +386,52 @@ def _pad(node: Node, x):
     return y.permute([order.index(i) for i in range(x.dim())])
 
 
+_DTYPES = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise TranspileError(f"unsupported dtype {name!r} (supported: {sorted(_DTYPES)})")
+    return _DTYPES[name]
+
+
+@evaluates("cast")
+def _cast(node: Node, x):
+    return x.to(torch_dtype(node.attrs["dtype"]))
+
+
+@evaluates("where")
+def _where(node: Node, c, x, y):
+    return torch.where(c.bool(), x, y)
+
+
+@evaluates("embedding")
+def _embedding(node: Node, ids, table):
+    return F.embedding(ids.long(), table)
+
+
+@evaluates("take")
+def _take(node: Node, x, idx):
+    ax = node.attrs["axis"]
+    flat = torch.index_select(x, ax, idx.reshape(-1).long())
+    return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
+
+
+@evaluates("cumsum")
+def _cumsum(node: Node, x):
+    return torch.cumsum(x, node.attrs["axis"]).to(torch_dtype(node.output.type.dtype))
+
+
+@evaluates("flip")
+def _flip(node: Node, x):
+    return torch.flip(x, tuple(node.attrs["axes"]))
+
+
+@evaluates("roll")
+def _roll(node: Node, x):
+    return torch.roll(x, tuple(node.attrs["shifts"]), tuple(node.attrs["axes"]))
+
+
 @evaluates("reshape")
 def _reshape(node: Node, x):
     return x.reshape(node.attrs["shape"])
@@ -374,6 +440,66 @@ def _reshape(node: Node, x):
 @evaluates("transpose")
 def _transpose(node: Node, x):
     return x.permute(node.attrs["perm"])
+
+
+def rnn_layout(node: Node) -> tuple[int, int, bool]:
+    """(directions, gates, is_lstm) of an rnn node."""
+    mode = node.attrs["mode"]
+    gates = {"lstm": 4, "gru": 3}.get(mode, 1)
+    return (2 if node.attrs.get("bidirectional") else 1), gates, mode == "lstm"
+
+
+def rnn_split_inputs(node: Node, inputs: Sequence) -> tuple[Any, list[list], list[list]]:
+    """x, per-direction [w_ih, w_hh, (b_ih, b_hh)], per-direction initial states ([] if none)."""
+    d, _, lstm = rnn_layout(node)
+    per = 4 if node.attrs.get("bias", True) else 2
+    x, rest = inputs[0], list(inputs[1:])
+    weights = [rest[k * per : (k + 1) * per] for k in range(d)]
+    states = rest[d * per :]
+    n_state = 2 if lstm else 1
+    init = [states[k * n_state : (k + 1) * n_state] for k in range(d)] if states else [[]] * d
+    return x, weights, init
+
+
+def _rnn_cell(mode: str, x, state, w_ih, w_hh, b_ih, b_hh):
+    """One time step in PyTorch's equations; ``state`` is (h,) or (h, c)."""
+    h = state[0]
+    gi = F.linear(x, w_ih, b_ih)
+    gh = F.linear(h, w_hh, b_hh)
+    if mode == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, -1)
+        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if mode == "gru":
+        ir, iz, in_ = gi.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(in_ + r * hn)
+        return ((1 - z) * n + z * h,)
+    act = torch.tanh if mode == "rnn_tanh" else torch.relu
+    return (act(gi + gh),)
+
+
+@evaluates("rnn")
+def _rnn(node: Node, *inputs):
+    mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
+    x, weights, init = rnn_split_inputs(node, inputs)
+    n, t = x.shape[0], x.shape[1]
+    _, _, lstm = rnn_layout(node)
+    seqs, states = [], []
+    for k, (w, s0) in enumerate(zip(weights, init, strict=True)):
+        w_ih, w_hh = w[0], w[1]
+        b_ih, b_hh = (w[2], w[3]) if len(w) > 2 else (None, None)
+        zeros = x.new_zeros(n, hidden)
+        state = tuple(s0) if s0 else ((zeros, zeros) if lstm else (zeros,))
+        steps = range(t - 1, -1, -1) if k == 1 else range(t)
+        out = [None] * t
+        for step in steps:
+            state = _rnn_cell(mode, x[:, step], state, w_ih, w_hh, b_ih, b_hh)
+            out[step] = state[0]
+        seqs.append(torch.stack(out, 1) if t else x.new_zeros(n, 0, hidden))
+        states.extend(state)
+    return (torch.cat(seqs, -1), *states)
 
 
 def run_graph(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -391,9 +517,10 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
     with torch.no_grad():
         for node in graph.nodes:
-            fn = EVALUATORS.get(node.op)
-            if fn is None:
-                raise TranspileError(f"interpreter: no evaluator for op {node.op!r}")
-            out = fn(node, *[get(v) for v in node.inputs])
-            env[id(node.output)] = out
+            out = EVALUATORS.apply(node, *[get(v) for v in node.inputs])
+            if len(node.outputs) > 1:  # a multi-output op (rnn) returns a tuple
+                for v, y in zip(node.outputs, out, strict=True):
+                    env[id(v)] = y
+            else:
+                env[id(node.output)] = out
     return [get(o).numpy() for o in graph.outputs]

@@ -8,9 +8,7 @@ deterministic: nodes in graph order, no timestamps, no absolute paths; formatted
 
 from __future__ import annotations
 
-import builtins
 import json
-import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +19,11 @@ from transpiler import __version__
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
 
-from .custom_layers import SOURCES, STDLIB_IMPORTS
+from .._naming import Namespace as _Namespace
+from .._naming import node_hint as _node_hint
+from .._naming import sanitize_text
+from .._naming import torch_short as _torch_short
+from .custom_layers import HELPER_NAMES, SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
 from .structure import (
     STRUCTURES,
@@ -50,33 +52,15 @@ _RESERVED = {
     "load_model",
     "WEIGHTS_FILE",
     *SOURCES,
+    *HELPER_NAMES,
 }
 
 
-class Namespace:
-    """Unique, safe Python identifiers (also valid Keras layer names) from arbitrary strings."""
+class Namespace(_Namespace):
+    """Unique, safe identifiers that never shadow the generated module's own names."""
 
     def __init__(self) -> None:
-        self._used: set[str] = set(_RESERVED) | set(dir(builtins))  # no shadowed builtins
-
-    def create(self, hint: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_]+", "_", hint).strip("_")[:60] or "v"
-        base = re.sub(r"_+", "_", base)
-        if base[0].isdigit():
-            base = f"m_{base}"
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
-            base = f"{base}_"
-        name, k = base, 1
-        while name in self._used:
-            name, k = f"{base}_{k}", k + 1
-        self._used.add(name)
-        return name
-
-
-def sanitize_text(text: str, limit: int = 200) -> str:
-    """Any string -> one printable line safe inside a comment or docstring."""
-    s = text.encode("unicode_escape").decode("ascii").replace('"""', '\\"\\"\\"')
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+        super().__init__(_RESERVED)
 
 
 def _lit(v: Any) -> str:
@@ -126,36 +110,13 @@ class EmittedModule:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _node_hint(node: Node) -> str:
-    src = node.source
-    if node.op == "transpose":
-        perm = tuple(node.attrs["perm"])
-        r = len(perm)
-        if r >= 3 and perm == (0, *range(2, r), 1):
-            return "to_channels_last"
-        if r >= 3 and perm == (0, r - 1, *range(1, r - 1)):
-            return "to_channels_first"
-        return "transpose"
-    if src is None:
-        return node.op
-    if not src.module_path:
-        return _torch_short(src.torch_op) or node.op
-    if node.output.torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
-        return f"{src.module_path}_{node.op}"
-    if src.torch_op.startswith("call_module"):
-        return src.module_path
-    return f"{src.module_path}_{_torch_short(src.torch_op) or node.op}"
-
-
-def _torch_short(torch_op: str) -> str:
-    """ "call_function torch.flatten" -> "flatten"; "call_method Tensor.view" -> "view"."""
-    return torch_op.rsplit(".", 1)[-1].rsplit(" ", 1)[-1].strip("_")
-
-
 def _comment(node: Node) -> str:
     if node.op == "transpose":
-        return f"# transpose: {sanitize_text(node.attrs.get('reason', ''))}"
+        return f"# transpose: {sanitize_text(node.attrs['reason'])}"
     src = node.source
+    if src.torch_op.startswith("onnx "):  # the ONNX frontend: op type and node name
+        where = f" node {sanitize_text(src.source_line)}" if src.source_line else ""
+        return f"# onnx: {sanitize_text(src.module_type)}{where}"
     parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
     if not src.torch_op.startswith("call_module"):
         line = f" at {sanitize_text(src.source_line)}" if src.source_line else ""
@@ -196,6 +157,7 @@ def emit_source(
     stmts: list[Stmt] = []
     keys: dict[int, int] = {}  # id(IR value) -> key of the Stmt whose output carries it
     paths = node_paths(graph)
+    structurable = True
     out = EmittedModule(source="")
     var: dict[int, str] = {}
     body: list[str] = []
@@ -219,20 +181,17 @@ def emit_source(
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
     for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
         node, nxt = graph.nodes[k], graph.nodes[k + 1]
-        if node.output.torch_ref is None and node.source and nxt.source == node.source:
+        if node.outputs[0].torch_ref is None and node.source and nxt.source == node.source:
             comments[k] = comments[k + 1]
     last_comment = None
     for k, (node, comment) in enumerate(zip(graph.nodes, comments, strict=True)):
         comment_node, at = node, k
-        while comment_node.output.torch_ref is None and at + 1 < len(graph.nodes):
+        while comment_node.outputs[0].torch_ref is None and at + 1 < len(graph.nodes):
             nxt = graph.nodes[at + 1]  # a helper node is commented as the node it serves
             if not (comment_node.source and nxt.source == comment_node.source):
                 break
             comment_node, at = nxt, at + 1
-        rule = RULES.get(node.op)
-        if rule is None:
-            raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
-        calls: list[KerasCall] = rule(node, graph)
+        calls: list[KerasCall] = RULES.apply(node, graph)
         if comment and comment != last_comment:
             limit = MAX_LINE - len(indent)
             short = comment if len(comment) <= limit else comment[: limit - 3] + "..."
@@ -275,7 +234,7 @@ def emit_source(
                         )
                     )
                     used_custom.add("Constant")
-                if v is node.output:
+                if v is node.outputs[0]:
                     ins.append(name)  # the previous call's output
                     in_keys.append(last_key)
                 elif id(v) in var:
@@ -283,11 +242,22 @@ def emit_source(
                     in_keys.append(keys[id(v)])
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
+            if call.state_inputs:
+                ins, states = ins[: -call.state_inputs], ins[-call.state_inputs :]
+                ins.append(f"initial_state=[{', '.join(states)}]")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
             pairs = call_arguments(call.ctor, call.args, call.kwargs)
             args = [_lit(v) if k is None else f"{k}={_lit(v)}" for k, v in pairs]
             args.append(f"name={_lit(layer_name)}")
-            body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
+            target = name
+            if call.output_suffixes:
+                extra = [ns.create(f"{name}_{s}") for s in call.output_suffixes]
+                for v, extra_name in zip(node.outputs[1:], extra, strict=True):
+                    var[id(v)] = extra_name
+                target = ", ".join([name, *extra])
+            if call.output_suffixes or call.state_inputs:
+                structurable = False  # multi-output layers: the structured writer keeps to flat
+            body.extend(_call_lines(target, call.ctor, args, call_arg, indent))
             last_key = len(stmts)
             stmts.append(
                 Stmt(
@@ -309,9 +279,10 @@ def emit_source(
             for folded in node.meta.get("folded", []) if not call.suffix else []:
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
-        var[id(node.output)] = name
-        keys[id(node.output)] = last_key
-        out.value_layers[node.output.name] = final_layer
+        var[id(node.outputs[0])] = name
+        keys[id(node.outputs[0])] = last_key
+        if len(node.outputs) == 1:  # a multi-output layer's .output is a list: not a probe
+            out.value_layers[node.output.name] = final_layer
 
     outputs = [var[id(o)] for o in graph.outputs]
     ins = input_vars[0] if len(input_vars) == 1 else f"[{', '.join(input_vars)}]"
@@ -319,7 +290,7 @@ def emit_source(
     model_id = _lit(ns.create(model_name))
     body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
     functions: list[str] = []
-    if structure == "modules":
+    if structure == "modules" and structurable:
         body, functions = write_structured(
             stmts,
             [keys[id(o)] for o in graph.outputs],
@@ -386,7 +357,8 @@ def _header(
         return ", channels-last (NHWC)" if lay == "nhwc" else ", PyTorch layout (NCHW)"
 
     lines = [
-        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from PyTorch by transpiler '
+        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from '
+        f"{'ONNX' if graph.meta.get('frontend') == 'onnx' else 'PyTorch'} by transpiler "
         f"{__version__}.",
         "",
         "Generated code: do not edit; regenerate it instead. Runs on any Keras 3 backend.",
@@ -399,7 +371,9 @@ def _header(
         )
     lines.append("Outputs:")
     for k, (v, lay) in enumerate(zip(graph.outputs, output_layouts, strict=True)):
-        lines.append(f"    [{k}]: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+        names = graph.meta.get("output_names") or []
+        name = f" {sanitize_text(names[k], 60)}" if k < len(names) else ""
+        lines.append(f"    [{k}]{name}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
     lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
     lines.append('"""')
     return "\n".join(lines) + "\n"
