@@ -21,7 +21,7 @@ from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
 from .frontend.fx_importer import trace, wrap_single_layer
 from .ir import Graph, Value
 from .report import Report
-from .signature import alternate_inputs, infer_inputs, normalize_inputs
+from .signature import BatchSpec, alternate_inputs, infer_inputs, normalize_inputs
 
 __all__ = ["transpile", "TranspileResult"]
 
@@ -272,7 +272,7 @@ def transpile(
                 if tracer == "fx":
                     raise
                 fx_error = exc
-    root = work
+    root, batch = work, BatchSpec()
     if fx_graph is None:  # the torch.export path
         if example_inputs is None and program is not None:
             example_inputs = _program_example(program)
@@ -282,16 +282,17 @@ def transpile(
                 f"the torch.export path needs example_inputs{why}: pass a tensor (or a tuple) "
                 "with the input shapes."
             )
-        from .frontend.export_importer import aten_registry, export_program, export_to_fx
+        from .frontend import export_importer as ex
 
         inputs_a = normalize_inputs(example_inputs)
         if program is None:
-            program = export_program(work, inputs_a)
+            program, batch = ex.export_program(work, inputs_a)
         else:
+            batch = ex.program_batch(program)
             program = program.run_decompositions({})
-        root, fx_graph = export_to_fx(program)
-        registry = aten_registry(registry)
-        inputs_b = alternate_inputs(inputs_a)
+        root, fx_graph = ex.export_to_fx(program)
+        registry = ex.aten_registry(registry)
+        inputs_b = alternate_inputs(inputs_a, batch=batch)  # static: the same batch
     elif example_inputs is None:
         inputs_a, inputs_b = infer_inputs(work, fx_graph)
     else:
@@ -304,7 +305,8 @@ def transpile(
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, ctx)
     graph = run.graph
 
-    report = Report(backend=backend, io_layout=layouts, passes=run.records)
+    report = Report(backend=backend, io_layout=layouts, passes=run.records, batch=batch.describe())
+    report.notes += [batch.note()] if batch.note() else []
     if root is not work:
         report.tracer = "torch.export"
         if fx_error is not None:
