@@ -337,7 +337,7 @@ def _describe(v: Value, name: str) -> str:
 def _write_and_verify(
     graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
 ) -> TranspileResult:
-    from .verify import check_numerics
+    from .verify import check_numerics, check_structure
 
     final = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
     if final.exists() and not final.is_dir():
@@ -367,6 +367,7 @@ def _write_and_verify(
         report.batchnorm_layers = written.batchnorm_layers
         report.transpose_count = written.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
+        check_structure(written, graph, imported, [inputs_a, inputs_b], layouts, not verify)
         if verify:
             clock = time.perf_counter()
             check_numerics(

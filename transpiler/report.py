@@ -51,6 +51,7 @@ class Divergence:
     layer: str
     max_abs: float
     bound: float
+    torch_error: float | None = None  # PyTorch's own float32 error at that layer (vs float64)
 
 
 @dataclass
@@ -85,9 +86,7 @@ class Report:
     def vacuous_outputs(self) -> list[int]:
         """Outputs for which every check was vacuous (a constant would have passed)."""
         outputs = sorted({c.output_index for c in self.checks})
-        return [
-            k for k in outputs if all(c.vacuous for c in self.checks if c.output_index == k)
-        ]
+        return [k for k in outputs if all(c.vacuous for c in self.checks if c.output_index == k)]
 
     @property
     def verified(self) -> bool:

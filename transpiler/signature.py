@@ -112,6 +112,7 @@ def alternate_inputs(
 ) -> list[torch.Tensor]:
     """Random inputs like ``inputs`` with another batch size (one ``batch`` allows; the same
     size when ``batch`` is static)."""
+
     def size(n: int) -> int:
         return other_batch(n) if batch is None else batch.check_batch(n)
 

@@ -345,9 +345,7 @@ def _export(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) ->
     return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
 
 
-def export_program(
-    model: torch.nn.Module, inputs: Sequence[torch.Tensor]
-) -> tuple[Any, BatchSpec]:
+def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[Any, BatchSpec]:
     """``torch.export`` with a symbolic batch; the inference graph (no decompositions) and what
     is known of its batch.
 
