@@ -17,6 +17,8 @@ understands:
 
 The batch is traced symbolic (``torch.export.Dim``) from a batch of 2 built from the example
 (export refuses a dynamic dimension traced at size 1), then the usual two shape runs follow.
+When torch.export refuses a dynamic batch, the bounds it suggests are tried, then a static
+batch (``export_program`` returns a ``BatchSpec`` saying which; the second run stays inside it).
 """
 
 from __future__ import annotations
