@@ -163,3 +163,24 @@ def test_raft_small_is_refused_clearly_not_misreported():
     x = (torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
     with pytest.raises(UnsupportedOpError, match="grid_sampler"):
         transpile(Raft().eval(), x)
+
+
+def test_structure_check_names_the_node_that_lost_the_batch():
+    """An IR whose output batch is fixed while PyTorch's follows the input (what a converter
+    that bakes the batch in produces) is refused, naming the first node with a fixed batch."""
+    from transpiler.frontend import import_model
+    from transpiler.ir import TensorType
+    from transpiler.signature import alternate_inputs
+    from transpiler.verify import check_structure
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    inputs = [torch.randn(2, 3, 4)]
+    others = alternate_inputs(inputs)
+    imported = import_model(model, inputs, others)
+    graph = imported.graph
+    check_structure(None, graph, imported, [inputs, others], ("nchw", "nchw"), False)
+    flatten, *rest = graph.nodes
+    for node in graph.nodes:  # a broken conversion: the batch baked in from the flatten on
+        node.output.type = TensorType((2, *node.output.shape[1:]), node.output.type.dtype)
+    with pytest.raises(TranspileError, match=rf"fixed at 2.*{flatten.output.name} \(reshape\)"):
+        check_structure(None, graph, imported, [inputs, others], ("nchw", "nchw"), False)

@@ -335,7 +335,7 @@ def check_structure(
             if follows and v.shape and v.shape[0] is not None:
                 node = _first_static_batch(graph, v)
                 where = (
-                    f"; the batch was lost at IR node {node.name} ({node.op}) from "
+                    f"; the batch was lost at IR node {node.output.name} ({node.op}) from "
                     f"{node.source.describe() if node.source else '<unknown>'}"
                     if node is not None
                     else ""
