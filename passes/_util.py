@@ -62,7 +62,7 @@ def insert_binary_const(
 def torch_pads(node: Node) -> list[tuple[int, int]]:
     """PyTorch's (before, after) padding per spatial axis of a conv/pool node: ints, or 'same'
     (total d(k-1), the extra one after) and 'valid'."""
-    p = node.attrs.get("padding", "valid")
+    p = node.attrs["padding"]
     n = node.inputs[0].rank - 2
     if p == "valid":
         return [(0, 0)] * n

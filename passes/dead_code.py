@@ -7,7 +7,6 @@ constants that some node (or output) uses. All IR ops are pure, so a reverse swe
 from __future__ import annotations
 
 from transpiler.ir import Graph
-from transpiler.ops import OPS
 
 from .manager import PassContext, PassResult
 
@@ -18,7 +17,7 @@ def dead_code(graph: Graph, ctx: PassContext) -> PassResult:
     live: set[int] = {id(o) for o in graph.outputs}
     kept = []
     for node in reversed(graph.nodes):
-        if OPS[node.op].pure and not any(id(o) in live for o in node.outputs):
+        if not any(id(o) in live for o in node.outputs):
             continue
         kept.append(node)
         live.update(id(i) for i in node.inputs)

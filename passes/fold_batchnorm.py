@@ -7,6 +7,9 @@ is folded into its weights; any other batch_norm (after a transposed conv, say) 
 ``add`` by constants.
 With ``fold_batchnorm=False`` the graph is left as it is (Keras keeps BatchNormalization layers,
 trainable).
+Records why each batch_norm was not folded into its producer: ``graph.meta["unfolded_batchnorm"]``
+is a list of (PyTorch module path, reason), also summarized in the pass detail; the transpile
+report prints them.
 
 Math: s = gamma / sqrt(var + eps);  W' = W · s (per output channel);  b' = (b - mean) · s + beta
 (b = 0 when the conv has no bias).
@@ -28,7 +31,7 @@ def _scale_shift(graph: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray] | None
     if not all(graph.is_constant(v) for v in consts):
         return None
     mean, var, gamma, beta = (graph.constant(v).astype(np.float64) for v in consts)
-    s = gamma / np.sqrt(var + bn.attrs.get("eps", 1e-5))
+    s = gamma / np.sqrt(var + bn.attrs["eps"])
     return s, beta - mean * s
 
 
@@ -42,7 +45,7 @@ def _foldable_producer(graph: Graph, bn: Node, uses: dict[int, int]) -> str | No
         return f"{p.op} output has other users"
     if not all(graph.is_constant(v) for v in p.inputs[1:]):
         return f"{p.op} weights are not constants"
-    axis = bn.attrs.get("axis", 1)
+    axis = bn.attrs["axis"]
     if p.op == "conv" and axis != 1:
         return "batch_norm axis is not the conv channel axis"
     if p.op == "linear" and axis != x.rank - 1:
@@ -66,7 +69,7 @@ def _fold_into(graph: Graph, producer: Node, s: np.ndarray, shift: np.ndarray) -
 
 def _to_mul_add(graph: Graph, bn: Node, s: np.ndarray, shift: np.ndarray) -> None:
     x = bn.inputs[0]
-    axis = bn.attrs.get("axis", 1)
+    axis = bn.attrs["axis"]
     shape = [1] * (x.rank - axis)
     shape[0] = -1  # broadcast from the channel axis onwards: (C, 1, 1) for NCHW
     scale = graph.add_constant(s.reshape(shape).astype(np.float32), "bn_scale")
@@ -81,11 +84,15 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> PassResult:
         return PassResult(graph, False, "disabled: BatchNorm kept as layers")
     folded = affine = 0
     uses = graph.use_counts()
+    unfolded: list[tuple[str, str]] = []
     for bn in [n for n in graph.nodes if n.op == "batch_norm"]:
+        where = (bn.source.module_path or "<top>") if bn.source else bn.output.name
         ss = _scale_shift(graph, bn)
         if ss is None:
+            unfolded.append((where, "statistics or affine parameters are not constants; kept"))
             continue
-        if _foldable_producer(graph, bn, uses) is None:
+        why = _foldable_producer(graph, bn, uses)
+        if why is None:
             producer = bn.inputs[0].producer
             _fold_into(graph, producer, *ss)
             producer.output.torch_ref = bn.output.torch_ref
@@ -94,8 +101,13 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> PassResult:
             graph.nodes.remove(bn)
             folded += 1
         else:
+            unfolded.append((where, f"{why}; became a scale and shift"))
             _to_mul_add(graph, bn, *ss)
             affine += 1
-    return PassResult(
-        graph, folded + affine > 0, f"{folded} folded into conv/linear, {affine} as scale+shift"
-    )
+    graph.meta["unfolded_batchnorm"] = unfolded
+    detail = f"{folded} folded into conv/linear, {affine} as scale+shift"
+    if unfolded:
+        shown = "; ".join(f"{path}: {why}" for path, why in unfolded[:3])
+        more = f"; {len(unfolded) - 3} more" if len(unfolded) > 3 else ""
+        detail += f" (not folded: {shown}{more})"
+    return PassResult(graph, folded + affine > 0, detail)

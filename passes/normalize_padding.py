@@ -32,6 +32,7 @@ import numpy as np
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, TensorType, Value
+from transpiler.ops import declared_attr
 
 from ._util import insert_binary_const, insert_pad, make_pad, tf_same_pads, torch_pads
 from .manager import PassContext, PassResult
@@ -64,7 +65,7 @@ def _ceil_extra(
 
 def _is_tf_same(node: Node, x_shape, kernel, pads) -> bool:
     stride = node.attrs["stride"]
-    dilation = node.attrs.get("dilation") or (1,) * len(kernel)
+    dilation = node.attrs.get("dilation") or (1,) * len(kernel)  # avg_pool has none
     if max(stride) > 1 and max(dilation) > 1:
         return False  # the backend splits such a conv into conv + subsample: 'same' would shift
     return all(
@@ -76,7 +77,8 @@ def _is_tf_same(node: Node, x_shape, kernel, pads) -> bool:
 def _conv(graph: Graph, node: Node) -> None:
     x = node.inputs[0]
     pads = torch_pads(node)
-    mode = node.attrs.pop("padding_mode", "zeros")
+    mode = declared_attr(node, "padding_mode")
+    node.attrs.pop("padding_mode", None)  # consumed: the padding is explicit from here on
     kernel = node.inputs[1].shape[2:]
     if all(p == (0, 0) for p in pads):
         node.attrs["padding"] = "valid"
@@ -184,8 +186,9 @@ def _avg_pool(graph: Graph, node: Node) -> None:
             _ceil_extra(x.shape[2 + i], kernel[i], stride[i], p, 1, where) if a["ceil_mode"] else 0
         )
         pads.append((p, p + extra))
-    include_pad = a.pop("count_include_pad", True)
-    override = a.pop("divisor_override", None)
+    include_pad = declared_attr(node, "count_include_pad")
+    override = declared_attr(node, "divisor_override")
+    a.pop("count_include_pad", None), a.pop("divisor_override", None)  # consumed here
     a["padding"], a["ceil_mode"] = "valid", False
     if all(p == (0, 0) for p in pads) and override is None:
         return

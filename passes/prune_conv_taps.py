@@ -21,6 +21,7 @@ become an explicit zero pad before the conv.
 from __future__ import annotations
 
 from transpiler.ir import Graph, Node
+from transpiler.ops import declared_attr
 
 from ._util import insert_pad, torch_pads
 from .manager import PassContext, PassResult
@@ -35,7 +36,7 @@ def _live_taps(n: int, k: int, s: int, d: int, pl: int, pr: int) -> list[int]:
 
 def _prune(graph: Graph, node: Node) -> bool:
     x, w = node.inputs[0], node.inputs[1]
-    if not graph.is_constant(w) or node.attrs.get("padding_mode", "zeros") != "zeros":
+    if not graph.is_constant(w) or declared_attr(node, "padding_mode") != "zeros":
         return False
     weight = graph.constant(w)
     k = tuple(weight.shape[2:])

@@ -315,7 +315,8 @@ def transpile(
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
-    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
+    report.transposes = [n.attrs["reason"] for n in graph.nodes if n.op == "transpose"]
+    report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
     if example_inputs is None:
         report.notes.append(
             "input signature inferred from the first layer; spatial sizes are dynamic"

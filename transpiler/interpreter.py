@@ -15,20 +15,13 @@ import torch.nn.functional as F
 
 from .errors import TranspileError
 from .ir import Graph, Node
+from .ops import OpImplTable, declared_attr
 
-__all__ = ["run_graph", "EVALUATORS"]
+__all__ = ["run_graph", "EVALUATORS", "evaluates"]
 
 Evaluator = Callable[..., torch.Tensor]
-EVALUATORS: dict[str, Evaluator] = {}
-
-
-def evaluates(*ops: str) -> Callable[[Evaluator], Evaluator]:
-    def register(fn: Evaluator) -> Evaluator:
-        for op in ops:
-            EVALUATORS[op] = fn
-        return fn
-
-    return register
+EVALUATORS: OpImplTable[Evaluator] = OpImplTable("the interpreter")
+evaluates = EVALUATORS.register
 
 
 def _cf(x: torch.Tensor, node: Node) -> torch.Tensor:
@@ -41,7 +34,7 @@ def _back(y: torch.Tensor, node: Node) -> torch.Tensor:
 
 
 def _last(node: Node) -> bool:
-    return node.attrs.get("data_format", "channels_first") == "channels_last"
+    return node.attrs["data_format"] == "channels_last"
 
 
 def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
@@ -56,7 +49,7 @@ def _pads(node: Node, x: torch.Tensor, kernel) -> list[tuple[int, int]] | None:
     """Explicit (before, after) per spatial axis from "valid"/"same"/torch ints; None: torch's
     symmetric ints (let the torch op pad)."""
     a, n = node.attrs, x.dim() - 2
-    pad = a.get("padding", "valid")
+    pad = a["padding"]
     if pad == "valid":
         return [(0, 0)] * n
     if pad == "same" and node.op in ("conv", "conv_transpose") and a["stride"] == (1,) * n:
@@ -64,7 +57,7 @@ def _pads(node: Node, x: torch.Tensor, kernel) -> list[tuple[int, int]] | None:
         # it after as well, so one formula serves both.
         return [_same_pads(x.shape[2 + i], kernel[i], 1, a["dilation"][i]) for i in range(n)]
     if pad == "same":
-        dil = a.get("dilation") or (1,) * n
+        dil = a.get("dilation") or (1,) * n  # avg_pool has none
         return [_same_pads(x.shape[2 + i], kernel[i], a["stride"][i], dil[i]) for i in range(n)]
     return None
 
@@ -84,10 +77,11 @@ def _conv(node: Node, x, w, bias=None):
     pads = _pads(node, x, w.shape[2:])
     if pads is None:
         pads = [(int(p), int(p)) for p in a["padding"]]
-    mode = {"zeros": "constant"}.get(a.get("padding_mode", "zeros"), a.get("padding_mode"))
+    mode = declared_attr(node, "padding_mode")
+    mode = {"zeros": "constant"}.get(mode, mode)
     if any(p != (0, 0) for p in pads):
         x = F.pad(x, _flat(pads), mode=mode)
-    y = _CONV[n](x, w, bias, a["stride"], 0, a["dilation"], a.get("groups", 1))
+    y = _CONV[n](x, w, bias, a["stride"], 0, a["dilation"], a["groups"])
     return _back(y, node)
 
 
@@ -107,9 +101,9 @@ def _conv_transpose(node: Node, x, w, bias=None):
     n = x.dim() - 2
     pad = a["padding"]
     pad = (0,) * n if pad == "valid" else tuple(pad)
-    out_pad = tuple(a.get("output_padding") or (0,) * n)
+    out_pad = tuple(a["output_padding"])
     fn = _CONV_T[n]
-    y = fn(x, w, bias, a["stride"], pad, out_pad, a.get("groups", 1), a["dilation"])
+    y = fn(x, w, bias, a["stride"], pad, out_pad, a["groups"], a["dilation"])
     return _back(y, node)
 
 
@@ -123,7 +117,7 @@ def _pool(node: Node, x):
     n = x.dim() - 2
     kernel, stride = a["kernel"], a["stride"]
     pads = _pads(node, x, kernel)
-    if a.get("padding") == "same" and node.op == "avg_pool":
+    if a["padding"] == "same" and node.op == "avg_pool":
         # TF 'same' average pooling divides by the number of real (unpadded) elements
         s = _AVG[n](F.pad(x, _flat(pads)), kernel, stride)
         c = _AVG[n](F.pad(torch.ones_like(x[:1, :1]), _flat(pads)), kernel, stride)
@@ -136,14 +130,13 @@ def _pool(node: Node, x):
     else:
         sym = tuple(a["padding"])
     if node.op == "max_pool":
-        return _back(
-            _MAX[n](x, kernel, stride, sym, a["dilation"], a.get("ceil_mode", False)), node
-        )
-    args = (x, kernel, stride, sym, a.get("ceil_mode", False), a.get("count_include_pad", True))
+        return _back(_MAX[n](x, kernel, stride, sym, a["dilation"], a["ceil_mode"]), node)
+    include_pad = declared_attr(node, "count_include_pad")
+    args = (x, kernel, stride, sym, a["ceil_mode"], include_pad)
     if n == 1:
         y = F.avg_pool1d(*args)
     else:
-        y = _AVG[n](*args, a.get("divisor_override"))
+        y = _AVG[n](*args, declared_attr(node, "divisor_override"))
     return _back(y, node)
 
 
@@ -178,10 +171,10 @@ def _slice(node: Node, x):
 
 @evaluates("batch_norm")
 def _batch_norm(node: Node, x, mean, var, weight, bias):
-    ax = node.attrs.get("axis", 1)
+    ax = node.attrs["axis"]
     shape = [1] * x.dim()
     shape[ax] = -1
-    inv = weight / torch.sqrt(var + node.attrs.get("eps", 1e-5))
+    inv = weight / torch.sqrt(var + node.attrs["eps"])
     return (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
 
 
@@ -209,6 +202,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "sin": torch.sin,
+    "cos": torch.cos,
 }
 
 
@@ -219,12 +214,12 @@ def _unary(node: Node, x):
 
 @evaluates("leaky_relu")
 def _leaky_relu(node: Node, x):
-    return F.leaky_relu(x, node.attrs.get("negative_slope", 0.01))
+    return F.leaky_relu(x, node.attrs["negative_slope"])
 
 
 @evaluates("gelu")
 def _gelu(node: Node, x):
-    return F.gelu(x, approximate=node.attrs.get("approximate", "none"))
+    return F.gelu(x, approximate=node.attrs["approximate"])
 
 
 _BINARY = {
@@ -240,17 +235,17 @@ _BINARY = {
 
 @evaluates("elu")
 def _elu(node: Node, x):
-    return F.elu(x, node.attrs.get("alpha", 1.0))
+    return F.elu(x, node.attrs["alpha"])
 
 
 @evaluates("softplus")
 def _softplus(node: Node, x):
-    return F.softplus(x, node.attrs.get("beta", 1.0), node.attrs.get("threshold", 20.0))
+    return F.softplus(x, node.attrs["beta"], node.attrs["threshold"])
 
 
 @evaluates("clamp")
 def _clamp(node: Node, x):
-    return torch.clamp(x, node.attrs.get("min"), node.attrs.get("max"))
+    return torch.clamp(x, node.attrs["min"], node.attrs["max"])
 
 
 @evaluates("log_softmax")
@@ -264,7 +259,7 @@ _REDUCE = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch
 @evaluates("reduce")
 def _reduce(node: Node, x):
     a = node.attrs
-    return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a.get("keepdims", False))
+    return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a["keepdims"])
 
 
 @evaluates("layer_norm")
@@ -273,15 +268,15 @@ def _layer_norm(node: Node, x, w, b):
     mean = x.mean(dim=axes, keepdim=True)
     var = ((x - mean) ** 2).mean(dim=axes, keepdim=True)
     shape = [x.shape[i] if i in axes else 1 for i in range(x.dim())]
-    y = (x - mean) / torch.sqrt(var + node.attrs.get("eps", 1e-5))
+    y = (x - mean) / torch.sqrt(var + node.attrs["eps"])
     return y * w.reshape(shape) + b.reshape(shape)
 
 
 @evaluates("group_norm")
 def _group_norm(node: Node, x, w, b):
-    ax = node.attrs.get("axis", 1)
+    ax = node.attrs["axis"]
     xc = x.movedim(ax, 1)
-    y = F.group_norm(xc, node.attrs["groups"], w, b, node.attrs.get("eps", 1e-5))
+    y = F.group_norm(xc, node.attrs["groups"], w, b, node.attrs["eps"])
     return y.movedim(1, ax)
 
 
@@ -289,7 +284,7 @@ def _group_norm(node: Node, x, w, b):
 def _prelu(node: Node, x, w):
     shape = [1] * x.dim()
     if w.numel() > 1:
-        shape[node.attrs.get("axis", 1)] = -1
+        shape[node.attrs["axis"]] = -1
     return torch.where(x >= 0, x, x * w.reshape(shape))
 
 
@@ -319,8 +314,8 @@ def _resize(node: Node, x):
     mode = a["mode"]
     if mode == "linear":
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
-    align = a.get("align_corners", False) if mode not in ("nearest", "nearest-exact") else None
-    if a.get("scales") is not None:
+    align = a["align_corners"] if mode not in ("nearest", "nearest-exact") else None
+    if a["scales"] is not None:
         factors = [1.0 / s for s in a["scales"]]
         y = F.interpolate(x, scale_factor=factors, mode=mode, align_corners=align)
     else:
@@ -347,9 +342,9 @@ def _softmax(node: Node, x):
 def _pad(node: Node, x):
     pads = node.attrs["pads"]
     flat = [int(p) for pair in reversed(pads) for p in pair]  # torch: last axis first
-    mode = node.attrs.get("mode", "constant")
+    mode = node.attrs["mode"]
     if mode == "constant":
-        return F.pad(x, flat, value=float(node.attrs.get("value", 0.0)))
+        return F.pad(x, flat, value=float(node.attrs["value"]))
     # torch's reflect/replicate/circular pad only the trailing spatial axes of a (N, C, ...)
     # tensor: move padded axes to the end, pad, and move them back.
     padded = [i for i, p in enumerate(pads) if tuple(p) != (0, 0)]
@@ -391,9 +386,6 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
     with torch.no_grad():
         for node in graph.nodes:
-            fn = EVALUATORS.get(node.op)
-            if fn is None:
-                raise TranspileError(f"interpreter: no evaluator for op {node.op!r}")
-            out = fn(node, *[get(v) for v in node.inputs])
+            out = EVALUATORS.apply(node, *[get(v) for v in node.inputs])
             env[id(node.output)] = out
     return [get(o).numpy() for o in graph.outputs]

@@ -6,7 +6,9 @@ order (OIHW for convolutions). Layout lives in node attributes (``data_format``,
 after the layout pass, in ``Value.perm``: the permutation that maps PyTorch's logical axes to
 the tensor's physical axes (``physical = logical.permute(perm)``).
 
-``networkx`` is offered as a read-only analysis view (``Graph.to_networkx``), never as the IR.
+``networkx`` is an optional extra (``pip install torch2keras-transpiler[analysis]``) for a
+read-only analysis view (``Graph.to_networkx``), never the IR: the passes' analyses (liveness,
+consumer search) are linear sweeps over the topologically ordered node list.
 """
 
 from __future__ import annotations
@@ -146,9 +148,12 @@ class Graph:
         source: SourceInfo | None = None,
         hint: str | None = None,
     ) -> Node:
-        """Create (but do not insert) a single-output node."""
+        """Create (but do not insert) a single-output node. The op's declared attribute
+        defaults are filled in and list values become tuples (``ops.with_defaults``)."""
+        from .ops import with_defaults  # local: ops imports ir
+
         out = Value(self.fresh_name(hint or op), out_type)
-        node = Node(op, list(inputs), [out], dict(attrs or {}), source)
+        node = Node(op, list(inputs), [out], with_defaults(op, attrs or {}), source)
         out.producer = node
         return node
 
@@ -216,8 +221,15 @@ class Graph:
         return new
 
     def to_networkx(self) -> nx.DiGraph:
-        """A read-only analysis view: one vertex per node (by index), edges along values."""
-        import networkx as nx
+        """A read-only analysis view: one vertex per node (by index), edges along values.
+        Needs the optional ``networkx`` package (the ``analysis`` extra)."""
+        try:
+            import networkx as nx
+        except ImportError as exc:
+            raise TranspileError(
+                "Graph.to_networkx needs networkx, an optional dependency: "
+                "pip install 'torch2keras-transpiler[analysis]' (or networkx>=3.0)"
+            ) from exc
 
         g = nx.DiGraph()
         producer_index = {id(n): k for k, n in enumerate(self.nodes)}

@@ -4,21 +4,57 @@ Layout classes (what the layout pass asks instead of keeping lists of op names):
 
 - ``spatial``: computes over N, C and spatial axes; runs channels-last (``data_format``).
 - ``elementwise``: any layout, all tensor inputs in the same layout (broadcasting included).
-- ``axis``: any layout; the ``axis``/``axes``/``pads`` attributes are remapped to it.
+- ``axis``: any layout; the attributes named in ``axis_attrs`` carry axes and are remapped by
+  one generic rule: ``"axis"`` (one axis index), ``"axes"`` (a set of axes, kept sorted),
+  ``"per_axis"`` (one entry per axis, reordered with them). Real special cases (cat's shared
+  layout, layer_norm's affine constants, slice's paired start/stop/step, pad's consumer
+  preference, reduce's output without the reduced axes, broadcast_to's reference input) have
+  their own rule in ``passes/layout/policy.py``.
 - ``last_axis``: works on the last axis (linear); that axis must stay in place.
+- ``fixed``: runs in PyTorch's logical layout (matmul, einsum: their axis roles live in
+  the equation/shape, not in attributes): the layout pass gives them their inputs in
+  PyTorch's layout and their output is in PyTorch's layout.
 - ``reshape``: reinterprets the element order; handled specially by the layout pass.
 - ``transpose``: an explicit permutation; absorbed into the layout where possible.
+
+Attributes: ``_op(..., key=default)`` declares each attribute (``R``: required). Nodes get the
+defaults filled in when they are built (``Graph.make_node``), and list values become tuples,
+so readers index ``node.attrs[key]`` and never restate a default.
+
+Implementations register against the declaration through one ``OpImplTable`` per consumer:
+``EVALUATORS`` (``@evaluates``, transpiler/interpreter.py), ``RULES`` (``@emits``,
+backends/keras_source/rules.py) and ``LOWERINGS`` (``@lowers``, backends/tf_graph/lowering.py).
+A table refuses an undeclared op; looking up a missing op, or an implementation failing on a
+node, raises a ``TranspileError`` naming the table, the node and its PyTorch module.
+
+Checklist for adding an op (tests/test_op_table.py checks the last five):
+
+1. declare it here with ``_op(name, layout_class, min_inputs, max_inputs, **attrs)`` (and
+   ``axis_attrs`` for the ``axis`` class);
+2. a converter producing it (transpiler/frontend/converters/);
+3. an evaluator: ``@evaluates`` in transpiler/interpreter.py;
+4. a Keras rule: ``@emits`` in backends/keras_source/rules.py;
+5. a TF lowering: ``@lowers`` in backends/tf_graph/lowering.py;
+6. a layout rule: its layout class (or a special case in passes/layout/policy.py);
+7. a catalog case in tests/ops/cases.py that produces it.
+
+A unary elementwise op such as ``sin`` is one name in each of the unary lists (here, the
+interpreter's ``_UNARY``, the Keras rules' and TF lowerings' unary tables), one converter
+entry and one catalog case.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .errors import TranspileError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ir import Node
 
-__all__ = ["OpSpec", "OPS", "op_spec"]
+__all__ = ["OpSpec", "OPS", "op_spec", "OpImplTable", "with_defaults", "declared_attr"]
 
 _REQUIRED = object()
 
@@ -30,7 +66,8 @@ class OpSpec:
     min_inputs: int = 1
     max_inputs: int | None = 1  # None: variadic
     attrs: dict[str, Any] = field(default_factory=dict)  # name -> default (_REQUIRED if none)
-    pure: bool = True
+    # layout class "axis": attribute name -> "axis" | "axes" | "per_axis" (see the docstring)
+    axis_attrs: dict[str, str] = field(default_factory=dict)
 
     def check(self, node: Node) -> None:
         from .ir import IRVerificationError
@@ -50,16 +87,49 @@ class OpSpec:
                 f"node `{node.format()}`: unknown attributes {sorted(unknown)} for {self.name}"
             )
 
-    def attr(self, node: Node, key: str) -> Any:
-        value = node.attrs.get(key, self.attrs[key])
-        return None if value is _REQUIRED else value
+    def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """``attrs`` with every declared default filled in and lists turned into tuples."""
+        out = {k: d for k, d in self.attrs.items() if d is not _REQUIRED}
+        out.update({k: _frozen(v) for k, v in attrs.items()})
+        return out
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def declared_attr(node: Node, key: str) -> Any:
+    """``node.attrs[key]``, or the declared default where a pass consumed the attribute (e.g.
+    normalize_padding drops ``padding_mode`` once the padding is explicit)."""
+    if key in node.attrs:
+        return node.attrs[key]
+    default = OPS[node.op].attrs[key]
+    if default is _REQUIRED:
+        raise KeyError(key)
+    return default
+
+
+def with_defaults(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes for a new ``op`` node: defaults filled, lists as tuples (an undeclared op
+    keeps its attributes as given; ``Graph.verify`` names it)."""
+    spec = OPS.get(op)
+    return spec.with_defaults(attrs) if spec else {k: _frozen(v) for k, v in attrs.items()}
 
 
 OPS: dict[str, OpSpec] = {}
 
 
-def _op(name: str, layout: str, min_inputs: int = 1, max_inputs: int | None = 1, **attrs: Any):
-    OPS[name] = OpSpec(name, layout, min_inputs, max_inputs, attrs)
+def _op(
+    name: str,
+    layout: str,
+    min_inputs: int = 1,
+    max_inputs: int | None = 1,
+    axis_attrs: dict[str, str] | None = None,
+    **attrs: Any,
+):
+    OPS[name] = OpSpec(name, layout, min_inputs, max_inputs, attrs, dict(axis_attrs or {}))
 
 
 R = _REQUIRED
@@ -110,7 +180,7 @@ _op("adaptive_avg_pool", "spatial", output_size=R, **SPATIAL)
 _op("adaptive_max_pool", "spatial", output_size=R, **SPATIAL)
 
 # Normalization: `axis` is the channel axis. Inputs: x, mean, var, weight, bias.
-_op("batch_norm", "axis", 5, 5, eps=1e-5, momentum=0.1, axis=1)
+_op("batch_norm", "axis", 5, 5, axis_attrs={"axis": "axis"}, eps=1e-5, momentum=0.1, axis=1)
 
 # Linear algebra. Inputs: x, weight (out, in) [, bias].
 _op("linear", "last_axis", 2, 3)
@@ -129,6 +199,8 @@ _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
 for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
+for _name in ("sin", "cos"):
+    _op(_name, "elementwise")
 _op("elu", "elementwise", alpha=1.0)
 _op("softplus", "elementwise", beta=1.0, threshold=20.0)
 _op("clamp", "elementwise", min=None, max=None)
@@ -138,21 +210,26 @@ for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
     _op(_name, "elementwise", 2, 2)
 
 # Axis-carrying.
-_op("cat", "axis", 1, None, axis=R)
-_op("softmax", "axis", axis=R)
-_op("log_softmax", "axis", axis=R)
-_op("reduce", "axis", kind=R, axes=R, keepdims=False)  # kind: mean, sum, max, min
-_op("layer_norm", "axis", 3, 3, axes=R, eps=1e-5)  # inputs: x, weight, bias (normalized shape)
-_op("group_norm", "axis", 3, 3, groups=R, eps=1e-5, axis=1)  # inputs: x, weight (C,), bias (C,)
-_op("prelu", "axis", 2, 2, axis=1)  # inputs: x, weight (C,) or (1,)
+AXIS, AXES = {"axis": "axis"}, {"axes": "axes"}
+_op("cat", "axis", 1, None, axis_attrs=AXIS, axis=R)
+_op("softmax", "axis", axis_attrs=AXIS, axis=R)
+_op("log_softmax", "axis", axis_attrs=AXIS, axis=R)
+# kind: mean, sum, max, min
+_op("reduce", "axis", axis_attrs=AXES, kind=R, axes=R, keepdims=False)
+# inputs: x, weight, bias (normalized shape)
+_op("layer_norm", "axis", 3, 3, axis_attrs=AXES, axes=R, eps=1e-5)
+# inputs: x, weight (C,), bias (C,)
+_op("group_norm", "axis", 3, 3, axis_attrs=AXIS, groups=R, eps=1e-5, axis=1)
+# inputs: x, weight (C,) or (1,)
+_op("prelu", "axis", 2, 2, axis_attrs=AXIS, axis=1)
 # broadcast_to: target shape; -1 keeps x's size, None takes the batch size of the optional
 # second input (a graph input) - e.g. a class token expanded to the dynamic batch
-_op("broadcast_to", "axis", 1, 2, shape=R)
+_op("broadcast_to", "axis", 1, 2, axis_attrs={"shape": "per_axis"}, shape=R)
 # pads: one (before, after) pair per axis, in axis order. mode: constant/reflect/replicate/circular
-_op("pad", "axis", pads=R, mode="constant", value=0.0)
+_op("pad", "axis", axis_attrs={"pads": "per_axis"}, pads=R, mode="constant", value=0.0)
 
 # slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end)
-_op("slice", "axis", axes=R, starts=R, stops=R, steps=R)
+_op("slice", "axis", axis_attrs={"axes": "axes"}, axes=R, starts=R, stops=R, steps=R)
 
 # Shape.
 _op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension
@@ -163,3 +240,74 @@ del _name
 
 def op_spec(name: str) -> OpSpec:
     return OPS[name]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OpImplTable(Generic[F]):
+    """One implementation per declared op, for one consumer of the IR (the interpreter, a
+    backend). ``register(*ops)`` is the decorator; ``apply(node, *args)`` runs the entry for
+    ``node.op`` and turns any failure into a ``TranspileError`` naming the table, the node and
+    its PyTorch module."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._impls: dict[str, F] = {}
+
+    def register(self, *ops: str) -> Callable[[F], F]:
+        unknown = [op for op in ops if op not in OPS]
+        if unknown:
+            raise TranspileError(
+                f"{self.name}: ops {unknown} are not declared in transpiler/ops.py; declare "
+                "them there first"
+            )
+
+        def decorate(fn: F) -> F:
+            for op in ops:
+                self._impls[op] = fn
+            return fn
+
+        return decorate
+
+    def lookup(self, op: str) -> F:
+        fn = self._impls.get(op)
+        if fn is None:
+            raise TranspileError(f"{self.name} has no entry for IR op {op!r}")
+        return fn
+
+    def missing(self, ops) -> list[str]:
+        """The ops among ``ops`` with no entry, sorted."""
+        return sorted({op for op in ops if op not in self._impls})
+
+    def apply(self, node: Node, *args: Any) -> Any:
+        fn = self.lookup(node.op)
+        try:
+            return fn(node, *args)
+        except TranspileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with the node named
+            where = node.source.describe() if node.source else "no PyTorch module"
+            raise TranspileError(
+                f"{self.name} failed on node `{node.format()}` (from {where}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    # read-only mapping behaviour (``op in table``, ``table[op]``, ``table.get(op)``)
+    def __contains__(self, op: object) -> bool:
+        return op in self._impls
+
+    def __getitem__(self, op: str) -> F:
+        return self.lookup(op)
+
+    def get(self, op: str, default: Any = None) -> Any:
+        return self._impls.get(op, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._impls)
+
+    def __len__(self) -> int:
+        return len(self._impls)
+
+    def keys(self):
+        return self._impls.keys()

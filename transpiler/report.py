@@ -66,6 +66,8 @@ class Report:
     transpose_count: int | None = None  # TF Transpose ops in tf.function(model)
     transposes: list[str] = field(default_factory=list)  # why each IR transpose exists
     batchnorm_layers: int = 0
+    # (PyTorch module path, why) for each BatchNorm not folded into its conv/linear
+    unfolded_batchnorm: list[tuple[str, str]] = field(default_factory=list)
     module_layers: dict[str, list[str]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     divergence: Divergence | None = None
@@ -118,6 +120,9 @@ class Report:
         )
         lines.append(f"- TF `Transpose` ops in `tf.function(model)`: {count}")
         lines += [f"- IR transpose: {why}" for why in self.transposes]
+        if self.unfolded_batchnorm:
+            lines += ["", "## BatchNorm not folded", ""]
+            lines += [f"- `{path}`: {why}" for path, why in self.unfolded_batchnorm]
         lines += ["", "## Numeric check", ""]
         if self.checks:
             lines += [
@@ -187,6 +192,7 @@ class Report:
             + (str(self.transpose_count) if self.transpose_count is not None else "not counted")
         )
         lines += [f"    - {why}" for why in self.transposes]
+        lines += [f"  BatchNorm not folded: {p}: {why}" for p, why in self.unfolded_batchnorm]
         if self.batch != "dynamic":
             lines.append(f"  batch: {self.batch}")
         for c in self.checks:

@@ -145,7 +145,7 @@ def _torch_short(torch_op: str) -> str:
 
 def _comment(node: Node) -> str:
     if node.op == "transpose":
-        return f"# transpose: {sanitize_text(node.attrs.get('reason', ''))}"
+        return f"# transpose: {sanitize_text(node.attrs['reason'])}"
     src = node.source
     parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
     if not src.torch_op.startswith("call_module"):
@@ -203,10 +203,7 @@ def emit_source(
             comments[k] = comments[k + 1]
     last_comment = None
     for node, comment in zip(graph.nodes, comments, strict=True):
-        rule = RULES.get(node.op)
-        if rule is None:
-            raise TranspileError(f"the Keras backend has no rule for IR op {node.op!r}")
-        calls: list[KerasCall] = rule(node, graph)
+        calls: list[KerasCall] = RULES.apply(node, graph)
         if comment and comment != last_comment:
             limit = MAX_LINE - len(indent)
             short = comment if len(comment) <= limit else comment[: limit - 3] + "..."

@@ -16,6 +16,7 @@ from transpiler.backends._layouts import adaptive_windows, spatial_kernel
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
+from transpiler.ops import OpImplTable
 
 __all__ = ["KerasCall", "RULES", "emits", "Literal"]
 
@@ -43,16 +44,8 @@ class KerasCall:
 
 
 Rule = Callable[[Node, Graph], "list[KerasCall]"]
-RULES: dict[str, Rule] = {}
-
-
-def emits(*ops: str) -> Callable[[Rule], Rule]:
-    def register(fn: Rule) -> Rule:
-        for op in ops:
-            RULES[op] = fn
-        return fn
-
-    return register
+RULES: OpImplTable[Rule] = OpImplTable("the Keras backend")
+emits = RULES.register
 
 
 def _tensor_inputs(node: Node, graph: Graph) -> list[Value]:
@@ -292,7 +285,7 @@ def _softplus(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("clamp")
 def _clamp(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
-    return [KerasCall("Clamp", [node.inputs[0]], (a.get("min"), a.get("max")), {})]
+    return [KerasCall("Clamp", [node.inputs[0]], (a["min"], a["max"]), {})]
 
 
 _UNARY_OPS = {
@@ -305,6 +298,8 @@ _UNARY_OPS = {
     "square": "square",
     "reciprocal": "reciprocal",
     "erf": "erf",
+    "sin": "sin",
+    "cos": "cos",
 }
 
 
@@ -327,7 +322,7 @@ def _leaky_relu(node: Node, graph: Graph) -> list[KerasCall]:
 
 @emits("gelu")
 def _gelu(node: Node, graph: Graph) -> list[KerasCall]:
-    approximate = node.attrs.get("approximate", "none") == "tanh"
+    approximate = node.attrs["approximate"] == "tanh"
     return [KerasCall("Gelu", [node.inputs[0]], (), {"approximate": approximate})]
 
 
@@ -477,7 +472,7 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
     _check_channels_last(node)
     x, a = node.inputs[0], node.attrs
     n = x.rank - 2
-    sizes, scales = tuple(a["sizes"]), a.get("scales")
+    sizes, scales = tuple(a["sizes"]), a["scales"]
     ins = x.shape[1:-1]
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(

@@ -50,13 +50,13 @@ class _Program:
         self.steps: list[tuple[int, str, Any, Callable]] = []
         self.value_names: dict[str, str] = {}  # IR value name -> op (scope) name
         self.module_ops: dict[str, list[str]] = {}
-        missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
+        missing = LOWERINGS.missing(n.op for n in graph.nodes)
         if missing:
             raise TranspileError(f"the tf backend has no lowering for IR op(s) {missing}")
         for node in graph.nodes:
             name = ns.create(_node_hint(node))
             plan._hint = name
-            step = LOWERINGS[node.op](node, plan)
+            step = LOWERINGS.apply(node, plan)
             dtype = tf.as_dtype(node.output.type.dtype)
             self.steps.append((id(node.output), name, dtype, step))
             self.value_names[node.output.name] = name

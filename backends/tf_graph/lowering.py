@@ -25,22 +25,15 @@ from transpiler.backends._layouts import adaptive_windows, spatial_kernel
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
+from transpiler.ops import OpImplTable
 
 __all__ = ["LOWERINGS", "lowers", "Plan", "Step"]
 
 Env = dict[int, Any]  # id(Value) -> tf.Tensor
 Step = Callable[[Env], Any]
 Lowering = Callable[[Node, "Plan"], Step]
-LOWERINGS: dict[str, Lowering] = {}
-
-
-def lowers(*ops: str) -> Callable[[Lowering], Lowering]:
-    def register(fn: Lowering) -> Lowering:
-        for op in ops:
-            LOWERINGS[op] = fn
-        return fn
-
-    return register
+LOWERINGS: OpImplTable[Lowering] = OpImplTable("the tf backend")
+lowers = LOWERINGS.register
 
 
 class Plan:
@@ -434,6 +427,8 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "sin": tf.sin,
+    "cos": tf.cos,
 }
 
 
@@ -450,7 +445,7 @@ def _leaky_relu(node: Node, plan: Plan) -> Step:
 
 @lowers("gelu")
 def _gelu(node: Node, plan: Plan) -> Step:
-    approximate = node.attrs.get("approximate", "none") == "tanh"
+    approximate = node.attrs["approximate"] == "tanh"
     return _unary(node, plan, lambda x: tf.nn.gelu(x, approximate=approximate))
 
 
@@ -474,7 +469,7 @@ def _softplus(node: Node, plan: Plan) -> Step:
 
 @lowers("clamp")
 def _clamp(node: Node, plan: Plan) -> Step:
-    low, high = node.attrs.get("min"), node.attrs.get("max")
+    low, high = node.attrs["min"], node.attrs["max"]
 
     def fn(x: Any) -> Any:
         if low is not None:
@@ -662,7 +657,7 @@ def _slice(node: Node, plan: Plan) -> Step:
 def _resize(node: Node, plan: Plan) -> Step:
     _channels_last(node)
     x, xv, a = plan.operand(node.inputs[0]), node.inputs[0], node.attrs
-    sizes, scales, mode = tuple(a["sizes"]), a.get("scales"), a["mode"]
+    sizes, scales, mode = tuple(a["sizes"]), a["scales"], a["mode"]
     ins = xv.shape[1:-1]
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from transpiler.errors import TranspileError
 from transpiler.ir import Node, Value
 from transpiler.ops import OPS
 
@@ -75,20 +76,36 @@ def elementwise(node: Node, lay: Layouts) -> Perm:
     return target
 
 
+def remap_axis_attrs(node: Node, p: Perm) -> None:
+    """Remap the attributes the op declares as axis-carrying (``OpSpec.axis_attrs``) to the
+    physical layout ``p``: an axis to its position, a set of axes to their sorted positions,
+    a per-axis tuple reordered with its axes."""
+    for key, kind in OPS[node.op].axis_attrs.items():
+        value = node.attrs[key]
+        if kind == "axis":
+            node.attrs[key] = p.index(value)
+        elif kind == "axes":
+            node.attrs[key] = tuple(sorted(p.index(a) for a in value))
+        elif kind == "per_axis":
+            node.attrs[key] = tuple(value[q] for q in p)
+        else:
+            raise TranspileError(f"op {node.op!r}: unknown axis attribute kind {kind!r}")
+
+
+def axis(node: Node, lay: Layouts) -> Perm:
+    """The generic rule of the ``axis`` class: run in the input's layout, remap the axis
+    attributes (constant inputs such as per-channel weights are indexed by the axis itself)."""
+    p = lay.perm(node.inputs[0])
+    node.inputs[0] = lay.physical(node.inputs[0])
+    remap_axis_attrs(node, p)
+    return p
+
+
 def cat(node: Node, lay: Layouts) -> Perm:
+    """All inputs in one (shared) layout, like an elementwise op."""
     target = elementwise(node, lay)
-    node.attrs["axis"] = target.index(node.attrs["axis"])
+    remap_axis_attrs(node, target)
     return target
-
-
-def _single_axis(key: str) -> Rule:
-    def rule(node: Node, lay: Layouts) -> Perm:
-        p = lay.perm(node.inputs[0])
-        node.inputs[0] = lay.physical(node.inputs[0])
-        node.attrs[key] = p.index(node.attrs[key])
-        return p
-
-    return rule
 
 
 def slice_(node: Node, lay: Layouts) -> Perm:
@@ -103,12 +120,9 @@ def slice_(node: Node, lay: Layouts) -> Perm:
 
 def layer_norm(node: Node, lay: Layouts) -> Perm:
     """Normalized axes remapped; the affine constants follow the axes' physical order."""
-    x = node.inputs[0]
-    p = lay.perm(x)
-    node.inputs[0] = lay.physical(x)
     axes = tuple(node.attrs["axes"])
+    p = axis(node, lay)
     by_position = tuple(sorted(axes, key=p.index))
-    node.attrs["axes"] = tuple(p.index(a) for a in by_position)
     if by_position != axes:
         order = tuple(axes.index(a) for a in by_position)
         for k in (1, 2):
@@ -120,9 +134,8 @@ def layer_norm(node: Node, lay: Layouts) -> Perm:
 def broadcast_to(node: Node, lay: Layouts) -> Perm:
     x = node.inputs[0]
     p = lay.perm(x)
-    node.inputs = [lay.physical(v) for v in node.inputs]
-    shape = node.attrs["shape"]
-    node.attrs["shape"] = tuple(shape[q] for q in p)
+    node.inputs = [lay.physical(v) for v in node.inputs]  # the reference input: batch only
+    remap_axis_attrs(node, p)
     return p
 
 
@@ -135,11 +148,11 @@ def fixed(node: Node, lay: Layouts) -> Perm:
 
 
 def reduce_(node: Node, lay: Layouts) -> Perm:
-    p = lay.perm(node.inputs[0])
-    node.inputs[0] = lay.physical(node.inputs[0])
+    """Without keepdims the output lacks the reduced axes: its layout is the input's, less
+    them."""
     axes = tuple(node.attrs["axes"])
-    node.attrs["axes"] = tuple(sorted(p.index(a) for a in axes))
-    if node.attrs.get("keepdims"):
+    p = axis(node, lay)
+    if node.attrs["keepdims"]:
         return p
     return tuple(q - sum(a < q for a in axes) for q in p if q not in axes)
 
@@ -153,8 +166,7 @@ def pad(node: Node, lay: Layouts) -> Perm:
         "to channels-last for pad" if p == channels_last(x.rank) else "pad in its consumers' layout"
     )
     node.inputs[0] = lay.need(x, p, why)
-    pads = node.attrs["pads"]
-    node.attrs["pads"] = tuple(tuple(pads[q]) for q in p)
+    remap_axis_attrs(node, p)
     return p
 
 
@@ -321,26 +333,20 @@ def transpose(node: Node, lay: Layouts) -> Perm | None:
     return None
 
 
-def batch_norm(node: Node, lay: Layouts) -> Perm:
-    return _single_axis("axis")(node, lay)
-
-
+# One rule per layout class ...
 RULES: dict[str, Rule] = {
     "spatial": spatial,
     "elementwise": elementwise,
+    "axis": axis,
     "last_axis": last_axis,
     "reshape": reshape,
     "transpose": transpose,
     "fixed": fixed,
 }
+# ... and the real special cases (see the docstrings).
 BY_OP: dict[str, Rule] = {
     "cat": cat,
-    "softmax": _single_axis("axis"),
-    "batch_norm": batch_norm,
     "reduce": reduce_,
-    "log_softmax": _single_axis("axis"),
-    "group_norm": _single_axis("axis"),
-    "prelu": _single_axis("axis"),
     "layer_norm": layer_norm,
     "broadcast_to": broadcast_to,
     "slice": slice_,
@@ -348,8 +354,41 @@ BY_OP: dict[str, Rule] = {
 }
 
 
+def rule_for_op(op: str) -> Rule:
+    """The layout rule of ``op``; a named TranspileError if it has none (an undeclared op, a
+    layout class without a rule, an ``axis`` op declaring no axis attributes)."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise TranspileError(f"layout: op {op!r} is not declared in transpiler/ops.py")
+    if op in BY_OP:
+        return BY_OP[op]
+    rule = RULES.get(spec.layout)
+    if rule is None:
+        raise TranspileError(
+            f"layout: op {op!r} has layout class {spec.layout!r}, which has no rule"
+        )
+    if spec.layout == "axis" and not spec.axis_attrs:
+        raise TranspileError(
+            f"layout: op {op!r} is in the 'axis' class but declares no axis_attrs in "
+            "transpiler/ops.py"
+        )
+    return rule
+
+
 def rule_for(node: Node) -> Rule:
-    return BY_OP.get(node.op) or RULES[OPS[node.op].layout]
+    try:
+        return rule_for_op(node.op)
+    except TranspileError as exc:
+        raise TranspileError(f"{exc} (node `{node.format()}`)") from exc
 
 
-__all__ = ["RULES", "BY_OP", "rule_for", "identity", "channels_last", "Value"]
+__all__ = [
+    "RULES",
+    "BY_OP",
+    "rule_for",
+    "rule_for_op",
+    "remap_axis_attrs",
+    "identity",
+    "channels_last",
+    "Value",
+]

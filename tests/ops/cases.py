@@ -480,6 +480,22 @@ add(
     pure=True,
 )
 add("broadcast", "raw-two-inputs-add", lambda: Fn2(lambda a, b: a + b), (4, 6, 5), (4, 6, 5))
+add("binary", "torch.minimum", lambda: TwoBranch(torch.minimum), IMG, pure=True)
+
+# Unary math (tests/test_op_table.py requires a case for every IR op); inputs kept in range:
+# positive where the function needs it, scaled down before exp.
+UNARY_MATH: dict[str, Callable] = {
+    "torch.exp": lambda y: torch.exp(y / 4),
+    "torch.log-abs-plus-1": lambda y: torch.log(y.abs() + 1),
+    "torch.rsqrt-abs-plus-1": lambda y: torch.rsqrt(y.abs() + 1),
+    "torch.reciprocal-abs-plus-1": lambda y: torch.reciprocal(y.abs() + 1),
+    "method-reciprocal": lambda y: (y.abs() + 2).reciprocal(),
+    "torch.erf": torch.erf,
+    "method-clone": lambda y: y.clone() * 2,
+    "torch.sin-method-cos": lambda y: torch.sin(y) * y.cos(),
+}
+for _name, _fn in UNARY_MATH.items():
+    add("unary", _name, lambda f=_fn: Front(f), IMG, pure=True)
 add("broadcast", "raw-two-inputs-mul-nc11", lambda: Fn2(lambda a, b: a * b), (4, 6, 5), (4, 1, 1))
 
 

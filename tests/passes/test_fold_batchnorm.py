@@ -74,3 +74,44 @@ def test_disabled_keeps_batchnorm():
     graph = import_torch(model, x)
     result = fold_batchnorm(graph, PassContext(fold_batchnorm=False))
     assert not result.changed and ops_of(result.graph) == ["conv", "batch_norm"]
+
+
+def test_unfolded_batchnorm_reasons_are_kept():
+    class TwoUsers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.bn = nn.BatchNorm2d(4)
+            self.conv2 = nn.Conv2d(4, 4, 1)
+            self.bn2 = nn.BatchNorm2d(4)
+            self.bn3 = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            z = self.bn2(self.conv2(self.bn(y) + y))  # bn2 folds into conv2
+            return self.bn3(torch.relu(z))
+
+    model = _randomize(TwoUsers())
+    x = torch.randn(2, 3, 5, 5)
+    graph = import_torch(model, x)
+    result = fold_batchnorm(graph, PassContext())
+    reasons = dict(result.graph.meta["unfolded_batchnorm"])
+    assert set(reasons) == {"bn", "bn3"}
+    assert reasons["bn"].startswith("conv output has other users")
+    assert reasons["bn3"].startswith("input is not a conv/linear")
+    assert "1 folded into conv/linear, 2 as scale+shift" in result.detail
+    assert "not folded: bn: conv output has other users" in result.detail
+
+
+def test_report_lists_unfolded_batchnorm(tmp_path):
+    from transpiler import transpile
+
+    model = _randomize(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1)))
+    result = transpile(model, torch.randn(2, 3, 5, 5), out_dir=tmp_path, verify=False)
+    assert result.report.unfolded_batchnorm == [
+        ("1", "input is not a conv/linear; became a scale and shift")
+    ]
+    assert "BatchNorm not folded: 1: input is not a conv/linear" in str(result.report)
+    assert "- `1`: input is not a conv/linear; became a scale and shift" in (
+        result.report.to_markdown()
+    )

@@ -56,3 +56,13 @@ def test_networkx_view_is_read_only_analysis():
     g = _graph()
     nxg = g.to_networkx()
     assert nxg.number_of_nodes() == 2 and list(nxg.edges) == [(0, 1)]
+
+
+def test_networkx_is_optional_with_a_clear_error(monkeypatch):
+    import sys
+
+    from transpiler.errors import TranspileError
+
+    monkeypatch.setitem(sys.modules, "networkx", None)  # as if not installed
+    with pytest.raises(TranspileError, match=r"networkx.*\[analysis\]"):
+        _graph().to_networkx()

@@ -42,6 +42,8 @@ for _op, _fns, _mods, _methods in [
     ("reciprocal", (torch.reciprocal,), (), ("reciprocal",)),
     ("erf", (torch.erf, torch.special.erf), (), ("erf",)),
     ("mish", (F.mish,), (nn.Mish,), ()),
+    ("sin", (torch.sin,), (), ("sin",)),
+    ("cos", (torch.cos,), (), ("cos",)),
     ("identity", (torch.clone, torch.Tensor.detach), (), ("clone", "detach", "float")),
 ]:
     _fn, _mod = _unary(_op)
