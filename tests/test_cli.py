@@ -36,7 +36,7 @@ def factory(tmp_path: Path) -> Path:
         "    import torch\n"
         "    class M(nn.Module):\n"
         "        def forward(self, x):\n"
-        "            return torch.cumsum(x, 1)\n"
+        "            return torch.cumprod(x, 1)\n"
         "    return M()\n"
     )
     return tmp_path
@@ -87,7 +87,7 @@ def test_cli_tf_backend(factory: Path):
         (("mymodels:nothere",), "has no attribute"),
         (("mymodels",), "package.module:factory"),
         (("mymodels:tiny", "--input-shape", "1,three"), "positive integers"),
-        (("mymodels:bad", "--input-shape", "1,3,4,4"), "torch.cumsum"),
+        (("mymodels:bad", "--input-shape", "1,3,4,4"), "torch.cumprod"),
         (("mymodels:tiny", "--backend", "onnx"), "valid choices"),
     ],
 )

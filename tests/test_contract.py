@@ -501,7 +501,7 @@ class Spectral(nn.Module):
 
 class Cumulative(nn.Module):
     def forward(self, x):
-        return torch.cumsum(x, dim=1)
+        return torch.cumprod(x, dim=1)
 
 
 class TwoUnsupported(nn.Module):
@@ -528,7 +528,7 @@ def test_unsupported_ops_are_all_listed_and_nothing_is_written(tmp_path):
     message = str(info.value)
     for op, path, function in [
         ("fft2", "spectral", Spectral.forward),
-        ("cumsum", "head.1", Cumulative.forward),
+        ("cumprod", "head.1", Cumulative.forward),
     ]:
         assert op in message and path in message, message
         assert str(_line_of(function, op)) in message, f"no source line for {op}:\n{message}"

@@ -108,3 +108,27 @@ def test_exported_program_and_pt2_file(tmp_path):
 
     assert main([str(tmp_path / "m.pt2"), "-o", str(tmp_path / "cli"), "--backend", "tf"]) == 0
     assert (tmp_path / "cli" / "saved_model" / "saved_model.pb").exists()
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "int-bool-compare-logic-where",
+        "int-bool-unary-math",
+        "int-bool-take-roll-flip-cumsum-stack",
+        "int-bool-embedding-ids",
+    ],
+)
+def test_export_path_sequence_ops(case_id, tmp_path):
+    """The ATen aliases of the sequence-model ops (casts, comparisons, where, embedding, take,
+    roll/flip/cumsum, std/var, ...) convert on the torch.export path too."""
+    from ops.cases import CASES
+
+    case = next(c for c in CASES if c.id == case_id)
+    torch.manual_seed(stable_seed(case_id))
+    model = case.make().eval()
+    x = torch.randn(2, *case.input_shapes[0])
+    result = transpile(model, x, tracer="export", out_dir=tmp_path / "out")
+    assert_checks_ok(result)
+    assert result.report.tracer == "torch.export"
+    check_against_torch(model, torch.randn(3, *case.input_shapes[0]), result)

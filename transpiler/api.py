@@ -1,8 +1,12 @@
-"""``transpile()``: the public entry point (see ../shared/CONTRACT.md)."""
+"""``transpile()``: the public entry point (see ../shared/CONTRACT.md).
+
+One readable sequence: validate the arguments, ``frontend.load`` the model into the IR, run the
+pass pipeline, write with the chosen backend (``backends.BACKENDS``) into a staging folder,
+check the numbers against PyTorch, then move the files into ``out_dir``.
+"""
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import tempfile
@@ -14,24 +18,15 @@ from typing import Any
 
 import torch
 
-from ._hygiene import block_triton_if_tensorflow
-from .backends import BACKENDS
+from .backends import BACKENDS, Backend
 from .errors import TranspileError
-from .frontend import DEFAULT_REGISTRY, ConverterRegistry, import_model
-from .frontend.fx_importer import trace, wrap_single_layer
+from .frontend import DEFAULT_REGISTRY, ConverterRegistry, Loaded, load
 from .ir import Graph, Value
 from .report import Report
-from .signature import BatchSpec, alternate_inputs, infer_inputs, normalize_inputs
 
 __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
-TRACERS = ("auto", "fx", "export")
-
-
-def _exported_program(model: Any) -> Any:
-    exported = getattr(torch.export, "ExportedProgram", None)
-    return model if exported is not None and isinstance(model, exported) else None
 
 
 @dataclass
@@ -47,41 +42,22 @@ class TranspileResult:
     tolerance: float = 1e-4
     saved_model_path: Path | None = None  # backend="tf": the SavedModel folder
 
-    def keras_model(self) -> Any:
-        """The generated model, loaded with its weights (a fresh ``keras.Model``)."""
-        from transpiler.backends.keras_source import import_module_from
+    @property
+    def _writer(self) -> Backend:
+        return BACKENDS[self.backend]
 
-        if self.source_path is None:
-            raise TranspileError(
-                f"the {self.backend} backend has no Keras model (it wrote a SavedModel: use "
-                "result.load() or tf.saved_model.load); transpile with backend='keras' for one."
-            )
-        return import_module_from(self.source_path).load_model(str(self.weights_path))
+    def keras_model(self) -> Any:
+        """The generated model, loaded with its weights (a fresh ``keras.Model``); the keras
+        backend only (TranspileError otherwise)."""
+        return self._writer.keras_model(self.out_dir)
 
     def load(self) -> Callable[..., Any]:
         """A plain callable: numpy arrays (layout per io_layout) in, numpy array(s) out."""
-        if self.backend == "tf":
-            from transpiler.backends.tf_graph import load_saved_model
-            from transpiler.backends.tf_graph import make_callable as tf_callable
-
-            assert self.saved_model_path is not None
-            module = load_saved_model(self.saved_model_path)
-            return tf_callable(module, len(self.graph.outputs))
-        return make_callable(self.keras_model(), len(self.graph.outputs))
+        return self._writer.load(self.out_dir, self.graph)
 
     def concrete_function(self) -> Any:
         """The model as a TF concrete function (dynamic batch), for TFLite and graph tooling."""
-        if self.backend == "tf":
-            from transpiler.backends.tf_graph import load_saved_model
-
-            assert self.saved_model_path is not None
-            module = load_saved_model(self.saved_model_path)
-            concrete = module.serve.get_concrete_function()
-            concrete._transpiler_owner = module  # the variables live as long as the function
-            return concrete
-        from .tflite import keras_concrete_function
-
-        return keras_concrete_function(self.keras_model())
+        return self._writer.concrete_function(self.out_dir, self.graph)
 
     def to_tflite(self, path: str | os.PathLike[str], variant: str = "float32") -> Path:
         """Write a TFLite flatbuffer (dynamic batch, builtin ops only) and check it against
@@ -96,52 +72,6 @@ class TranspileResult:
         return Path(path)
 
 
-def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
-    """numpy (or tensors) in, numpy out. On TensorFlow the model runs as one ``tf.function``
-    with a dynamic batch (a graph: faster than eager, and without eager's per-shape caches)."""
-    import keras
-
-    def eager(xs: list[Any]) -> Any:
-        return model(xs if len(xs) > 1 else xs[0], training=False)
-
-    call = eager
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-        graph = tf.function(lambda *xs: eager(list(xs)), input_signature=specs)
-
-        def call(xs: list[Any]) -> Any:
-            return graph(*(_cast(x, spec.dtype) for x, spec in zip(xs, specs, strict=True)))
-
-    def fn(*arrays: Any) -> Any:
-        xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
-        ys = call(xs)
-        ys = ys if isinstance(ys, list | tuple) else [ys]
-        outs = tuple(keras.ops.convert_to_numpy(y) for y in ys)
-        return outs[0] if n_outputs == 1 else outs
-
-    return fn
-
-
-def _cast(x: Any, dtype: Any) -> Any:
-    """An input to the signature's dtype (numpy float64 -> float32, ...)."""
-    import numpy as np
-    import tensorflow as tf
-
-    if isinstance(x, tf.Tensor | tf.Variable):
-        return x if x.dtype == dtype else tf.cast(x, dtype)
-    return tf.convert_to_tensor(np.asarray(x, dtype=dtype.as_numpy_dtype))
-
-
-def _program_example(program: Any) -> Any:
-    """The example inputs an exported program was traced with (torch >= 2.5 keeps them)."""
-    saved = getattr(program, "example_inputs", None)
-    if saved and saved[0] and all(isinstance(t, torch.Tensor) for t in saved[0]):
-        return tuple(saved[0])
-    return None
-
-
 def _check_layout(io_layout: Any) -> tuple[str, str]:
     valid = f"valid choices: {', '.join(repr(x) for x in LAYOUTS)} or a pair like ('nhwc', 'nchw')"
     if isinstance(io_layout, str):
@@ -153,32 +83,18 @@ def _check_layout(io_layout: Any) -> tuple[str, str]:
     raise TranspileError(f"unknown io_layout {io_layout!r}; {valid}.")
 
 
-def _check_backend(backend: Any) -> str:
-    if backend in BACKENDS:
-        return backend
+def _check_backend(backend: Any) -> Backend:
+    if isinstance(backend, str) and backend in BACKENDS:
+        return BACKENDS[backend]
     raise TranspileError(
         f"unknown backend {backend!r}; valid choices: {', '.join(repr(b) for b in BACKENDS)}."
     )
 
 
-def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode float32 copy: the user's model is never touched."""
-    # float32 parameters are shared with the copy, not duplicated (they are only read: the copy
-    # runs in eval mode under no_grad, and the IR copies what a pass rewrites); buffers,
-    # attributes and the module tree are copied, so nothing the copy does reaches the model.
-    shared = all(p.dtype == torch.float32 for p in model.parameters())
-    memo = {id(p): p for p in model.parameters()} if shared else {}
-    try:
-        work = copy.deepcopy(model, memo)
-    except Exception as exc:  # noqa: BLE001
-        raise TranspileError(
-            f"could not copy {type(model).__name__} ({type(exc).__name__}: {exc}); the "
-            "transpiler works on a copy so that your model stays as it is. Make it deep-copyable."
-        ) from exc
-    work.eval()
-    if any(p.is_floating_point() and p.dtype != torch.float32 for p in work.parameters()):
-        work.float()
-    return work
+def _check_tolerance(tolerance: Any) -> float:
+    if isinstance(tolerance, int | float) and not isinstance(tolerance, bool) and tolerance > 0:
+        return float(tolerance)
+    raise TranspileError(f"tolerance must be a positive number, got {tolerance!r}.")
 
 
 def transpile(
@@ -198,7 +114,10 @@ def transpile(
 
     Args:
         model: the ``torch.nn.Module``; its eval-mode behaviour is converted and it is left
-            exactly as it was (the transpiler works on a copy).
+            exactly as it was (the transpiler works on a copy). An ONNX model (a path ending in
+            ``.onnx`` or an ``onnx.ModelProto``) goes through the ONNX frontend instead
+            (``example_inputs`` then numpy arrays or tensors, optional; checked against
+            onnxruntime).
         example_inputs: a tensor or a tuple of tensors giving shapes and dtypes; optional when
             the input signature can be inferred (``Conv2d(3, ...)`` -> ``(N, 3, H, W)``).
         backend: ``"keras"`` (readable Keras 3 source + weights) or ``"tf"`` (a SavedModel of
@@ -225,105 +144,76 @@ def transpile(
     """
     from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
-    # We load TensorFlow (through Keras) below, and fx's stack-trace recording may load torch's
-    # inductor, which loads triton: with TensorFlow in the process that is a SIGSEGV.
-    block_triton_if_tensorflow(force=True)
+    from .frontend.onnx_importer import is_onnx_model
 
-    program = _exported_program(model)
-    if program is None and not isinstance(model, torch.nn.Module):
-        raise TranspileError(
-            f"model must be a torch.nn.Module or a torch.export.ExportedProgram, got "
-            f"{type(model).__name__}."
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
         )
-    backend = _check_backend(backend)
+    writer = _check_backend(backend)
     layouts = _check_layout(io_layout)
-    if tracer not in TRACERS:
-        raise TranspileError(
-            f"unknown tracer {tracer!r}; valid choices: {', '.join(repr(t) for t in TRACERS)}."
-        )
-    if not (isinstance(tolerance, int | float) and tolerance > 0):
-        raise TranspileError(f"tolerance must be a positive number, got {tolerance!r}.")
+    tolerance = _check_tolerance(tolerance)
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
-        registry = DEFAULT_REGISTRY.copy()
-        registry.modules.update(extra_converters.modules)
-        registry.functions.update(extra_converters.functions)
-        registry.methods.update(extra_converters.methods)
+        registry = DEFAULT_REGISTRY.merge(extra_converters)
 
     clock = time.perf_counter()
-    fx_graph, fx_error = None, None
-    if program is not None:
-        if tracer == "fx":
-            raise TranspileError(
-                "an ExportedProgram is converted through torch.export's graph: use tracer='auto' "
-                "or 'export' (or pass the nn.Module for tracer='fx')."
-            )
-        work = program.module()
-        model_class = "ExportedProgram"
-    else:
-        work = _working_copy(model)
-        model_class = type(model).__name__
-        if tracer in ("fx", "auto"):
-            try:
-                wrapped = wrap_single_layer(work, registry)
-                fx_graph = trace(wrapped, registry)
-                work = wrapped
-            except TranspileError as exc:
-                if tracer == "fx":
-                    raise
-                fx_error = exc
-    root, batch = work, BatchSpec()
-    if fx_graph is None:  # the torch.export path
-        if example_inputs is None and program is not None:
-            example_inputs = _program_example(program)
-        if example_inputs is None:
-            why = f" ({str(fx_error).splitlines()[0]})" if fx_error else ""
-            raise TranspileError(
-                f"the torch.export path needs example_inputs{why}: pass a tensor (or a tuple) "
-                "with the input shapes."
-            )
-        from .frontend import export_importer as ex
-
-        inputs_a = normalize_inputs(example_inputs)
-        if program is None:
-            program, batch = ex.export_program(work, inputs_a)
-        else:
-            batch = ex.program_batch(program)
-            program = program.run_decompositions({})
-        root, fx_graph = ex.export_to_fx(program)
-        registry = ex.aten_registry(registry)
-        inputs_b = alternate_inputs(inputs_a, batch=batch)  # static: the same batch
-    elif example_inputs is None:
-        inputs_a, inputs_b = infer_inputs(work, fx_graph)
-    else:
-        inputs_a = normalize_inputs(example_inputs)
-        inputs_b = alternate_inputs(inputs_a)
-    imported = import_model(root, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
-    imported.graph.meta["model_class"] = model_class
+    loaded = load(model, example_inputs, tracer=tracer, registry=registry)
     traced = time.perf_counter()
     ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
-    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, ctx)
-    graph = run.graph
-
-    report = Report(backend=backend, io_layout=layouts, passes=run.records, batch=batch.describe())
-    report.notes += [batch.note()] if batch.note() else []
-    if root is not work:
-        report.tracer = "torch.export"
-        if fx_error is not None:
-            first = str(fx_error).splitlines()[0]
-            report.notes.append(f"torch.fx could not trace the model ({first}); used torch.export")
+    run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
+    report = _new_report(writer.name, layouts, loaded, run)
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
+    return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
+
+
+def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any) -> Report:
+    graph = run.graph
+    report = Report(backend=backend, tracer=loaded.tracer, io_layout=layouts, passes=run.records)
+    report.batch = loaded.batch
+    report.notes.extend(loaded.notes)
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
     report.transposes = [n.attrs["reason"] for n in graph.nodes if n.op == "transpose"]
     report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
-    if example_inputs is None:
-        report.notes.append(
-            "input signature inferred from the first layer; spatial sizes are dynamic"
-        )
+    return report
+
+
+def _transpile_onnx(
+    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+) -> TranspileResult:
+    """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
+    against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
+    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    from .frontend.onnx_importer import import_onnx
+    from .verify import check_numerics_onnx
+
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
+    clock = time.perf_counter()
+    imported = import_onnx(model, example_inputs)
+    traced = time.perf_counter()
+    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
+    graph = run.graph
+    report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
+    report.tracer = f"ONNX importer (checked with {imported.runtime})"
+    report.notes.extend(imported.notes)
+    report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
+    report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
+    report.outputs = [
+        _describe(v, f"[{k}] {name}")
+        for k, (v, name) in enumerate(zip(graph.outputs, imported.output_names, strict=True))
+    ]
+    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
+    report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
+
+    def check(artifact: Any) -> None:
+        check_numerics_onnx(artifact, graph, imported, layouts, tolerance, report)
 
     return _write_and_verify(
-        graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
+        writer, graph, report, None, out_dir, layouts, verify, tolerance, check
     )
 
 
@@ -335,50 +225,66 @@ def _describe(v: Value, name: str) -> str:
     return f"{name}: {v.type.dtype} ({dims})"
 
 
-def _write_and_verify(
-    graph, report, work, inputs_a, inputs_b, imported, out_dir, layouts, verify, tolerance
-) -> TranspileResult:
-    from .verify import check_numerics, check_structure
-
+def _out_dir(out_dir: Any, writer: Backend) -> Path:
     final = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
     if final.exists() and not final.is_dir():
         raise TranspileError(
             f"out_dir {str(final)!r} exists and is not a folder; pick another path."
         )
-    previous = final / "saved_model"
-    if report.backend == "tf" and previous.exists() and not (previous / "saved_model.pb").exists():
-        # an earlier SavedModel is replaced; anything else by that name is the user's
-        raise TranspileError(
-            f"{str(previous)!r} exists and is not a SavedModel; remove it or pick another out_dir."
-        )
+    writer.check_out_dir(final)
+    return final
+
+
+def _write_and_verify(
+    writer: Backend,
+    graph: Graph,
+    report: Report,
+    loaded: Loaded,
+    out_dir: Any,
+    layouts: tuple[str, str],
+    verify: bool,
+    tolerance: float,
+    check: Callable[[Any], None] | None = None,
+) -> TranspileResult:
+    """Write into a staging folder, check, then move the files into ``out_dir``: nothing
+    half-written is left there when anything fails. ``check(artifact)`` replaces the check
+    against PyTorch (the ONNX frontend checks against an ONNX runtime)."""
+    from .verify import check_numerics, check_structure
+
+    final = _out_dir(out_dir, writer)
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
     model_name = graph.meta.get("model_class", "Model")
     clock = time.perf_counter()
     try:
-        if report.backend == "tf":
-            from transpiler.backends.tf_graph import TFWritten
-
-            written: Any = TFWritten(graph, staging, model_name)
-        else:
-            from transpiler.backends.keras_source import KerasWritten
-
-            written = KerasWritten(graph, staging, model_name, layouts)
-        report.module_layers = written.module_layers
-        report.batchnorm_layers = written.batchnorm_layers
-        report.transpose_count = written.transpose_count
+        artifact = writer.write(graph, staging, model_name=model_name, layouts=layouts)
+        report.module_layers = artifact.module_layers
+        report.batchnorm_layers = artifact.batchnorm_layers
+        report.transpose_count = artifact.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
-        check_structure(written, graph, imported, [inputs_a, inputs_b], layouts, not verify)
+        if check is None and loaded is not None:  # the batch axis, also with verify=False
+            inputs = [loaded.inputs_a, loaded.inputs_b]
+            check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
         if verify:
             clock = time.perf_counter()
-            check_numerics(
-                written, graph, imported, work, [inputs_a, inputs_b], layouts, tolerance, report
-            )
+            if check is not None:
+                check(artifact)
+            else:
+                check_numerics(
+                    artifact,
+                    graph,
+                    loaded.imported,
+                    loaded.torch_model,
+                    [loaded.inputs_a, loaded.inputs_b],
+                    layouts,
+                    tolerance,
+                    report,
+                )
             report.timings["verify"] = time.perf_counter() - clock
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)
         files = []
-        for name in [*written.files, "report.md"]:
+        for name in [*artifact.files, "report.md"]:
             target = final / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -391,16 +297,19 @@ def _write_and_verify(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.files = [f.name for f in files]
-    keras = report.backend == "keras"
+
+    def path(name: str | None) -> Path | None:
+        return final / name if name is not None else None
+
     return TranspileResult(
-        backend=report.backend,
+        backend=writer.name,
         out_dir=final,
-        source_path=final / "model.py" if keras else None,
-        weights_path=final / "model.weights.h5" if keras else None,
+        source_path=path(writer.source_file),
+        weights_path=path(writer.weights_file),
         report=report,
         graph=graph,
         io_layout=layouts,
         files=files,
         tolerance=tolerance,
-        saved_model_path=None if keras else final / "saved_model",
+        saved_model_path=path(writer.saved_model_dir),
     )

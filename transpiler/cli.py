@@ -20,6 +20,12 @@ __all__ = ["main"]
 
 
 def _load_factory(spec: str) -> Any:
+    if spec.lower().endswith(".onnx"):  # the ONNX frontend reads the file itself
+        from pathlib import Path
+
+        if not Path(spec).is_file():
+            raise TranspileError(f"no such ONNX file: {spec!r}.")
+        return spec
     if spec.endswith(".pt2"):  # a torch.export program saved with torch.export.save
         from pathlib import Path
 
@@ -78,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "model",
-        help="package.module:factory (a callable returning an nn.Module), or a torch.export "
-        "program saved as FILE.pt2",
+        help="package.module:factory (a callable returning an nn.Module), a torch.export "
+        "program saved as FILE.pt2, or an ONNX model FILE.onnx (checked against onnxruntime)",
     )
     p.add_argument(
         "--tracer",

@@ -8,6 +8,7 @@ numerically before/after without TensorFlow. torch.nn.functional serves as the a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,8 +203,15 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reciprocal": torch.reciprocal,
     "erf": torch.erf,
     "mish": F.mish,
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+    "trunc": torch.trunc,
+    "round": torch.round,
     "sin": torch.sin,
     "cos": torch.cos,
+    "logical_not": torch.logical_not,
+    "selu": F.selu,
+    "log_sigmoid": F.logsigmoid,
 }
 
 
@@ -230,6 +238,16 @@ _BINARY = {
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
+    "floor_divide": lambda a, b: torch.div(a, b, rounding_mode="floor"),
+    "equal": torch.eq,
+    "not_equal": torch.ne,
+    "less": torch.lt,
+    "less_equal": torch.le,
+    "greater": torch.gt,
+    "greater_equal": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+    "remainder": torch.remainder,
 }
 
 
@@ -260,6 +278,13 @@ _REDUCE = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch
 def _reduce(node: Node, x):
     a = node.attrs
     return _REDUCE[a["kind"]](x, dim=tuple(a["axes"]), keepdim=a["keepdims"])
+
+
+@evaluates("arg_reduce")
+def _arg_reduce(node: Node, x):
+    a = node.attrs
+    fn = torch.argmax if a["kind"] == "max" else torch.argmin
+    return fn(x, dim=a["axes"][0], keepdim=a.get("keepdims", False))
 
 
 @evaluates("layer_norm")
@@ -361,6 +386,52 @@ def _pad(node: Node, x):
     return y.permute([order.index(i) for i in range(x.dim())])
 
 
+_DTYPES = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise TranspileError(f"unsupported dtype {name!r} (supported: {sorted(_DTYPES)})")
+    return _DTYPES[name]
+
+
+@evaluates("cast")
+def _cast(node: Node, x):
+    return x.to(torch_dtype(node.attrs["dtype"]))
+
+
+@evaluates("where")
+def _where(node: Node, c, x, y):
+    return torch.where(c.bool(), x, y)
+
+
+@evaluates("embedding")
+def _embedding(node: Node, ids, table):
+    return F.embedding(ids.long(), table)
+
+
+@evaluates("take")
+def _take(node: Node, x, idx):
+    ax = node.attrs["axis"]
+    flat = torch.index_select(x, ax, idx.reshape(-1).long())
+    return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
+
+
+@evaluates("cumsum")
+def _cumsum(node: Node, x):
+    return torch.cumsum(x, node.attrs["axis"]).to(torch_dtype(node.output.type.dtype))
+
+
+@evaluates("flip")
+def _flip(node: Node, x):
+    return torch.flip(x, tuple(node.attrs["axes"]))
+
+
+@evaluates("roll")
+def _roll(node: Node, x):
+    return torch.roll(x, tuple(node.attrs["shifts"]), tuple(node.attrs["axes"]))
+
+
 @evaluates("reshape")
 def _reshape(node: Node, x):
     return x.reshape(node.attrs["shape"])
@@ -369,6 +440,66 @@ def _reshape(node: Node, x):
 @evaluates("transpose")
 def _transpose(node: Node, x):
     return x.permute(node.attrs["perm"])
+
+
+def rnn_layout(node: Node) -> tuple[int, int, bool]:
+    """(directions, gates, is_lstm) of an rnn node."""
+    mode = node.attrs["mode"]
+    gates = {"lstm": 4, "gru": 3}.get(mode, 1)
+    return (2 if node.attrs.get("bidirectional") else 1), gates, mode == "lstm"
+
+
+def rnn_split_inputs(node: Node, inputs: Sequence) -> tuple[Any, list[list], list[list]]:
+    """x, per-direction [w_ih, w_hh, (b_ih, b_hh)], per-direction initial states ([] if none)."""
+    d, _, lstm = rnn_layout(node)
+    per = 4 if node.attrs.get("bias", True) else 2
+    x, rest = inputs[0], list(inputs[1:])
+    weights = [rest[k * per : (k + 1) * per] for k in range(d)]
+    states = rest[d * per :]
+    n_state = 2 if lstm else 1
+    init = [states[k * n_state : (k + 1) * n_state] for k in range(d)] if states else [[]] * d
+    return x, weights, init
+
+
+def _rnn_cell(mode: str, x, state, w_ih, w_hh, b_ih, b_hh):
+    """One time step in PyTorch's equations; ``state`` is (h,) or (h, c)."""
+    h = state[0]
+    gi = F.linear(x, w_ih, b_ih)
+    gh = F.linear(h, w_hh, b_hh)
+    if mode == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, -1)
+        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if mode == "gru":
+        ir, iz, in_ = gi.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(in_ + r * hn)
+        return ((1 - z) * n + z * h,)
+    act = torch.tanh if mode == "rnn_tanh" else torch.relu
+    return (act(gi + gh),)
+
+
+@evaluates("rnn")
+def _rnn(node: Node, *inputs):
+    mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
+    x, weights, init = rnn_split_inputs(node, inputs)
+    n, t = x.shape[0], x.shape[1]
+    _, _, lstm = rnn_layout(node)
+    seqs, states = [], []
+    for k, (w, s0) in enumerate(zip(weights, init, strict=True)):
+        w_ih, w_hh = w[0], w[1]
+        b_ih, b_hh = (w[2], w[3]) if len(w) > 2 else (None, None)
+        zeros = x.new_zeros(n, hidden)
+        state = tuple(s0) if s0 else ((zeros, zeros) if lstm else (zeros,))
+        steps = range(t - 1, -1, -1) if k == 1 else range(t)
+        out = [None] * t
+        for step in steps:
+            state = _rnn_cell(mode, x[:, step], state, w_ih, w_hh, b_ih, b_hh)
+            out[step] = state[0]
+        seqs.append(torch.stack(out, 1) if t else x.new_zeros(n, 0, hidden))
+        states.extend(state)
+    return (torch.cat(seqs, -1), *states)
 
 
 def run_graph(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -387,5 +518,9 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     with torch.no_grad():
         for node in graph.nodes:
             out = EVALUATORS.apply(node, *[get(v) for v in node.inputs])
-            env[id(node.output)] = out
+            if len(node.outputs) > 1:  # a multi-output op (rnn) returns a tuple
+                for v, y in zip(node.outputs, out, strict=True):
+                    env[id(v)] = y
+            else:
+                env[id(node.output)] = out
     return [get(o).numpy() for o in graph.outputs]

@@ -199,7 +199,7 @@ _op("gelu", "elementwise", approximate="none")
 _op("identity", "elementwise")
 for _name in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "square", "reciprocal", "erf", "mish"):
     _op(_name, "elementwise")
-for _name in ("sin", "cos"):
+for _name in ("trunc", "sin", "cos"):
     _op(_name, "elementwise")
 _op("elu", "elementwise", alpha=1.0)
 _op("softplus", "elementwise", beta=1.0, threshold=20.0)
@@ -208,6 +208,9 @@ _op("clamp", "elementwise", min=None, max=None)
 # Binary elementwise with numpy broadcasting; scalars are 0-d constants.
 for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
     _op(_name, "elementwise", 2, 2)
+# a // b as PyTorch computes it for floats (torch.div(a, b, rounding_mode="floor")): from the
+# exact remainder, so quotients on integer boundaries agree with PyTorch's
+_op("floor_divide", "elementwise", 2, 2)
 
 # Axis-carrying.
 AXIS, AXES = {"axis": "axis"}, {"axes": "axes"}
@@ -216,6 +219,8 @@ _op("softmax", "axis", axis_attrs=AXIS, axis=R)
 _op("log_softmax", "axis", axis_attrs=AXIS, axis=R)
 # kind: mean, sum, max, min
 _op("reduce", "axis", axis_attrs=AXES, kind=R, axes=R, keepdims=False)
+# the int64 index of the first max (kind "max") or min along the one axis in `axes`
+_op("arg_reduce", "axis", axis_attrs=AXES, kind=R, axes=R, keepdims=False)
 # inputs: x, weight, bias (normalized shape)
 _op("layer_norm", "axis", 3, 3, axis_attrs=AXES, axes=R, eps=1e-5)
 # inputs: x, weight (C,), bias (C,)
@@ -230,6 +235,41 @@ _op("pad", "axis", axis_attrs={"pads": "per_axis"}, pads=R, mode="constant", val
 
 # slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end)
 _op("slice", "axis", axis_attrs={"axes": "axes"}, axes=R, starts=R, stops=R, steps=R)
+
+# Integer / boolean tensors and sequence-model ops.
+_op("cast", "elementwise", dtype=R)  # to a numpy dtype name: "float32", "int64", "bool"
+for _name in ("floor", "ceil", "round", "logical_not", "selu", "log_sigmoid"):
+    _op(_name, "elementwise")
+# comparisons (bool result) and logic; remainder: Python's modulo (the divisor's sign)
+for _name in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"):
+    _op(_name, "elementwise", 2, 2)
+for _name in ("logical_and", "logical_or", "remainder"):
+    _op(_name, "elementwise", 2, 2)
+_op("where", "elementwise", 3, 3)  # inputs: condition (bool), x, y
+# embedding: inputs ids (integer), table (num, dim) -> ids.shape + (dim,)
+_op("embedding", "fixed", 2, 2)
+# take: x indexed along `axis` by integer indices (any shape): index_select, x[:, [0, 2, 1]]
+_op("take", "fixed", 2, 2, axis=R)
+_op("cumsum", "fixed", axis=R)
+_op("flip", "fixed", axes=R)
+_op("roll", "fixed", shifts=R, axes=R)  # torch.roll with dims (one shift per axis)
+
+# Recurrent: one layer of nn.LSTM / nn.GRU / nn.RNN, one or both directions, batch-first.
+# Inputs: x (N, T, I); per direction w_ih (G*H, I), w_hh (G*H, H) [, b_ih (G*H,), b_hh (G*H,)]
+# in PyTorch's gate order (LSTM i,f,g,o; GRU r,z,n); then, with initial_state, per direction
+# h0 (N, H) [, c0 (N, H) for lstm]. Outputs (Keras' order): the sequence (N, T, D*H), then per
+# direction h_n (N, H) [, c_n (N, H)]. mode: lstm, gru, rnn_tanh, rnn_relu.
+_op(
+    "rnn",
+    "fixed",
+    3,
+    None,
+    mode=R,
+    hidden_size=R,
+    bidirectional=False,
+    bias=True,
+    initial_state=False,
+)
 
 # Shape.
 _op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension

@@ -1,10 +1,10 @@
 """TFLite export of a transpiled model: frozen, dynamic batch, builtin ops only, checked.
 
-The model (the Keras model, or the tf backend's SavedModel function) is a concrete function with
-a dynamic batch; its variables are frozen into constants, and it is converted with the builtin
-op set only (a Flex op would need the TF runtime on the device: refused). The flatbuffer is then
-run by the TFLite interpreter on the inputs of the transpile's numeric check and compared with
-PyTorch under the same bound.
+The model (the Keras model, or the tf backend's SavedModel function: ``Backend.concrete_function``)
+is a concrete function with a dynamic batch; its variables are frozen into constants, and it is
+converted with the builtin op set only (a Flex op would need the TF runtime on the device:
+refused). The flatbuffer is then run by the TFLite interpreter on the inputs of the transpile's
+numeric check and compared with PyTorch under the same bound.
 """
 
 from __future__ import annotations
@@ -62,18 +62,6 @@ def op_names(blob: bytes) -> list[str]:
     interp = _interpreter(blob)
     interp.allocate_tensors()
     return sorted({d["op_name"] for d in interp._get_ops_details()})
-
-
-def keras_concrete_function(model: Any) -> Any:
-    """``model`` (a Keras model on the TensorFlow backend) as a concrete function."""
-    import tensorflow as tf
-
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-
-    def call(*xs):
-        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
-
-    return tf.function(call).get_concrete_function(*specs)
 
 
 def convert(concrete: Any, variant: str = "float32") -> bytes:

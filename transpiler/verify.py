@@ -36,7 +36,14 @@ from ._pytree import flatten
 from .errors import TranspileError
 from .report import TORCH_ERROR_FACTOR, Check, Divergence, Report
 
-__all__ = ["check_numerics", "check_structure", "to_layout", "from_layout", "VACUOUS_SCALES"]
+__all__ = [
+    "check_numerics",
+    "check_numerics_onnx",
+    "check_structure",
+    "to_layout",
+    "from_layout",
+    "VACUOUS_SCALES",
+]
 
 # input scales tried, in order, when the check is vacuous for an output at the inputs' own scale
 VACUOUS_SCALES = (10.0, 100.0)
@@ -270,6 +277,8 @@ def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence
         by_name64 = {}
     probes = []
     for node in graph.nodes:
+        if len(node.outputs) != 1:
+            continue
         v = node.output
         layer = written.value_layers.get(v.name)
         ref = by_name.get(v.torch_ref) if v.torch_ref else None
@@ -406,3 +415,93 @@ def _shape_error(written, graph, inputs, arrays, k, got, expected, what) -> Tran
         f"PyTorch gives {tuple(expected)}{where}. This is a converter bug: please report it "
         "with the model."
     )
+
+
+def check_numerics_onnx(
+    written: Any,
+    graph: Any,
+    imported: Any,
+    layouts: tuple[str, str],
+    tolerance: float,
+    report: Report,
+) -> None:
+    """The numeric check of an ONNX import: the outputs of an ONNX runtime (computed by the
+    importer on the example inputs and on another batch size) against ``written.run``; on
+    failure, the first diverging ONNX node (name and op type) is named."""
+    for inputs, refs in zip(imported.input_sets, imported.references, strict=True):
+        refs = [r.astype(np.float32) if r.dtype.kind == "f" else r for r in refs]
+        arrays = [to_layout(x, layouts[0]) for x in inputs]
+        report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs]))
+        outs = written.run(*arrays)
+        outs = list(outs) if isinstance(outs, tuple) else [outs]
+        failed = False
+        for k, (y, ref) in enumerate(zip(outs, refs, strict=True)):
+            y = from_layout(np.asarray(y), layouts[1])
+            if y.shape != ref.shape:
+                raise TranspileError(
+                    f"output {k} has shape {y.shape}, the ONNX model gives {ref.shape} (internal "
+                    "error)"
+                )
+            err, rel, bound = _error(y, ref, tolerance)
+            failed |= err > bound
+            shapes = tuple(tuple(x.shape) for x in inputs)
+            report.checks.append(
+                Check(
+                    inputs[0].shape[0] if inputs[0].ndim else 1,
+                    k,
+                    err,
+                    rel,
+                    bound,
+                    err <= bound,
+                    shapes,
+                )
+            )
+        if failed:
+            report.divergence = _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance)
+            where = (
+                f"; first diverging ONNX node: {report.divergence.module_path!r} "
+                f"({report.divergence.module_type}), {report.backend} layer "
+                f"{report.divergence.layer!r}, max abs error {report.divergence.max_abs:.3g} > "
+                f"{report.divergence.bound:.3g}"
+                if report.divergence
+                else ""
+            )
+            worst = max((c for c in report.checks if not c.ok), key=lambda c: c.max_rel)
+            raise TranspileError(
+                f"numeric check failed at batch {worst.batch_size}: output {worst.output_index} "
+                f"differs from the ONNX runtime by {worst.max_abs:.3g} (bound {worst.bound:.3g})"
+                f"{where}. Nothing was written. This is a converter bug: please report it with "
+                "the model; e.report has the details.",
+                report=report,
+            )
+
+
+def _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:
+    from .frontend.onnx_importer import run_onnx
+
+    values = run_onnx(imported.proto, dict(zip(imported.input_names, inputs, strict=True)))
+    producer = {o: n for n in imported.proto.graph.node for o in n.output if o}
+    probes = []
+    for node in graph.nodes:
+        v = node.output
+        layer = written.value_layers.get(v.name)
+        ref = values.get(v.torch_ref) if v.torch_ref else None
+        if layer is None or ref is None or v.torch_ref not in producer:
+            continue
+        probes.append((node, v, layer, np.asarray(ref)))
+    if not probes:
+        return None
+    outs = written.probe(arrays, [p[2] for p in probes])
+    for (_node, v, layer, ref), y in zip(probes, outs, strict=True):
+        if ref.dtype.kind == "f":
+            ref = ref.astype(np.float32)
+        if v.perm is not None and len(v.perm) == ref.ndim:
+            ref = ref.transpose(v.perm)
+        y = np.asarray(y)
+        if y.shape != ref.shape:
+            continue
+        err, _, bound = _error(y, ref, tolerance)
+        if err > bound:
+            onnx_node = producer[v.torch_ref]
+            return Divergence(onnx_node.name, onnx_node.op_type, layer, err, bound)
+    return None

@@ -5,16 +5,25 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph
 
+from .._tf_runtime import count_transposes, keras_function, numpy_callable
+from ..base import Backend
 from .emitter import WEIGHTS_FILE, EmittedModule, emit_source
 
 __all__ = [
+    "BACKEND",
+    "KerasBackend",
+    "KerasWritten",
+    "make_callable",
     "write_keras",
     "import_module_from",
     "count_tf_transposes",
@@ -81,23 +90,32 @@ def count_tf_transposes(model: Any) -> int | None:
 
     if keras.backend.backend() != "tensorflow":
         return None
-    import tensorflow as tf
+    return count_transposes(keras_function(model).get_concrete_function())
 
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-    graph_def = fn.get_concrete_function(*specs).graph.as_graph_def()
-    nodes = list(graph_def.node)
-    for f in graph_def.library.function:
-        nodes.extend(f.node_def)
-    return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))
+
+def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
+    """numpy (or tensors) in, numpy out. On TensorFlow the model runs as one ``tf.function``
+    with a dynamic batch (a graph: faster than eager, and without eager's per-shape caches)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        function = keras_function(model)
+        return numpy_callable(function, function.input_signature, n_outputs)
+
+    def fn(*arrays: Any) -> Any:
+        xs = [a.numpy() if type(a).__module__.startswith("torch") else a for a in arrays]
+        ys = model(xs if len(xs) > 1 else xs[0], training=False)
+        ys = ys if isinstance(ys, list | tuple) else [ys]
+        outs = tuple(np.asarray(keras.ops.convert_to_numpy(y)) for y in ys)
+        return outs[0] if n_outputs == 1 else outs
+
+    return fn
 
 
 class KerasWritten:
     """What the api needs from the written Keras module: a runner, probes, the report's tables."""
 
     def __init__(self, graph: Graph, folder: Path, model_name: str, layouts: tuple[str, str]):
-        from transpiler.api import make_callable
-
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         emitted, self.model = write_keras(
             graph,
@@ -125,3 +143,29 @@ class KerasWritten:
         outs = probe_model(arrays if len(arrays) > 1 else arrays[0], training=False)
         outs = outs if isinstance(outs, list | tuple) else [outs]
         return [keras.ops.convert_to_numpy(y) for y in outs]
+
+
+class KerasBackend(Backend):
+    """``keras``: a standalone, readable ``model.py`` plus ``model.weights.h5``."""
+
+    name = "keras"
+    source_file = SOURCE_FILE
+    weights_file = WEIGHTS_FILE
+
+    def write(
+        self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
+    ) -> KerasWritten:
+        return KerasWritten(graph, folder, model_name, layouts)
+
+    def keras_model(self, out_dir: Path) -> Any:
+        module = import_module_from(out_dir / SOURCE_FILE)
+        return module.load_model(str(out_dir / WEIGHTS_FILE))
+
+    def load(self, out_dir: Path, graph: Graph) -> Callable[..., Any]:
+        return make_callable(self.keras_model(out_dir), len(graph.outputs))
+
+    def concrete_function(self, out_dir: Path, graph: Graph) -> Any:
+        return keras_function(self.keras_model(out_dir)).get_concrete_function()
+
+
+BACKEND = KerasBackend()

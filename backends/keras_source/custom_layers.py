@@ -2,12 +2,20 @@
 
 Each is plain ``keras.ops`` code, so the generated file runs on the TensorFlow, JAX and PyTorch
 backends of Keras 3. They are kept here as source text: the generated module must be
-standalone (it cannot import this package).
+standalone (it cannot import this package). A layer whose numpy-side planning is shared with
+the tf backend (``backends/_planning.py``) carries that function's source before its class.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
+from .. import _planning
+
 SOURCES: dict[str, str] = {}
+# Module-level functions the sources define (besides the layer classes).
+HELPER_NAMES: set[str] = set()
 # Imports a layer's source needs besides keras/ops, as module names ("numpy" is imported as np).
 STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
     "DilatedMaxPool": ("itertools",),
@@ -15,25 +23,35 @@ STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _layer(name: str, source: str) -> None:
-    SOURCES[name] = source.strip("\n") + "\n"
+def _layer(name: str, source: str, helpers: tuple[Callable, ...] = ()) -> None:
+    shared = [inspect.getsource(fn).strip("\n") + "\n\n\n" for fn in helpers]
+    HELPER_NAMES.update(fn.__name__ for fn in helpers)
+    SOURCES[name] = "".join(shared) + source.strip("\n") + "\n"
 
 
 _layer(
     "ConstantOperand",
     '''
 class ConstantOperand(keras.layers.Layer):
-    """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights."""
+    """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights
+    (broadcast from the right, as numpy and PyTorch do; stored as float32, cast to
+    `dtype_of_value` when the constant is an integer or boolean tensor)."""
 
-    def __init__(self, op, shape, reverse=False, **kwargs):
+    def __init__(self, op, shape, reverse=False, dtype_of_value=None, **kwargs):
         super().__init__(**kwargs)
         self.op, self.shape, self.reverse = op, tuple(shape), reverse
+        self.dtype_of_value = dtype_of_value
         self.value = self.add_weight(
             name="value", shape=self.shape, initializer="zeros", trainable=False
         )
 
     def call(self, x):
-        a, b = (self.value, x) if self.reverse else (x, self.value)
+        value = self.value
+        if self.dtype_of_value:
+            value = ops.cast(value, self.dtype_of_value)
+        a, b = (value, x) if self.reverse else (x, value)
+        if self.op == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
+            return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
         return getattr(ops, self.op)(a, b)
 ''',
 )
@@ -181,37 +199,21 @@ class Pad(keras.layers.Layer):
             return ops.pad(x, self.pads, constant_values=self.value)
         for axis, (before, after) in enumerate(self.pads):
             if before or after:
-                x = self._pad_axis(x, axis, before, after)
+                parts = []
+                for start, stop, flip, repeats in pad_pieces(before, after, self.mode):
+                    if start is None and stop is None:
+                        parts.append(x)
+                        continue
+                    part = x[(slice(None),) * axis + (slice(start, stop),)]
+                    if flip:
+                        part = ops.flip(part, axis=axis)
+                    if repeats > 1:
+                        part = ops.repeat(part, repeats, axis=axis)
+                    parts.append(part)
+                x = ops.concatenate(parts, axis=axis)
         return x
-
-    def _pad_axis(self, x, axis, before, after):
-        def take(start, stop):
-            return x[(slice(None),) * axis + (slice(start, stop),)]
-
-        size = x.shape[axis]
-        parts = []
-        if self.mode == "reflect":
-            if before:
-                parts.append(ops.flip(take(1, before + 1), axis=axis))
-            parts.append(x)
-            if after:
-                parts.append(ops.flip(take(size - after - 1, size - 1), axis=axis))
-        elif self.mode == "replicate":
-            if before:
-                parts.append(ops.repeat(take(0, 1), before, axis=axis))
-            parts.append(x)
-            if after:
-                parts.append(ops.repeat(take(size - 1, size), after, axis=axis))
-        elif self.mode == "circular":
-            if before:
-                parts.append(take(size - before, size))
-            parts.append(x)
-            if after:
-                parts.append(take(0, after))
-        else:
-            raise ValueError(f"unknown padding mode {self.mode!r}")
-        return ops.concatenate(parts, axis=axis)
 ''',
+    helpers=(_planning.pad_pieces,),
 )
 
 _layer(
@@ -286,15 +288,12 @@ class DilatedMaxPool(keras.layers.Layer):
 
     def call(self, x):
         out = None
-        for taps in itertools.product(*(range(k) for k in self.pool_size)):
-            index = [slice(None)]
-            for t, k, s, d in zip(taps, self.pool_size, self.strides, self.dilation):
-                end = (k - 1 - t) * d
-                index.append(slice(t * d, -end if end else None, s))
-            part = x[tuple(index)]
+        for tap in pool_taps(self.pool_size, self.strides, self.dilation):
+            part = x[(slice(None),) + tuple(slice(*s) for s in tap)]
             out = part if out is None else ops.maximum(out, part)
         return out
 ''',
+    helpers=(_planning.pool_taps,),
 )
 
 _layer(
@@ -375,6 +374,22 @@ class Reduce(keras.layers.Layer):
 )
 
 _layer(
+    "ArgReduce",
+    '''
+class ArgReduce(keras.layers.Layer):
+    """The int64 index of the first maximum (kind "max") or minimum along one axis."""
+
+    def __init__(self, kind, axis, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.axis, self.keepdims = kind, axis, keepdims
+
+    def call(self, x):
+        fn = ops.argmax if self.kind == "max" else ops.argmin
+        return ops.cast(fn(x, axis=self.axis, keepdims=self.keepdims), "int64")
+''',
+)
+
+_layer(
     "LogSoftmax",
     '''
 class LogSoftmax(keras.layers.Layer):
@@ -427,17 +442,54 @@ class Clamp(keras.layers.Layer):
 )
 
 _layer(
+    "FloorDivide",
+    '''
+class FloorDivide(keras.layers.Layer):
+    """a // b as PyTorch computes it for floats: the quotient of a minus the exact remainder,
+    rounded (floor(a / b) would differ on some integer boundaries). The divisor (or with
+    reverse=True the dividend) is the second input, a Python number, or a stored constant."""
+
+    def __init__(self, value=None, shape=None, reverse=False, **kwargs):
+        super().__init__(**kwargs)
+        self.value, self.shape, self.reverse = value, shape, reverse
+        if shape is not None:
+            self.constant = self.add_weight(
+                name="value", shape=tuple(shape), initializer="zeros", trainable=False
+            )
+
+    def call(self, inputs):
+        if self.value is None and self.shape is None:
+            a, b = inputs
+        else:
+            c = self.value if self.shape is None else self.constant
+            a, b = (c, inputs) if self.reverse else (inputs, c)
+        a = ops.convert_to_tensor(a, "float32")
+        b = ops.convert_to_tensor(b, "float32")
+        mod = ops.sign(a) * ops.mod(ops.abs(a), ops.abs(b))  # C's fmod, exactly
+        div = (a - mod) / b
+        div = ops.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
+        q = ops.floor(div)
+        q = ops.where(div - q > 0.5, q + 1, q)
+        return ops.where(b == 0, a / b, q)
+''',
+)
+
+_layer(
     "Binary",
     '''
 class Binary(keras.layers.Layer):
-    """y = ops.<fn>(a, b) for two tensors, with broadcasting (power, ...)."""
+    """y = ops.<fn>(a, b) for two tensors, broadcast from the right as numpy and PyTorch do
+    (Keras' merge layers align lower-rank inputs with the batch axis instead)."""
 
     def __init__(self, fn, **kwargs):
         super().__init__(**kwargs)
         self.fn = fn
 
     def call(self, inputs):
-        return getattr(ops, self.fn)(inputs[0], inputs[1])
+        a, b = inputs
+        if self.fn == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
+            return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
+        return getattr(ops, self.fn)(a, b)
 ''',
 )
 
@@ -503,26 +555,19 @@ class Resize(keras.layers.Layer):
 
     def call(self, x):
         for axis, out in enumerate(self.sizes, start=1):
-            n = x.shape[axis]
-            scale = self.scales[axis - 1] if self.scales else n / out
-            dst = np.arange(out, dtype=np.float64)
-            if self.mode in ("nearest", "nearest-exact"):
-                offset = 0.5 if self.mode == "nearest-exact" else 0.0
-                index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype("int32")
-                x = ops.take(x, index, axis=axis)
+            scale = self.scales[axis - 1] if self.scales else None
+            plan = resize_axis(x.shape[axis], out, self.mode, self.align_corners, scale)
+            low, high, weight = plan
+            if high is None:
+                x = ops.take(x, low, axis=axis)
                 continue
-            if self.align_corners:
-                src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-            else:
-                src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-            low = np.minimum(np.floor(src), n - 1).astype("int32")
-            high = np.minimum(low + 1, n - 1)
             shape = [out if a == axis else 1 for a in range(len(x.shape))]
-            weight = ops.convert_to_tensor((src - low).astype("float32").reshape(shape))
+            weight = ops.convert_to_tensor(weight.reshape(shape))
             a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
             x = a + (b - a) * weight
         return x
 ''',
+    helpers=(_planning.resize_axis,),
 )
 
 _layer(
@@ -581,5 +626,125 @@ class PerSampleConv(keras.layers.Layer):
         )
         flat = ops.reshape(ops.transpose(kernels, (0, 3, 4, 2, 1)), (-1, kh * kw * channels, out))
         return ops.einsum("bhwk,bko->bhwo", patches, flat)
+''',
+)
+
+_layer(
+    "Cast",
+    '''
+class Cast(keras.layers.Layer):
+    """x as another dtype (PyTorch's .float(), .long(), .bool(), .to(dtype))."""
+
+    def __init__(self, to, **kwargs):
+        super().__init__(**kwargs)
+        self.to = to
+
+    def call(self, x):
+        return ops.cast(x, self.to)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=self.to)
+''',
+)
+
+_layer(
+    "Where",
+    '''
+class Where(keras.layers.Layer):
+    """torch.where(condition, x, y); `values` holds the operands given as numbers (None for the
+    tensors, which come in order after the condition)."""
+
+    def __init__(self, values, dtype_of_output, **kwargs):
+        super().__init__(**kwargs)
+        self.values, self.dtype_of_output = tuple(values), dtype_of_output
+
+    def call(self, inputs):
+        tensors = list(inputs[1:])
+        xy = [tensors.pop(0) if v is None else v for v in self.values]
+        xy = [ops.cast(t, self.dtype_of_output) for t in xy]
+        return ops.where(ops.cast(inputs[0], "bool"), xy[0], xy[1])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(_broadcast_shape([t.shape for t in inputs]), self.dtype_of_output)
+
+
+def _broadcast_shape(shapes):
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(rank):
+        dims = [s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0]
+        known = [d for d in dims if d is not None and d != 1]
+        out.append(known[0] if known else (None if None in dims else 1))
+    return tuple(out)
+''',
+)
+
+_layer(
+    "Take",
+    '''
+class Take(keras.layers.Layer):
+    """x indexed along `axis` by integer indices: a constant list `indices`, or a second input."""
+
+    def __init__(self, axis, indices=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.indices = axis, indices
+
+    def call(self, inputs):
+        if self.indices is not None:
+            return ops.take(inputs, ops.convert_to_tensor(self.indices, "int32"), axis=self.axis)
+        x, index = inputs
+        return ops.take(x, ops.cast(index, "int32"), axis=self.axis)
+''',
+)
+
+_layer(
+    "CumSum",
+    '''
+class CumSum(keras.layers.Layer):
+    """Cumulative sum along `axis`."""
+
+    def __init__(self, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, x):
+        return ops.cumsum(x, axis=self.axis)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+''',
+)
+
+_layer(
+    "Flip",
+    '''
+class Flip(keras.layers.Layer):
+    """Reverse the order along `axes`."""
+
+    def __init__(self, axes, **kwargs):
+        super().__init__(**kwargs)
+        self.axes = tuple(axes)
+
+    def call(self, x):
+        for axis in self.axes:
+            x = ops.flip(x, axis=axis)
+        return x
+''',
+)
+
+_layer(
+    "Roll",
+    '''
+class Roll(keras.layers.Layer):
+    """torch.roll: shift the elements along each of `axes` by `shifts`, wrapping around."""
+
+    def __init__(self, shifts, axes, **kwargs):
+        super().__init__(**kwargs)
+        self.shifts, self.axes = tuple(shifts), tuple(axes)
+
+    def call(self, x):
+        for shift, axis in zip(self.shifts, self.axes):
+            x = ops.roll(x, shift, axis=axis)
+        return x
 ''',
 )

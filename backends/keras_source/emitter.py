@@ -8,9 +8,7 @@ deterministic: nodes in graph order, no timestamps, no absolute paths; formatted
 
 from __future__ import annotations
 
-import builtins
 import json
-import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +19,11 @@ from transpiler import __version__
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
 
-from .custom_layers import SOURCES, STDLIB_IMPORTS
+from .._naming import Namespace as _Namespace
+from .._naming import node_hint as _node_hint
+from .._naming import sanitize_text
+from .._naming import torch_short as _torch_short
+from .custom_layers import HELPER_NAMES, SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
@@ -41,33 +43,15 @@ _RESERVED = {
     "load_model",
     "WEIGHTS_FILE",
     *SOURCES,
+    *HELPER_NAMES,
 }
 
 
-class Namespace:
-    """Unique, safe Python identifiers (also valid Keras layer names) from arbitrary strings."""
+class Namespace(_Namespace):
+    """Unique, safe identifiers that never shadow the generated module's own names."""
 
     def __init__(self) -> None:
-        self._used: set[str] = set(_RESERVED) | set(dir(builtins))  # no shadowed builtins
-
-    def create(self, hint: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_]+", "_", hint).strip("_")[:60] or "v"
-        base = re.sub(r"_+", "_", base)
-        if base[0].isdigit():
-            base = f"m_{base}"
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
-            base = f"{base}_"
-        name, k = base, 1
-        while name in self._used:
-            name, k = f"{base}_{k}", k + 1
-        self._used.add(name)
-        return name
-
-
-def sanitize_text(text: str, limit: int = 200) -> str:
-    """Any string -> one printable line safe inside a comment or docstring."""
-    s = text.encode("unicode_escape").decode("ascii").replace('"""', '\\"\\"\\"')
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+        super().__init__(_RESERVED)
 
 
 def _lit(v: Any) -> str:
@@ -117,36 +101,13 @@ class EmittedModule:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _node_hint(node: Node) -> str:
-    src = node.source
-    if node.op == "transpose":
-        perm = tuple(node.attrs["perm"])
-        r = len(perm)
-        if r >= 3 and perm == (0, *range(2, r), 1):
-            return "to_channels_last"
-        if r >= 3 and perm == (0, r - 1, *range(1, r - 1)):
-            return "to_channels_first"
-        return "transpose"
-    if src is None:
-        return node.op
-    if not src.module_path:
-        return _torch_short(src.torch_op) or node.op
-    if node.output.torch_ref is None:  # a helper node (explicit pad, BN scale, ...)
-        return f"{src.module_path}_{node.op}"
-    if src.torch_op.startswith("call_module"):
-        return src.module_path
-    return f"{src.module_path}_{_torch_short(src.torch_op) or node.op}"
-
-
-def _torch_short(torch_op: str) -> str:
-    """ "call_function torch.flatten" -> "flatten"; "call_method Tensor.view" -> "view"."""
-    return torch_op.rsplit(".", 1)[-1].rsplit(" ", 1)[-1].strip("_")
-
-
 def _comment(node: Node) -> str:
     if node.op == "transpose":
         return f"# transpose: {sanitize_text(node.attrs['reason'])}"
     src = node.source
+    if src.torch_op.startswith("onnx "):  # the ONNX frontend: op type and node name
+        where = f" node {sanitize_text(src.source_line)}" if src.source_line else ""
+        return f"# onnx: {sanitize_text(src.module_type)}{where}"
     parts = [f"{sanitize_text(src.module_path or '<top>')} ({sanitize_text(src.module_type)})"]
     if not src.torch_op.startswith("call_module"):
         line = f" at {sanitize_text(src.source_line)}" if src.source_line else ""
@@ -199,7 +160,7 @@ def emit_source(
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
     for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
         node, nxt = graph.nodes[k], graph.nodes[k + 1]
-        if node.output.torch_ref is None and node.source and nxt.source == node.source:
+        if node.outputs[0].torch_ref is None and node.source and nxt.source == node.source:
             comments[k] = comments[k + 1]
     last_comment = None
     for node, comment in zip(graph.nodes, comments, strict=True):
@@ -224,17 +185,26 @@ def emit_source(
                     # a weight used as a tensor (e.g. ViT's class token): a Constant layer
                     var[id(v)] = _emit_constant(v, graph, ns, body, out, input_vars[0], indent)
                     used_custom.add("Constant")
-                if v is node.output:
+                if v is node.outputs[0]:
                     ins.append(name)  # the previous call's output
                 elif id(v) in var:
                     ins.append(var[id(v)])
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
+            if call.state_inputs:
+                ins, states = ins[: -call.state_inputs], ins[-call.state_inputs :]
+                ins.append(f"initial_state=[{', '.join(states)}]")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
             args = [_lit(a) for a in call.args]
             args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
             args.append(f"name={_lit(layer_name)}")
-            body.extend(_call_lines(name, call.ctor, args, call_arg, indent))
+            target = name
+            if call.output_suffixes:
+                extra = [ns.create(f"{name}_{s}") for s in call.output_suffixes]
+                for v, extra_name in zip(node.outputs[1:], extra, strict=True):
+                    var[id(v)] = extra_name
+                target = ", ".join([name, *extra])
+            body.extend(_call_lines(target, call.ctor, args, call_arg, indent))
             if call.weights:
                 out.layer_weights[layer_name] = call.weights
             if node.source and node.source.module_path:
@@ -242,8 +212,9 @@ def emit_source(
             for folded in node.meta.get("folded", []) if not call.suffix else []:
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
-        var[id(node.output)] = name
-        out.value_layers[node.output.name] = final_layer
+        var[id(node.outputs[0])] = name
+        if len(node.outputs) == 1:  # a multi-output layer's .output is a list: not a probe
+            out.value_layers[node.output.name] = final_layer
 
     outputs = [var[id(o)] for o in graph.outputs]
     ins = input_vars[0] if len(input_vars) == 1 else f"[{', '.join(input_vars)}]"
@@ -301,7 +272,8 @@ def _header(
         return ", channels-last (NHWC)" if lay == "nhwc" else ", PyTorch layout (NCHW)"
 
     lines = [
-        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from PyTorch by transpiler '
+        f'"""{sanitize_text(model_name)} as a Keras 3 model, generated from '
+        f"{'ONNX' if graph.meta.get('frontend') == 'onnx' else 'PyTorch'} by transpiler "
         f"{__version__}.",
         "",
         "Generated code: do not edit; regenerate it instead. Runs on any Keras 3 backend.",
@@ -314,7 +286,9 @@ def _header(
         )
     lines.append("Outputs:")
     for k, (v, lay) in enumerate(zip(graph.outputs, output_layouts, strict=True)):
-        lines.append(f"    [{k}]: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+        names = graph.meta.get("output_names") or []
+        name = f" {sanitize_text(names[k], 60)}" if k < len(names) else ""
+        lines.append(f"    [{k}]{name}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
     lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
     lines.append('"""')
     return "\n".join(lines) + "\n"

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._layouts import (
+    adaptive_windows,
+    spatial_kernel,
+    transposed_as_conv_kernel,
+)
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -37,6 +41,10 @@ class KerasCall:
     weights: list[np.ndarray] = field(default_factory=list)
     list_input: bool = False  # call with a list of tensors (Concatenate, Add, ...)
     suffix: str = ""  # layer-name suffix when one node becomes several layers
+    # the last `state_inputs` inputs go to the call's `initial_state=[...]` (recurrent layers)
+    state_inputs: int = 0
+    # a layer with several outputs (the node's outputs, in order): name suffixes of outputs 1..
+    output_suffixes: tuple[str, ...] = ()
 
     @property
     def custom(self) -> str | None:
@@ -126,7 +134,7 @@ def _dynamic_conv(node: Node, graph: Graph) -> list[KerasCall]:
             call.weights = [_f32(arr)]
         else:
             call = KerasCall(
-                "layers.Add", [node.output, bias], (), {}, list_input=True, suffix="bias"
+                "Binary", [node.output, bias], ("add",), {}, list_input=True, suffix="bias"
             )
         calls.append(call)
     return calls
@@ -143,43 +151,58 @@ def _conv_per_sample(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("conv_transpose")
 def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     _check_channels_last(node)
+    if node.attrs["padding"] != "valid":
+        raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    if max(node.attrs["dilation"]) > 1:
+        return _dilated_conv_transpose(node, graph)
+    x, w = node.inputs[0], graph.constant(node.inputs[1])
+    bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    n, groups, stride = w.ndim - 2, node.attrs["groups"], tuple(node.attrs["stride"])
+    k, out_ch = tuple(w.shape[2:]), w.shape[1] * groups
+    kwargs = _non_default(strides=(stride, (1,) * n), use_bias=(bias is not None, True))
+    if groups == 1:
+        call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
+    else:  # Keras' transposed convs have no groups: a small layer loops over them
+        call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
+    call.weights = [_f32(spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
+    # Keras sizes a 'valid' transposed conv n*s + max(k - s, 0), PyTorch (n-1)*s + k: when the
+    # kernel is shorter than the stride, drop Keras' extra zeros
+    extra = [s_ - kk for s_, kk in zip(stride, k, strict=True)]
+    if any(e > 0 for e in extra):
+        spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
+        return [call, KerasCall("Slice", [node.output], (spec,), {}, suffix="crop")]
+    return [call]
+
+
+def _dilated_conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
+    """A dilated transposed conv as the plain conv that computes it: stride - 1 zeros between
+    inputs, a border of k' - 1 zeros (k' = d(k-1)+1), the kernel flipped with in/out swapped.
+    (TF's transposed conv has no dilation on CPUs without oneDNN, and none with strides.)"""
     x, w = node.inputs[0], graph.constant(node.inputs[1])
     bias = graph.constant(node.inputs[2]) if len(node.inputs) > 2 else None
     a, n = node.attrs, w.ndim - 2
-    k, groups, ones = tuple(w.shape[2:]), a["groups"], (1,) * n
-    out_ch = w.shape[1] * groups
-    if a["padding"] != "valid":
-        raise TranspileError(f"internal: conv_transpose at {node.source} has implicit padding")
+    k, groups = tuple(w.shape[2:]), a["groups"]
     stride, dilation = tuple(a["stride"]), tuple(a["dilation"])
-    # Keras refuses strides with dilation: insert the zeros of the stride first, then stride 1
-    split = max(stride) > 1 and max(dilation) > 1
-    kwargs = _non_default(
-        strides=(ones if split else stride, ones),
-        dilation_rate=(dilation, ones),
-        use_bias=(bias is not None, True),
-    )
     calls = []
-    if split:
+    if max(stride) > 1:
         if None in x.shape[1:-1]:
             raise TranspileError(
                 f"strided, dilated conv_transpose at {node.source} needs static spatial sizes"
             )
         calls.append(KerasCall("ZeroInsert", [x], (stride,), {}, suffix="zeros"))
         x = node.output  # the emitter chains a node's calls
-    if groups == 1:
-        call = KerasCall(f"layers.Conv{n}DTranspose", [x], (out_ch, k), kwargs)
-    else:  # Keras' transposed convs have no groups: a small layer loops over them
-        call = KerasCall("GroupedConvTranspose", [x], (out_ch, k), {**kwargs, "groups": groups})
-    call.weights = [_f32(spatial_kernel(w))] + ([_f32(bias)] if bias is not None else [])
-    calls.append(call)
-    # Keras sizes a 'valid' transposed conv n*s + max(k' - s, 0), PyTorch (n-1)*s + k'
-    # (k' = d(k-1)+1): when the kernel is shorter than the stride, drop Keras' extra zeros
-    strides = (1,) * n if split else stride
-    extra = [s_ - (d * (kk - 1) + 1) for s_, d, kk in zip(strides, dilation, k, strict=True)]
-    if any(e > 0 for e in extra):
-        spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
-        calls.append(KerasCall("Slice", [node.output], (spec,), {}, suffix="crop"))
-    return calls
+    border = tuple((d * (kk - 1), d * (kk - 1)) for d, kk in zip(dilation, k, strict=True))
+    padding = border[0] if n == 1 else border
+    calls.append(KerasCall(f"layers.ZeroPadding{n}D", [x], (), {"padding": padding}, suffix="pad"))
+    kwargs = _non_default(
+        dilation_rate=(dilation, (1,) * n),
+        groups=(groups, 1),
+        use_bias=(bias is not None, True),
+    )
+    call = KerasCall(f"layers.Conv{n}D", [node.output], (w.shape[1] * groups, k), kwargs)
+    call.weights = [_f32(transposed_as_conv_kernel(w, groups))]
+    call.weights += [_f32(bias)] if bias is not None else []
+    return [*calls, call]
 
 
 @emits("linear")
@@ -267,6 +290,7 @@ _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
     "hardsigmoid": ("HardSigmoid", (), {}),
     "identity": ("layers.Identity", (), {}),
     "mish": ("layers.Activation", ("mish",), {}),
+    "selu": ("layers.Activation", ("selu",), {}),
 }
 
 
@@ -298,8 +322,14 @@ _UNARY_OPS = {
     "square": "square",
     "reciprocal": "reciprocal",
     "erf": "erf",
+    "floor": "floor",
+    "ceil": "ceil",
+    "trunc": "trunc",
+    "round": "round",
     "sin": "sin",
     "cos": "cos",
+    "logical_not": "logical_not",
+    "log_sigmoid": "log_sigmoid",
 }
 
 
@@ -335,6 +365,16 @@ _BINARY = {
     "maximum": "maximum",
     "minimum": "minimum",
     "matmul": "matmul",
+    "floor_divide": "floor_divide",  # the FloorDivide layer: PyTorch's rounding, not ops'
+    "equal": "equal",
+    "not_equal": "not_equal",
+    "less": "less",
+    "less_equal": "less_equal",
+    "greater": "greater",
+    "greater_equal": "greater_equal",
+    "logical_and": "logical_and",
+    "logical_or": "logical_or",
+    "remainder": "mod",
 }
 _MERGE = {
     "add": "layers.Add",
@@ -350,8 +390,12 @@ _MERGE = {
 def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     a, b = node.inputs
     const_a, const_b = graph.is_constant(a), graph.is_constant(b)
+    if node.op == "floor_divide":
+        return [_floor_divide(node, graph)]
     if not (const_a or const_b):
-        if node.op in _MERGE:
+        # Keras' merge layers align a lower-rank input with the batch axis, and layers.Add on
+        # TensorFlow may read a broadcast operand as a bias: only for operands of equal shape
+        if node.op in _MERGE and a.shape == b.shape:
             return [KerasCall(_MERGE[node.op], [a, b], (), {}, list_input=True)]
         return [KerasCall("Binary", [a, b], (_BINARY[node.op],), {}, list_input=True)]
     if const_a and const_b:
@@ -365,9 +409,26 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
         kwargs = {"reverse": True} if const_a else {}
         return [KerasCall("Scalar", [x], (fn, value), kwargs)]
     kwargs = {"reverse": True} if const_a else {}
+    if arr.dtype.kind != "f":  # stored as float32, cast back in the layer
+        kwargs["dtype_of_value"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
-    call.weights = [np.ascontiguousarray(arr.astype(np.float32 if x.type.is_float else arr.dtype))]
+    call.weights = [_f32(arr)]
     return [call]
+
+
+def _floor_divide(node: Node, graph: Graph) -> KerasCall:
+    a, b = node.inputs
+    if not (graph.is_constant(a) or graph.is_constant(b)):
+        return KerasCall("FloorDivide", [a, b], (), {}, list_input=True)
+    reverse = graph.is_constant(a)
+    x, c = (b, a) if reverse else (a, b)
+    arr = graph.constant(c)
+    kwargs = {"reverse": True} if reverse else {}
+    if arr.ndim == 0:
+        return KerasCall("FloorDivide", [x], (), {"value": float(arr.item()), **kwargs})
+    call = KerasCall("FloorDivide", [x], (), {"shape": tuple(arr.shape), **kwargs})
+    call.weights = [_f32(arr)]
+    return call
 
 
 @emits("cat")
@@ -397,6 +458,13 @@ def _reduce(node: Node, graph: Graph) -> list[KerasCall]:
         pool = "Average" if kind == "mean" else "Max"
         return [KerasCall(f"layers.Global{pool}Pooling{x.rank - 2}D", [x], (), {"keepdims": keep})]
     return [KerasCall("Reduce", [x], (kind, axes), {"keepdims": keep})]
+
+
+@emits("arg_reduce")
+def _arg_reduce(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"keepdims": bool(a["keepdims"])}
+    return [KerasCall("ArgReduce", [node.inputs[0]], (a["kind"], a["axes"][0]), kwargs)]
 
 
 @emits("log_softmax")
@@ -520,6 +588,118 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
+
+
+@emits("cast")
+def _cast(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("Cast", [node.inputs[0]], (node.attrs["dtype"],), {})]
+
+
+@emits("where")
+def _where(node: Node, graph: Graph) -> list[KerasCall]:
+    cond, x, y = node.inputs
+    if graph.is_constant(cond):
+        raise TranspileError(f"internal: where with a constant condition at {node.source}")
+    values, tensors = [], [cond]
+    for v in (x, y):
+        if graph.is_constant(v) and graph.constant(v).ndim == 0:
+            value = graph.constant(v).item()
+            values.append(Literal(f'float("{value}")') if not np.isfinite(value) else value)
+        else:
+            values.append(None)
+            tensors.append(v)
+    kwargs = {"values": tuple(values), "dtype_of_output": node.output.type.dtype}
+    return [KerasCall("Where", tensors, (), kwargs, list_input=True)]
+
+
+@emits("embedding")
+def _embedding(node: Node, graph: Graph) -> list[KerasCall]:
+    table = graph.constant(node.inputs[1])
+    call = KerasCall("layers.Embedding", [node.inputs[0]], tuple(table.shape), {})
+    call.weights = [_f32(table)]
+    return [call]
+
+
+@emits("take")
+def _take(node: Node, graph: Graph) -> list[KerasCall]:
+    x, index = node.inputs
+    axis = node.attrs["axis"]
+    if graph.is_constant(index):
+        indices = graph.constant(index).tolist()
+        return [KerasCall("Take", [x], (), {"axis": axis, "indices": indices})]
+    return [KerasCall("Take", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("cumsum")
+def _cumsum(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("CumSum", [node.inputs[0]], (), {"axis": node.attrs["axis"]})]
+
+
+@emits("flip")
+def _flip(node: Node, graph: Graph) -> list[KerasCall]:
+    return [KerasCall("Flip", [node.inputs[0]], (tuple(node.attrs["axes"]),), {})]
+
+
+@emits("roll")
+def _roll(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [KerasCall("Roll", [node.inputs[0]], (tuple(a["shifts"]), tuple(a["axes"])), {})]
+
+
+_RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}
+
+
+def _rnn_weights(mode: str, w: list[np.ndarray]) -> list[np.ndarray]:
+    """One direction's PyTorch weights -> Keras' [kernel, recurrent_kernel(, bias)].
+
+    LSTM gates i,f,g,o are Keras' i,f,c,o (same order); the two biases add up. GRU gates r,z,n
+    become Keras' z,r,h; with reset_after=True (Keras' default, PyTorch's equations) Keras keeps
+    both biases as a (2, 3H) array."""
+    w_ih, w_hh = w[0], w[1]
+    bias = w[2:]
+    if mode == "gru":
+        h = w_hh.shape[1]
+
+        def order(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[h : 2 * h], a[:h], a[2 * h :]], axis=0)
+
+        out = [_f32(order(w_ih).T), _f32(order(w_hh).T)]
+        return out + ([_f32(np.stack([order(bias[0]), order(bias[1])]))] if bias else [])
+    return [_f32(w_ih.T), _f32(w_hh.T)] + ([_f32(bias[0] + bias[1])] if bias else [])
+
+
+@emits("rnn")
+def _rnn(node: Node, graph: Graph) -> list[KerasCall]:
+    from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    a = node.attrs
+    mode = a["mode"]
+    directions, _, lstm = rnn_layout(node)
+    x, weights, init = rnn_split_inputs(node, node.inputs)
+    kwargs: dict[str, Any] = {"return_sequences": True, "return_state": True}
+    if mode == "rnn_relu":
+        kwargs["activation"] = "relu"
+    if not a["bias"]:
+        kwargs["use_bias"] = False
+    arrays = []
+    for w in weights:
+        arrays += _rnn_weights(mode, [graph.constant(v) for v in w])
+    states = [v for s in init for v in s]
+    names = ("h", "c") if lstm else ("h",)
+    suffixes = tuple(n + ("_reverse" if d else "") for d in range(directions) for n in names)
+    layer = f"layers.{_RNN_LAYERS[mode]}"
+    if directions == 1:
+        call = KerasCall(layer, [x, *states], (a["hidden_size"],), kwargs)
+    else:
+        inner = ", ".join(
+            [str(a["hidden_size"])]
+            + [f"{k}={v!r}" if isinstance(v, bool) else f'{k}="{v}"' for k, v in kwargs.items()]
+        )
+        call = KerasCall("layers.Bidirectional", [x, *states], (Literal(f"{layer}({inner})"),))
+    call.state_inputs = len(states)
+    call.output_suffixes = suffixes
+    call.weights = arrays
+    return [call]
 
 
 @emits("transpose")

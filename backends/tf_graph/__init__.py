@@ -21,26 +21,30 @@ from typing import Any
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node
 
-__all__ = ["SAVED_MODEL_DIR", "LoweredModel", "build_module", "load_saved_model", "TFWritten"]
+from .._naming import Namespace, node_hint
+from .._tf_runtime import count_transposes, numpy_callable, tensorflow
+from ..base import Backend
+
+__all__ = [
+    "BACKEND",
+    "SAVED_MODEL_DIR",
+    "TFBackend",
+    "TFWritten",
+    "build_module",
+    "load_saved_model",
+    "make_callable",
+]
 
 SAVED_MODEL_DIR = "saved_model"
 
 
-def _tf():
-    from transpiler._hygiene import import_keras
-
-    import_keras()  # TensorFlow with our process hygiene (triton kept out)
-    import tensorflow as tf
-
-    return tf
+_tf = tensorflow  # TensorFlow with our process hygiene (triton kept out)
 
 
 class _Program:
     """The lowered steps (kept off tf.Module's attribute tracking: plain Python closures)."""
 
     def __init__(self, graph: Graph) -> None:
-        from transpiler.backends.keras_source.emitter import Namespace, _node_hint
-
         from .lowering import LOWERINGS, Plan
 
         tf = _tf()
@@ -54,10 +58,14 @@ class _Program:
         if missing:
             raise TranspileError(f"the tf backend has no lowering for IR op(s) {missing}")
         for node in graph.nodes:
-            name = ns.create(_node_hint(node))
+            name = ns.create(node_hint(node))
             plan._hint = name
             step = LOWERINGS.apply(node, plan)
-            dtype = tf.as_dtype(node.output.type.dtype)
+            dtype = tf.as_dtype(node.outputs[0].type.dtype)
+            if len(node.outputs) > 1:  # the step returns one tensor per output
+                self.steps.append((tuple(id(v) for v in node.outputs), name, dtype, step))
+                _record_modules(node, name, self.module_ops)
+                continue
             self.steps.append((id(node.output), name, dtype, step))
             self.value_names[node.output.name] = name
             _record_modules(node, name, self.module_ops)
@@ -71,6 +79,9 @@ class _Program:
         for key, name, dtype, step in self.steps:
             with tf.name_scope(name):
                 y = step(env)
+                if isinstance(key, tuple):
+                    env.update(zip(key, y, strict=True))
+                    continue
                 if not isinstance(y, tf.Tensor) or y.dtype != dtype:
                     y = tf.cast(y, dtype)
             env[key] = y
@@ -90,8 +101,6 @@ def _record_modules(node: Node, name: str, table: dict[str, list[str]]) -> None:
 def build_module(graph: Graph, model_name: str) -> Any:
     """The lowered model as a ``tf.Module`` with ``serve`` (a tf.function)."""
     tf = _tf()
-    from transpiler.backends.keras_source.emitter import Namespace
-
     program = _Program(graph)
     ns = Namespace()
     specs = [
@@ -132,31 +141,10 @@ def load_saved_model(path: Path) -> Any:
     return _tf().saved_model.load(str(path))
 
 
-def count_transposes(concrete: Any) -> int:
-    graph_def = concrete.graph.as_graph_def()
-    nodes = list(graph_def.node)
-    for f in graph_def.library.function:
-        nodes.extend(f.node_def)
-    return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))
-
-
 def make_callable(module: Any, n_outputs: int) -> Callable[..., Any]:
     """numpy (or tf tensors) in, numpy out: one array, or a tuple for several outputs. Holds
     ``module`` (the loaded SavedModel owns the variables its function reads)."""
-    import torch
-
-    from transpiler.api import _cast
-
-    specs = module.serve.input_signature
-
-    def fn(*arrays: Any) -> Any:
-        xs = [a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays]
-        ys = module.serve(*(_cast(x, s.dtype) for x, s in zip(xs, specs, strict=True)))
-        ys = ys if isinstance(ys, list | tuple) else [ys]
-        outs = tuple(y.numpy() for y in ys)
-        return outs[0] if n_outputs == 1 else outs
-
-    return fn
+    return numpy_callable(module.serve, module.serve.input_signature, n_outputs, owner=module)
 
 
 class TFWritten:
@@ -178,3 +166,42 @@ class TFWritten:
         tf = _tf()
         _, kept = self.module._program.run([tf.convert_to_tensor(a) for a in arrays], set(names))
         return [kept[n].numpy() for n in names]
+
+
+class TFBackend(Backend):
+    """``tf``: the IR lowered to TensorFlow ops, saved as a SavedModel (``saved_model/``)."""
+
+    name = "tf"
+    saved_model_dir = SAVED_MODEL_DIR
+
+    def check_out_dir(self, out_dir: Path) -> None:
+        previous = out_dir / SAVED_MODEL_DIR
+        if previous.exists() and not (previous / "saved_model.pb").exists():
+            # an earlier SavedModel is replaced; anything else by that name is the user's
+            raise TranspileError(
+                f"{str(previous)!r} exists and is not a SavedModel; remove it or pick another "
+                "out_dir."
+            )
+
+    def write(
+        self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
+    ) -> TFWritten:
+        return TFWritten(graph, folder, model_name)
+
+    def load(self, out_dir: Path, graph: Graph) -> Callable[..., Any]:
+        return make_callable(load_saved_model(out_dir / SAVED_MODEL_DIR), len(graph.outputs))
+
+    def keras_model(self, out_dir: Path) -> Any:
+        raise TranspileError(
+            "the tf backend has no Keras model (it wrote a SavedModel: use result.load() or "
+            "tf.saved_model.load); transpile with backend='keras' for one."
+        )
+
+    def concrete_function(self, out_dir: Path, graph: Graph) -> Any:
+        module = load_saved_model(out_dir / SAVED_MODEL_DIR)
+        concrete = module.serve.get_concrete_function()
+        concrete._transpiler_owner = module  # the variables live as long as the function
+        return concrete
+
+
+BACKEND = TFBackend()

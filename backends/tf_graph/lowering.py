@@ -15,13 +15,18 @@ read with ``tf.shape`` at run time, never baked in.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from transpiler.backends._layouts import adaptive_windows, spatial_kernel
+from transpiler.backends._layouts import (
+    adaptive_windows,
+    spatial_kernel,
+    transposed_as_conv_kernel,
+)
+from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -129,6 +134,7 @@ def _conv(node: Node, plan: Plan) -> Step:
     padding = _padding(a["padding"])
     bias = plan.operand(node.inputs[2], "bias") if len(node.inputs) > 2 else None
 
+    groups_depthwise = False
     if not g.is_constant(node.inputs[1]):  # a kernel computed in forward()
         w = plan.operand(node.inputs[1])
         perm = (*range(2, 2 + n), 1, 0)
@@ -142,7 +148,8 @@ def _conv(node: Node, plan: Plan) -> Step:
         out_ch, in_per_group, k = w.shape[0], w.shape[1], tuple(w.shape[2:])
         groups = a["groups"]
         channels = node.inputs[0].shape[-1]
-        if groups > 1 and in_per_group == 1 and groups == channels and n in (1, 2):
+        groups_depthwise = groups > 1 and in_per_group == 1 and groups == channels and n in (1, 2)
+        if groups_depthwise:
             mult = out_ch // groups
             kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
             if n == 1:  # a 1-d depthwise conv is the 2-d one on a height-1 image
@@ -164,13 +171,18 @@ def _conv(node: Node, plan: Plan) -> Step:
             def conv(env: Env) -> Any:
                 return _convolution(x(env), kernels, run_stride, padding, dilation)
 
+    # NOTE: TF's graph optimizer fuses Conv2D + BiasAdd into _FusedConv2D, which has no groups
+    # on CPUs without oneDNN ("Fused conv implementation does not support grouped
+    # convolutions"): a grouped conv adds its bias with a plain add, which is not fused.
+    fusable = a["groups"] == 1 or groups_depthwise
+
     def step(env: Env) -> Any:
         y = conv(env)
         if split:
             y = _subsample(y, stride)
         if bias is not None:
             b = bias(env)
-            y = tf.nn.bias_add(y, b) if isinstance(b, tf.Variable) else y + b
+            y = tf.nn.bias_add(y, b) if isinstance(b, tf.Variable) and fusable else y + b
         return y
 
     return step
@@ -220,11 +232,12 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     bias = plan.operand(node.inputs[2], "bias") if len(node.inputs) > 2 else None
     stride, dilation, groups = tuple(a["stride"]), tuple(a["dilation"]), a["groups"]
     n, k = len(stride), tuple(w.shape[2:])
-    in_ch, out_ch = w.shape[0], w.shape[1] * groups
+    out_ch = w.shape[1] * groups
     k_eff = [d * (kk - 1) + 1 for d, kk in zip(dilation, k, strict=True)]
-    split = max(stride) > 1 and max(dilation) > 1
-
-    if groups == 1 and not split:
+    # TF's transposed conv has no dilation on CPUs without oneDNN ("Current CPU
+    # implementations do not yet support dilation rates larger than 1"): dilated ones, like
+    # grouped ones, run as the equivalent plain conv
+    if groups == 1 and max(dilation) == 1:
         var = plan.weight(spatial_kernel(w), "kernel")  # (*k, O, I)
 
         def conv(env: Env) -> Any:
@@ -237,10 +250,12 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
     else:
         # the transposed conv as a plain (grouped) conv: zeros between inputs, a full border of
         # zeros, the kernel flipped with its in/out roles swapped
-        ipg, opg = in_ch // groups, out_ch // groups
-        kernel = w.reshape(groups, ipg, opg, *k).transpose(*range(3, 3 + n), 1, 0, 2)
-        kernel = kernel.reshape(*k, ipg, out_ch)[tuple(slice(None, None, -1) for _ in k)]
-        kernels = _kernels(plan, kernel, groups)
+        kernel = transposed_as_conv_kernel(w, groups)
+        opg = out_ch // groups
+        # one convolution per group: TF's fused CPU kernel refuses some grouped convolutions
+        kernels = [
+            plan.weight(kernel[..., g * opg : (g + 1) * opg], "kernel") for g in range(groups)
+        ]
         border = [[0, 0]] + [[e - 1, e - 1] for e in k_eff] + [[0, 0]]
 
         def conv(env: Env) -> Any:
@@ -249,7 +264,9 @@ def _conv_transpose(node: Node, plan: Plan) -> Step:
 
     def step(env: Env) -> Any:
         y = conv(env)
-        return tf.nn.bias_add(y, bias(env)) if bias is not None else y
+        if bias is None:
+            return y
+        return tf.nn.bias_add(y, bias(env)) if groups == 1 else y + bias(env)  # see _conv
 
     return step
 
@@ -266,18 +283,14 @@ def _pool(node: Node, plan: Plan) -> Step:
     if node.op == "max_pool" and max(a["dilation"]) > 1:
         if a["padding"] != "valid":
             raise TranspileError(f"internal: dilated max_pool at {node.source} is not 'valid'")
-        dilation = tuple(a["dilation"])
+        taps = [
+            (slice(None), *(slice(*axis) for axis in tap))
+            for tap in pool_taps(kernel, stride, tuple(a["dilation"]))
+        ]
 
         def dilated(env: Env) -> Any:
-            xs, out = x(env), None
-            for taps in itertools.product(*(range(k) for k in kernel)):
-                index = [slice(None)]
-                for t, k, s, d in zip(taps, kernel, stride, dilation, strict=True):
-                    end = (k - 1 - t) * d
-                    index.append(slice(t * d, -end if end else None, s))
-                part = xs[tuple(index)]
-                out = part if out is None else tf.maximum(out, part)
-            return out
+            xs = x(env)
+            return functools.reduce(tf.maximum, (xs[index] for index in taps))
 
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
@@ -427,8 +440,15 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "square": tf.square,
     "reciprocal": tf.math.reciprocal,
     "erf": tf.math.erf,
+    "floor": tf.floor,
+    "ceil": tf.math.ceil,
+    "trunc": lambda x: tf.where(x < 0, tf.math.ceil(x), tf.floor(x)),
+    "round": tf.round,  # half to even, like torch.round
     "sin": tf.sin,
     "cos": tf.cos,
+    "logical_not": tf.logical_not,
+    "selu": tf.nn.selu,
+    "log_sigmoid": tf.math.log_sigmoid,
 }
 
 
@@ -489,7 +509,21 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "pow": tf.pow,
     "maximum": tf.maximum,
     "minimum": tf.minimum,
+    "remainder": tf.math.floormod,
 }
+
+
+def _floor_divide(a: Any, b: Any) -> Any:
+    """a // b as PyTorch computes it for floats: (a - fmod(a, b)) / b, corrected and rounded."""
+    mod = tf.sign(a) * tf.math.floormod(tf.abs(a), tf.abs(b))  # C's fmod, exactly
+    div = (a - mod) / b
+    div = tf.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
+    q = tf.floor(div)
+    q = tf.where(div - q > 0.5, q + 1, q)
+    return tf.where(b == 0, a / b, q)
+
+
+_BINARY["floor_divide"] = _floor_divide
 
 
 @lowers(*_BINARY)
@@ -575,6 +609,18 @@ def _reduce(node: Node, plan: Plan) -> Step:
     return _unary(node, plan, lambda x: fn(x, axis=axes, keepdims=keep))
 
 
+@lowers("arg_reduce")
+def _arg_reduce(node: Node, plan: Plan) -> Step:
+    fn = tf.argmax if node.attrs["kind"] == "max" else tf.argmin
+    axis, keep = node.attrs["axes"][0], bool(node.attrs["keepdims"])
+
+    def step(x: Any) -> Any:
+        y = fn(x, axis=axis, output_type=tf.int64)
+        return tf.expand_dims(y, axis) if keep else y
+
+    return _unary(node, plan, step)
+
+
 @lowers("broadcast_to")
 def _broadcast_to(node: Node, plan: Plan) -> Step:
     x = plan.operand(node.inputs[0])
@@ -594,24 +640,17 @@ def _broadcast_to(node: Node, plan: Plan) -> Step:
 
 
 def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
-    def take(start: int | None, stop: int | None) -> Any:
-        return x[(slice(None),) * axis + (slice(start, stop),)]
-
     parts = []
-    if mode == "replicate":
-        if before:
-            parts.append(tf.repeat(take(0, 1), before, axis=axis))
-        parts.append(x)
-        if after:
-            parts.append(tf.repeat(take(-1, None), after, axis=axis))
-    elif mode == "circular":
-        if before:
-            parts.append(take(-before, None))
-        parts.append(x)
-        if after:
-            parts.append(take(0, after))
-    else:
-        raise TranspileError(f"unknown padding mode {mode!r}")
+    for start, stop, flip, repeats in pad_pieces(before, after, mode):
+        if start is None and stop is None:
+            parts.append(x)
+            continue
+        part = x[(slice(None),) * axis + (slice(start, stop),)]
+        if flip:
+            part = tf.reverse(part, [axis])
+        if repeats > 1:
+            part = tf.repeat(part, repeats, axis=axis)
+        parts.append(part)
     return tf.concat(parts, axis)
 
 
@@ -680,21 +719,10 @@ def _resize(node: Node, plan: Plan) -> Step:
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
-        scale = scales[axis - 1] if scales else n / out
-        dst = np.arange(out, dtype=np.float64)
-        if mode in ("nearest", "nearest-exact"):
-            offset = 0.5 if mode == "nearest-exact" else 0.0
-            index = np.minimum(np.floor((dst + offset) * scale), n - 1).astype(np.int32)
-            plans.append((axis, index, None, None))
-            continue
-        if a["align_corners"]:
-            src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-        else:
-            src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-        low = np.minimum(np.floor(src), n - 1).astype(np.int32)
-        high = np.minimum(low + 1, n - 1)
-        shape = [out if i == axis else 1 for i in range(xv.rank)]
-        weight = (src - low).astype(np.float32).reshape(shape)
+        scale = scales[axis - 1] if scales else None
+        low, high, weight = resize_axis(n, out, mode, a["align_corners"], scale)
+        if weight is not None:
+            weight = weight.reshape([out if i == axis else 1 for i in range(xv.rank)])
         plans.append((axis, low, high, weight))
 
     def step(env: Env) -> Any:
@@ -717,6 +745,147 @@ def _resize(node: Node, plan: Plan) -> Step:
 def _reshape(node: Node, plan: Plan) -> Step:
     x, shape = plan.operand(node.inputs[0]), list(node.attrs["shape"])
     return lambda env: tf.reshape(x(env), shape)
+
+
+def _rnn_cell(mode: str, hidden: int, w_hh: Any, b_hh: Any) -> Callable[[Any, Any], Any]:
+    """One time step in PyTorch's equations; ``gi`` is the input's projection (with b_ih)."""
+
+    def cell(state: Any, gi: Any) -> Any:
+        h = state[0]
+        gh = tf.matmul(h, w_hh) + (b_hh if b_hh is not None else 0.0)
+        if mode == "lstm":
+            i, f, g, o = tf.split(gi + gh, 4, axis=-1)
+            c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(g)
+            return (tf.sigmoid(o) * tf.tanh(c), c)
+        if mode == "gru":
+            ir, iz, in_ = tf.split(gi, 3, axis=-1)
+            hr, hz, hn = tf.split(gh, 3, axis=-1)
+            r, z = tf.sigmoid(ir + hr), tf.sigmoid(iz + hz)
+            n = tf.tanh(in_ + r * hn)
+            return ((1.0 - z) * n + z * h,)
+        act = tf.tanh if mode == "rnn_tanh" else tf.nn.relu
+        return (act(gi + gh),)
+
+    return cell
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "equal": tf.equal,
+    "not_equal": tf.not_equal,
+    "less": tf.less,
+    "less_equal": tf.less_equal,
+    "greater": tf.greater,
+    "greater_equal": tf.greater_equal,
+    "logical_and": tf.logical_and,
+    "logical_or": tf.logical_or,
+}
+
+
+def _common_dtype(values: list[Value]) -> tf.DType:
+    """torch's promotion for comparison operands: float if any is, else the widest integer."""
+    names = [v.type.dtype for v in values]
+    if any(n.startswith("float") for n in names):
+        return tf.float32
+    for n in ("int64", "int32", "bool"):
+        if n in names:
+            return tf.as_dtype(n)
+    return tf.as_dtype(names[0])
+
+
+@lowers(*_COMPARE)
+def _compare(node: Node, plan: Plan) -> Step:
+    fn = _COMPARE[node.op]
+    dtype = tf.bool if node.op.startswith("logical") else _common_dtype(node.inputs)
+    a, b = (plan.operand(v) for v in node.inputs)
+
+    def cast(t: Any) -> Any:
+        return tf.cast(t, dtype)
+
+    return lambda env: fn(cast(a(env)), cast(b(env)))
+
+
+@lowers("cast")
+def _cast(node: Node, plan: Plan) -> Step:
+    x, dtype = plan.operand(node.inputs[0]), tf.as_dtype(node.attrs["dtype"])
+    return lambda env: tf.cast(x(env), dtype)
+
+
+@lowers("where")
+def _where(node: Node, plan: Plan) -> Step:
+    c, x, y = (plan.operand(v) for v in node.inputs)
+    dtype = _tf_dtype(node.output)
+    return lambda env: tf.where(
+        tf.cast(c(env), tf.bool), tf.cast(x(env), dtype), tf.cast(y(env), dtype)
+    )
+
+
+@lowers("embedding")
+def _embedding(node: Node, plan: Plan) -> Step:
+    ids, table = plan.operand(node.inputs[0]), plan.weight(plan.constant(node.inputs[1]), "table")
+    return lambda env: tf.gather(table, ids(env))
+
+
+@lowers("take")
+def _take(node: Node, plan: Plan) -> Step:
+    x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
+    return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+@lowers("cumsum")
+def _cumsum(node: Node, plan: Plan) -> Step:
+    x, axis = plan.operand(node.inputs[0]), node.attrs["axis"]
+    return lambda env: tf.cumsum(x(env), axis=axis)
+
+
+@lowers("flip")
+def _flip(node: Node, plan: Plan) -> Step:
+    x, axes = plan.operand(node.inputs[0]), list(node.attrs["axes"])
+    return lambda env: tf.reverse(x(env), axes)
+
+
+@lowers("roll")
+def _roll(node: Node, plan: Plan) -> Step:
+    x, a = plan.operand(node.inputs[0]), node.attrs
+    return lambda env: tf.roll(x(env), list(a["shifts"]), list(a["axes"]))
+
+
+@lowers("rnn")
+def _rnn(node: Node, plan: Plan) -> Step:
+    """A tf.scan over time-major steps per direction (a While loop: any sequence length)."""
+    from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
+    _, _, lstm = rnn_layout(node)
+    x_in, weights, init = rnn_split_inputs(node, node.inputs)
+    x = plan.operand(x_in)
+    dirs = []
+    for k, w in enumerate(weights):
+        arrs = [plan.constant(v) for v in w]
+        w_ih = plan.weight(np.ascontiguousarray(arrs[0].T), f"w_ih{k}")
+        w_hh = plan.weight(np.ascontiguousarray(arrs[1].T), f"w_hh{k}")
+        b_ih = plan.weight(arrs[2], f"b_ih{k}") if len(arrs) > 2 else None
+        b_hh = plan.weight(arrs[3], f"b_hh{k}") if len(arrs) > 2 else None
+        states = [plan.operand(v) for v in init[k]]
+        dirs.append((w_ih, b_ih, _rnn_cell(mode, hidden, w_hh, b_hh), states))
+
+    def step(env: Env) -> Any:
+        xs = tf.transpose(x(env), [1, 0, 2])  # (T, N, I)
+        t, n = tf.shape(xs)[0], tf.shape(xs)[1]
+        flat = tf.reshape(xs, [-1, xs.shape[-1]])
+        seqs, finals = [], []
+        for k, (w_ih, b_ih, cell, states) in enumerate(dirs):
+            gi = tf.matmul(flat, w_ih) + (b_ih if b_ih is not None else 0.0)
+            gi = tf.reshape(gi, tf.stack([t, n, -1]))
+            zeros = tf.zeros(tf.stack([n, hidden]), xs.dtype)
+            start = tuple(s(env) for s in states) or ((zeros, zeros) if lstm else (zeros,))
+            out = tf.scan(cell, gi, initializer=start, reverse=k == 1)
+            seqs.append(tf.transpose(out[0], [1, 0, 2]))
+            last = 0 if k == 1 else -1
+            finals.extend(o[last] for o in out)
+        seq = seqs[0] if len(seqs) == 1 else tf.concat(seqs, -1)
+        return (seq, *finals)
+
+    return step
 
 
 @lowers("transpose")

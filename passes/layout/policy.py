@@ -140,11 +140,12 @@ def broadcast_to(node: Node, lay: Layouts) -> Perm:
 
 
 def fixed(node: Node, lay: Layouts) -> Perm:
-    """Ops that run in PyTorch's layout (matmul, einsum): inputs back to it."""
+    """Ops that run in PyTorch's layout (matmul, einsum, rnn): inputs back to it; every output
+    (an rnn has several) in PyTorch's layout too."""
     for k, v in enumerate(node.inputs):
         if not lay.graph.is_constant(v):
             node.inputs[k] = lay.need(v, identity(v.rank), f"{node.op} in PyTorch's layout")
-    return identity(node.output.rank)
+    return identity(node.outputs[0].rank)
 
 
 def reduce_(node: Node, lay: Layouts) -> Perm:
@@ -347,6 +348,7 @@ RULES: dict[str, Rule] = {
 BY_OP: dict[str, Rule] = {
     "cat": cat,
     "reduce": reduce_,
+    "arg_reduce": reduce_,
     "layer_norm": layer_norm,
     "broadcast_to": broadcast_to,
     "slice": slice_,

@@ -158,6 +158,11 @@ def layout(graph: Graph, ctx: PassContext) -> PassResult:
         if out_perm is None:  # absorbed (an explicit transpose)
             graph.nodes.remove(node)
             continue
+        if len(node.outputs) > 1:  # only "fixed" ops have several outputs: PyTorch's layout
+            for y in node.outputs:
+                y.perm = identity(y.rank)
+                lay.set(y, y, y.perm)
+            continue
         y = node.output
         y.type, y.perm = TensorType(physical_shape(y.shape, out_perm), y.type.dtype), out_perm
         lay.set(y, y, out_perm)

@@ -756,3 +756,112 @@ class PerSampleConstant(nn.Module):
 
 
 add("shape-derived", "per-sample-constant", PerSampleConstant, IMG)
+
+
+class _Recurrent(nn.Module):
+    """A recurrent layer returning its sequence and final states (all of them flattened)."""
+
+    def __init__(self, rnn: nn.RNNBase):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)
+
+
+add(
+    "recurrent",
+    "lstm-bi",
+    lambda: _Recurrent(nn.LSTM(3, 4, batch_first=True, bidirectional=True)),
+    (5, 3),
+)
+add("recurrent", "gru-2layer", lambda: _Recurrent(nn.GRU(3, 4, 2, batch_first=True)), (5, 3))
+add(
+    "recurrent",
+    "rnn-relu",
+    lambda: _Recurrent(nn.RNN(3, 4, nonlinearity="relu", batch_first=True)),
+    (5, 3),
+)
+
+
+# Integer and boolean tensors, made inside the model from the float input (catalog inputs are
+# float): comparisons, logic, where, casts, and the math ops of sequence models.
+def _compare_logic(y):
+    m = ((y > 0.5) & ~(y < -0.5)) | (y == y.round())
+    counts = (y >= 0).float() + (y <= 1).long() + (y != 0).int()
+    return torch.where(m, y, -y) + counts + torch.logical_or(y > 2, y < -2).to(torch.float32)
+
+
+def _unary_math(y):
+    rounded = y.floor() + y.ceil() + y.round() + y.sin() + y.cos()
+    acts = F.selu(y) + F.logsigmoid(y) + torch.remainder(y, 1.5) + y.clamp_min(-1).clamp_max(2)
+    moments = y.std(1, keepdim=True) + y.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return rounded + acts + moments + (1 - y) + 2 / (y.abs() + 1) - y.mean()
+
+
+def _axis_ops(y):
+    picked = y[:, [0, 2, 1, 5]] + torch.index_select(y, 1, torch.tensor([3, 0, 7, 7]))
+    rolled = torch.roll(picked, (1, -2), (2, 3)) + picked.flip(3) + picked.cumsum(2)
+    return torch.stack([rolled, picked], 1)
+
+
+class _EmbedIds(nn.Module):
+    """Token ids derived from the input (int64 remainder), then nn.Embedding with padding_idx."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4, padding_idx=0)
+
+    def forward(self, x):
+        ids = torch.remainder((x.abs() * 3).long(), 10)
+        return self.emb(ids) * (ids > 0).unsqueeze(-1).float()
+
+
+class _MaskedScores(nn.Module):
+    """Attention scores masked in forward() (masked_fill) and by an sdpa bool mask."""
+
+    def forward(self, x):
+        keep = x[..., 0] > -0.5  # (N, T)
+        scores = x @ x.transpose(1, 2)
+        scores = scores.masked_fill(~keep[:, None, :], -1e9).softmax(-1)
+        mask = keep[:, None, :].expand(-1, x.shape[1], -1) | torch.eye(x.shape[1]).bool()
+        return scores @ x + F.scaled_dot_product_attention(x, x, x, attn_mask=mask)
+
+
+add("int-bool", "compare-logic-where", lambda: Front(_compare_logic), SMALL)
+add("int-bool", "unary-math", lambda: Front(_unary_math), SMALL)
+add("int-bool", "take-roll-flip-cumsum-stack", lambda: Front(_axis_ops), SMALL)
+add("int-bool", "embedding-ids", _EmbedIds, (6,))
+add("int-bool", "masked-fill-sdpa-mask", _MaskedScores, (5, 8))
+# ----------------------------------------------------------------------------------------------
+# Rounding, arg-reductions and right-aligned broadcasting (issue 11)
+# ----------------------------------------------------------------------------------------------
+
+_C8 = torch.randn(8, generator=torch.Generator().manual_seed(8))
+add(
+    "rounding",
+    "div-floor-and-trunc",
+    lambda: TwoBranch(
+        lambda a, b: (
+            torch.div(a, b.abs() + 0.5, rounding_mode="floor")
+            + torch.div(a, b.abs() + 0.5, rounding_mode="trunc")
+            + a // 0.7
+        )
+    ),
+    IMG,
+)
+add(
+    "rounding",
+    "floor-ceil-round-trunc",
+    lambda: Front(lambda y: torch.floor(y) + torch.ceil(y * 0.5) + torch.round(y * 2) - y.trunc()),
+    IMG,
+    pure=True,
+)
+add("reduce", "max-dim-values-indices", lambda: Front(lambda y: torch.max(y, 1)), IMG)
+add("reduce", "argmin-keepdim", lambda: Front(lambda y: y.argmin(-1, keepdim=True)), IMG)
+add(
+    "broadcast",
+    "rank1-const-from-the-right",
+    lambda: Front(lambda y: y[:, :, :, :1] + _C8),
+    IMG,
+)

@@ -50,6 +50,16 @@ def _bn_inference(x, weight, bias, running_mean, running_var, momentum, eps):
     return F.batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
 
 
+def _embedding(weight: torch.Tensor, indices: torch.Tensor, *rest: Any) -> torch.Tensor:
+    """aten.embedding takes the table first."""
+    return F.embedding(indices, weight)
+
+
+def _index(x: torch.Tensor, indices: Sequence[Any]) -> torch.Tensor:
+    """aten.index.Tensor: one index tensor per leading dim (None: the whole dim)."""
+    return x[tuple(slice(None) if i is None else i for i in indices)]
+
+
 def _sym_size(x: torch.Tensor, dim: int) -> int:
     return x.size(dim)
 
@@ -143,7 +153,13 @@ def _build_table() -> None:
     _alias(fn, torch.add, aten.add.Tensor, aten.add.Scalar)
     _alias(fn, torch.sub, aten.sub.Tensor, aten.sub.Scalar)
     _alias(fn, torch.mul, aten.mul.Tensor, aten.mul.Scalar)
-    _alias(fn, torch.div, aten.div.Tensor, aten.div.Scalar)
+    _alias(fn, torch.div, aten.div.Tensor, aten.div.Scalar, aten.div.Tensor_mode)
+    _alias(fn, torch.div, aten.div.Scalar_mode)
+    _alias(fn, torch.floor_divide, aten.floor_divide.default, aten.floor_divide.Scalar)
+    _alias(fn, torch.floor, aten.floor.default)
+    _alias(fn, torch.ceil, aten.ceil.default)
+    _alias(fn, torch.trunc, aten.trunc.default)
+    _alias(fn, torch.round, aten.round.default, aten.round.decimals)
     _alias(fn, torch.pow, aten.pow.Tensor_Scalar, aten.pow.Tensor_Tensor)
     _alias(fn, torch.maximum, aten.maximum.default)
     _alias(fn, torch.minimum, aten.minimum.default)
@@ -181,6 +197,11 @@ def _build_table() -> None:
     _alias(fn, torch.mean, aten.mean.dim)
     _alias(fn, torch.sum, aten.sum.dim_IntList)
     _alias(fn, torch.amax, aten.amax.default)
+    _alias(fn, torch.amin, aten.amin.default)
+    _alias(fn, torch.max, aten.max.dim)
+    _alias(fn, torch.min, aten.min.dim)
+    _alias(fn, torch.argmax, aten.argmax.default)
+    _alias(fn, torch.argmin, aten.argmin.default)
     _alias(fn, torch.softmax, aten.softmax.int)
     _alias(fn, torch.log_softmax, aten.log_softmax.int)
     _alias("call", _truncated(torch.softmax, 2), aten._softmax.default)
@@ -190,6 +211,42 @@ def _build_table() -> None:
     _alias(meth, "contiguous", aten.contiguous.default)
     _alias(meth, "clone", aten.clone.default)
     _alias(fn, operator.getitem, operator.getitem)
+    _alias(fn, torch.mean, aten.mean.default)
+    _alias(fn, torch.rsub, aten.rsub.Scalar, aten.rsub.Tensor)
+    _alias(fn, torch.addmm, aten.addmm.default)
+    _alias(fn, torch.arange, aten.arange.default, aten.arange.start, aten.arange.start_step)
+    _alias(meth, "to", aten._to_copy.default, aten.to.dtype)
+    _alias(fn, torch.eq, aten.eq.Tensor, aten.eq.Scalar)
+    _alias(fn, torch.ne, aten.ne.Tensor, aten.ne.Scalar)
+    _alias(fn, torch.lt, aten.lt.Tensor, aten.lt.Scalar)
+    _alias(fn, torch.le, aten.le.Tensor, aten.le.Scalar)
+    _alias(fn, torch.gt, aten.gt.Tensor, aten.gt.Scalar)
+    _alias(fn, torch.ge, aten.ge.Tensor, aten.ge.Scalar)
+    _alias(fn, torch.logical_and, aten.logical_and.default, aten.bitwise_and.Tensor)
+    _alias(fn, torch.logical_and, aten.__and__.Tensor)
+    _alias(fn, torch.logical_or, aten.logical_or.default, aten.bitwise_or.Tensor)
+    _alias(fn, torch.logical_or, aten.__or__.Tensor)
+    _alias(fn, torch.logical_not, aten.logical_not.default, aten.bitwise_not.default)
+    _alias(fn, torch.where, aten.where.self)
+    _alias(meth, "masked_fill", aten.masked_fill.Scalar, aten.masked_fill.Tensor)
+    _alias(fn, torch.cumsum, aten.cumsum.default)
+    _alias(fn, torch.flip, aten.flip.default)
+    _alias(fn, torch.roll, aten.roll.default)
+    _alias(fn, torch.index_select, aten.index_select.default)
+    _alias(fn, torch.floor, aten.floor.default)
+    _alias(fn, torch.ceil, aten.ceil.default)
+    _alias(fn, torch.round, aten.round.default)
+    _alias(fn, torch.sin, aten.sin.default)
+    _alias(fn, torch.cos, aten.cos.default)
+    _alias(fn, torch.remainder, aten.remainder.Tensor, aten.remainder.Scalar)
+    _alias(fn, F.selu, aten.selu.default)
+    _alias(fn, F.logsigmoid, aten.log_sigmoid.default)
+    _alias(fn, torch.std, *(getattr(aten.std, o) for o in aten.std.overloads()))
+    _alias(fn, torch.var, *(getattr(aten.var, o) for o in aten.var.overloads()))
+    _alias(fn, torch.clamp_min, aten.clamp_min.default)
+    _alias(fn, torch.clamp_max, aten.clamp_max.default)
+    _alias("call", _embedding, aten.embedding.default)
+    _alias("call", _index, aten.index.Tensor)
     _alias("call", _bn_inference, aten._native_batch_norm_legit_no_training.default)
     _alias("call", _sym_size, aten.sym_size.int)
     _alias("call", _slice, aten.slice.Tensor)
@@ -263,6 +320,16 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
             return bn(b, x, running_mean, running_var, weight, bias, False, momentum, eps)
 
         return convert if bn is not None else None
+    if target is _embedding:
+        emb = base.functions.get(F.embedding)
+        return (lambda b, weight, indices, *rest: emb(b, indices, weight)) if emb else None
+    if target is _index:
+        getitem = base.functions.get(operator.getitem)
+
+        def convert_index(b, x, indices):
+            return getitem(b, x, tuple(slice(None) if i is None else i for i in indices))
+
+        return convert_index if getitem is not None else None
     if target is _sym_size:
         size = base.methods.get("size")
         return (lambda b, x, dim: size(b, x, dim)) if size is not None else None

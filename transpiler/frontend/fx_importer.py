@@ -121,6 +121,19 @@ class Builder:
         self.graph.nodes.append(node)
         return node.output
 
+    def op_multi(
+        self, name: str, inputs: Sequence[Value], out_types: Sequence[TensorType], **attrs: Any
+    ) -> list[Value]:
+        """A node with several outputs (e.g. rnn: the sequence and the final states)."""
+        node = self.graph.make_node(
+            name, list(inputs), out_types[0], attrs, self.source, self._hint()
+        )
+        for k, t in enumerate(out_types[1:], 1):
+            v = Value(self.graph.fresh_name(f"{self._hint()}_{k}"), t, producer=node)
+            node.outputs.append(v)
+        self.graph.nodes.append(node)
+        return list(node.outputs)
+
     def const(self, data: Any, hint: str = "const") -> Value:
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu()
@@ -200,11 +213,27 @@ class ImportedModel:
     # shapes of the traced graph's flattened outputs in the two runs (example, other batch)
     output_shapes: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] = ([], [])
 
+    def run_values(self, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """Every fx node's value on ``inputs``, by node name (what an IR value's ``torch_ref``
+        names): the PyTorch side of the per-layer diagnosis."""
+        return {n.name: v for n, v in _run(self.fx_graph, self.root, inputs).values.items()}
+
 
 def _get_attr(root: torch.nn.Module, target: str) -> Any:
+    """``root``'s submodule, parameter, buffer or attribute at the dotted ``target``, looked up
+    as data (``_modules``/``_parameters``/``_buffers`` first): a submodule may be named
+    ``__init__`` or ``forward``, which ``getattr`` would answer with a method."""
     obj: Any = root
     for part in target.split("."):
-        obj = getattr(obj, part)
+        if isinstance(obj, torch.nn.Module):
+            for table in (obj._modules, obj._parameters, obj._buffers):
+                if part in table:
+                    obj = table[part]
+                    break
+            else:
+                obj = getattr(obj, part)
+        else:
+            obj = getattr(obj, part)
     return obj
 
 
@@ -266,7 +295,8 @@ def _run(
             elif node.op == "get_attr":
                 env[node] = _get_attr(root, node.target)
             elif node.op == "call_module":
-                env[node] = root.get_submodule(node.target)(*load(node.args), **load(node.kwargs))
+                module = _get_attr(root, node.target)
+                env[node] = module(*load(node.args), **load(node.kwargs))
             elif node.op == "call_function":
                 env[node] = node.target(*load(node.args), **load(node.kwargs))
             elif node.op == "call_method":
@@ -376,6 +406,11 @@ def import_model(
         if node.op == "placeholder" and not isinstance(a, torch.Tensor):
             env[node] = a  # an optional forward() argument left at its default (None, False)
         elif node.op == "placeholder":
+            if a.numel() == 0:
+                raise TranspileError(
+                    f"example input {node.target!r} has a zero-size shape {tuple(a.shape)}; "
+                    "pass inputs with at least one element per dimension."
+                )
             value = Value(graph.fresh_name("input"), b.out_type, torch_ref=node.name)
             graph.inputs.append(value)
             graph.input_names.append(str(node.target))
@@ -390,6 +425,7 @@ def import_model(
         elif not _is_tensorish(a):
             env[node] = _merge_static(a, bb)  # sizes, shapes, dims: folded
         else:
+            _check_same_rank(node, a, bb, b)
             fn = _converter(node, modules, registry)
             args, kwargs = arg(node.args), arg(node.kwargs)
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
@@ -452,6 +488,19 @@ def _shape_run(
 def example_batch(graph: Graph) -> int | None:
     """The batch size of the example inputs the graph was imported with."""
     return graph.meta.get("example_batch")
+
+
+def _check_same_rank(node: fx.Node, a: Any, bb: Any, b: Builder) -> None:
+    """A result whose rank depends on the batch size (``x.squeeze()`` on a batch of 1) cannot
+    be one model for every batch size."""
+    if isinstance(a, torch.Tensor) and isinstance(bb, torch.Tensor) and a.dim() != bb.dim():
+        raise TranspileError(
+            f"{_target_name(node)} at {b.where()} gives a rank-{a.dim()} result "
+            f"{tuple(a.shape)} at one batch size and rank {bb.dim()} {tuple(bb.shape)} at "
+            "another (e.g. squeeze() removing a batch of 1): the converted model keeps the batch "
+            "dimension dynamic; squeeze only the axes you mean (e.g. squeeze(-1)), or squeeze the "
+            "batch outside the model."
+        )
 
 
 def _check_type(out: Value, b: Builder, node: fx.Node) -> None:

@@ -47,6 +47,15 @@ class ConverterRegistry:
         new.methods.update(self.methods)
         return new
 
+    def merge(self, other: ConverterRegistry) -> ConverterRegistry:
+        """A new registry with this one's converters and ``other``'s, ``other``'s taking
+        precedence; neither input changes."""
+        new = self.copy()
+        new.modules.update(other.modules)
+        new.functions.update(other.functions)
+        new.methods.update(other.methods)
+        return new
+
     def module_converter(self, module: Any) -> Converter | None:
         """The converter for ``module``: its class's, or that of a base whose forward it keeps."""
         forward = type(module).forward

@@ -9,7 +9,9 @@ from . import (  # noqa: F401
     linear,
     norm,
     pooling,
+    recurrent,
     resize,
     shape,
     swin,
+    tensors,
 )

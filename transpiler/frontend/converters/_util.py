@@ -30,7 +30,41 @@ def axes(dims: Any, rank: int) -> tuple[int, ...]:
     return tuple(sorted(axis(d, rank) for d in dims))
 
 
-def need_value(v: Any, what: str) -> Value:
-    if not isinstance(v, Value):
-        raise TranspileError(f"{what} must be a tensor computed from the inputs, got {v!r}")
-    return v
+def keeps_batch(b: Any, inputs: Any, shape: tuple, what: str) -> None:
+    """Refuse an op whose result loses the dynamic (batch) axis its inputs have, e.g.
+    ``x[0]`` or ``x.squeeze(0)`` on the batch: the converted model keeps the batch dynamic."""
+    if None in tuple(shape):
+        return
+    if any(isinstance(v, Value) and None in v.shape for v in inputs):
+        raise TranspileError(
+            f"{what} at {b.where()} removes the batch dimension (result {tuple(shape)}); the "
+            "converted model keeps the batch dimension dynamic end to end: select, squeeze or "
+            "reduce over the batch outside the model."
+        )
+
+
+def batched(b: Any, input: Value, n: int, what: str, build: Any) -> Value:
+    """Run ``build(x, out_type)`` on a batched input: PyTorch's unbatched form of an
+    ``n``-d spatial op (rank ``n + 1``: channels and spatial axes) gets a batch axis of 1 first
+    and loses it after, as PyTorch documents; any other rank is refused."""
+    from ...ir import TensorType
+
+    if input.rank == n + 2:
+        return build(input, b.out_type)
+    if input.rank != n + 1:
+        raise TranspileError(
+            f"{what} at {b.where()} takes a rank-{n + 2} (batched) or rank-{n + 1} (unbatched) "
+            f"input, got rank {input.rank} {tuple(input.shape)}"
+        )
+    if sum(d is None for d in input.shape) > 1 or sum(d is None for d in b.out_type.shape) > 1:
+        raise TranspileError(f"{what} at {b.where()}: an unbatched input with several dynamic axes")
+    shape = (1, *input.shape)
+    x = b.op(
+        "reshape",
+        [input],
+        TensorType(shape, input.type.dtype),
+        shape=tuple(-1 if d is None else d for d in shape),
+    )
+    out = b.out_type
+    y = build(x, TensorType((1, *out.shape), out.dtype))
+    return b.op("reshape", [y], out, shape=tuple(-1 if d is None else d for d in out.shape))

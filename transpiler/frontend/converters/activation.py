@@ -78,8 +78,15 @@ def gelu_module(b: Builder, m: nn.GELU, input):
 # torch.clamp(input, min=None, max=None); F.hardtanh(input, min_val=-1.0, max_val=1.0)
 @converts(torch.clamp, torch.clip, "clamp", "clip", "clamp_", "clip_")
 def clamp(b: Builder, input, min=None, max=None):
-    if isinstance(min, Value) or isinstance(max, Value):
-        raise TranspileError(f"clamp with tensor bounds at {b.where()} is not supported yet")
+    if isinstance(min, Value) or isinstance(max, Value):  # min(max(x, lo), hi), as torch
+        x = input
+        if min is not None:
+            lo = min if isinstance(min, Value) else b.scalar(float(min))
+            x = b.op("maximum", [x, lo])
+        if max is not None:
+            hi = max if isinstance(max, Value) else b.scalar(float(max))
+            x = b.op("minimum", [x, hi])
+        return x
     if (min, max) == (0.0, 6.0) or (min, max) == (0, 6):
         return b.op("relu6", [input])
     if (min, max) in ((0, None), (0.0, None)):

@@ -54,10 +54,16 @@ def _mask(b: Builder, attn_mask, is_causal: bool, q: Value, k: Value) -> Value |
         return b.const(m, "causal_mask")
     if attn_mask is None:
         return None
-    if not b.graph.is_constant(attn_mask):
-        raise TranspileError(
-            f"attention at {b.where()}: masks computed in forward() are not supported yet"
-        )
+    if not b.graph.is_constant(attn_mask):  # computed in forward(): bool -> 0 / -inf
+        if attn_mask.type.dtype != "bool":
+            if attn_mask.type.is_float:
+                return attn_mask
+            raise TranspileError(
+                f"attention at {b.where()}: a {attn_mask.type.dtype} mask (bool or float only)"
+            )
+        zero, neg = b.scalar(0.0), b.scalar(float("-inf"))
+        out = TensorType(attn_mask.shape, "float32")
+        return b.op("where", [attn_mask, zero, neg], out)
     m = b.graph.constant(attn_mask)
     if m.dtype == np.bool_:  # True = take part
         m = np.where(m, 0.0, -np.inf).astype(np.float32)
@@ -80,6 +86,12 @@ def scaled_dot_product_attention(
 ):
     if enable_gqa:
         raise TranspileError(f"scaled_dot_product_attention(enable_gqa=True) at {b.where()}")
+    if dropout_p:
+        raise TranspileError(
+            f"scaled_dot_product_attention(dropout_p={dropout_p}) at {b.where()} drops attention "
+            "weights at random even in eval mode; pass dropout_p=0.0 outside training "
+            "(e.g. `dropout_p=self.p if self.training else 0.0`)."
+        )
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     out, _ = _attend(b, query, key, value, scale, _mask(b, attn_mask, is_causal, query, key))
     return out

@@ -12,6 +12,7 @@ from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import axis as norm_axis
+from ._util import keeps_batch
 
 
 def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
@@ -27,6 +28,7 @@ def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: in
 def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
     if tuple(shape) == tuple(x.shape):
         return x
+    keeps_batch(b, [x], shape, "indexing")
     if sum(d is None for d in shape) > 1:
         raise TranspileError(f"indexing at {b.where()} leaves several dynamic dimensions")
     target = tuple(-1 if d is None else d for d in shape)
@@ -46,9 +48,24 @@ def getitem(b: Builder, obj, index):
     if not isinstance(obj, Value):
         raise TranspileError(f"indexing a {type(obj).__name__} at {b.where()}")
     index = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(i, Value) for i in index):
-        raise TranspileError(f"indexing with a tensor at {b.where()} is not supported yet")
-    index = b.static(index, "an index")
+    advanced = [i for i in index if isinstance(i, Value | list | torch.Tensor)]
+    if len(advanced) > 1:
+        return _multi_index(b, obj, index)
+    if len(advanced) > 1:
+        raise TranspileError(
+            f"indexing with several index tensors/lists at {b.where()} is not supported"
+        )
+    if any(isinstance(i, Value) and i.type.dtype == "bool" for i in advanced):
+        raise TranspileError(
+            f"boolean mask indexing at {b.where()} has a data-dependent shape; use "
+            "torch.where or masked_fill instead"
+        )
+    if advanced and any(isinstance(i, int) for i in index):
+        raise TranspileError(
+            f"indexing at {b.where()} mixes an integer with an index tensor/list (NumPy's "
+            "dimension reordering); index in two steps"
+        )
+    index = tuple(i if isinstance(i, Value) else b.static(i, "an index") for i in index)
     n_ellipsis = sum(i is Ellipsis for i in index)
     used = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_ellipsis:
@@ -68,10 +85,55 @@ def getitem(b: Builder, obj, index):
                 x = _slice(b, x, ax, start, stop, step)
         elif isinstance(i, int):
             x = _slice(b, x, ax, i, i + 1 if i != -1 else None)
+        elif isinstance(i, Value | list | torch.Tensor):  # one index tensor: a take
+            from .tensors import take
+
+            k = i.rank if isinstance(i, Value) else np.ndim(i)
+            x = take(b, x, ax, i)
+            ax += k - 1
         else:
             raise TranspileError(f"index {i!r} at {b.where()} is not supported")
         ax += 1
     return _reshape_to(b, x, b.out_type.shape)
+
+
+def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
+    """x[i0, i1, ..., ik-1] (index tensors on the leading axes, broadcast together): one take
+    along the flattened leading axes at i0 * s1 * ... + ... + ik-1 (HF's mask functions)."""
+    from .tensors import take
+
+    k = len(index)
+    while k and isinstance(index[k - 1], slice) and index[k - 1] == slice(None):
+        k -= 1
+    lead = index[:k]
+    if not all(isinstance(i, Value | list | torch.Tensor) for i in lead):
+        raise TranspileError(
+            f"indexing at {b.where()} with index tensors that are not all on the leading axes"
+        )
+    if None in x.shape[1:k]:
+        raise TranspileError(f"indexing at {b.where()} with index tensors over dynamic sizes")
+    idx = [i if isinstance(i, Value) else b.const(np.asarray(i, dtype=np.int64)) for i in lead]
+    linear = idx[0]
+    for j in range(1, k):
+        linear = b.op("mul", [linear, b.scalar(int(x.shape[j]), linear)], _bshape(linear))
+        linear = b.op("add", [linear, idx[j]], _bshape(linear, idx[j]))
+    rest = x.shape[k:]
+    flat_shape = (None if any(d is None for d in x.shape[:k]) else int(np.prod(x.shape[:k])), *rest)
+    flat = _reshape_to(b, x, flat_shape)
+    return take(b, flat, 0, linear)
+
+
+def _bshape(a: Value, c: Value | None = None) -> TensorType:
+    """The broadcast type of one or two integer values (None dims stay dynamic)."""
+    if c is None:
+        return a.type
+    r = max(a.rank, c.rank)
+    sa, sc = (1,) * (r - a.rank) + a.shape, (1,) * (r - c.rank) + c.shape
+    shape = tuple(
+        p if q == 1 else (q if p == 1 else (p if p is not None else q))
+        for p, q in zip(sa, sc, strict=True)
+    )
+    return TensorType(shape, a.type.dtype)
 
 
 def _pieces(b: Builder, x: Value, sizes: list[int], dim: int) -> list[Value]:
@@ -115,6 +177,11 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
 @converts(torch.unbind, "unbind")
 def unbind(b: Builder, input, dim=0):
     ax = norm_axis(dim, input.rank)
+    if input.shape[ax] is None:
+        raise TranspileError(
+            f"unbind along the dynamic (batch) dimension at {b.where()}: the number of results "
+            "would depend on the batch size; unbind another dimension."
+        )
     shape = input.shape[:ax] + input.shape[ax + 1 :]
     return [_reshape_to(b, p, shape) for p in _pieces(b, input, [1] * input.shape[ax], ax)]
 

@@ -8,13 +8,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...errors import TranspileError
 from ..fx_importer import Builder
 from ..registry import converts
+from ._util import keeps_batch
 
 
 # F.linear(input, weight, bias=None)
 @converts(F.linear)
 def linear(b: Builder, input, weight, bias=None):
+    if 0 in weight.shape or 0 in input.shape:
+        raise TranspileError(
+            f"linear at {b.where()} has a zero-size weight {tuple(weight.shape)} or input "
+            f"{tuple(input.shape)}: nothing to compute; remove the layer or give it features."
+        )
     if not b.graph.is_constant(weight):  # a weight computed in forward: x @ W^T (+ b)
         wt = b.op("transpose", [weight], _t_type(weight), perm=_swap_last(weight.rank))
         y = b.op("matmul", [input, wt], b.out_type if bias is None else None)
@@ -49,4 +56,5 @@ def matmul(b: Builder, input, other):
 def einsum(b: Builder, equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], list | tuple):
         operands = tuple(operands[0])
+    keeps_batch(b, operands, b.out_type.shape, "einsum")
     return b.op("einsum", list(operands), equation=str(equation).replace(" ", ""))

@@ -10,7 +10,7 @@ from ...errors import TranspileError
 from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
-from ._util import axes, axis
+from ._util import axes, axis, keeps_batch
 
 
 def _reshape_to_traced(b: Builder, input):
@@ -18,6 +18,7 @@ def _reshape_to_traced(b: Builder, input):
     shape = b.out_type.shape
     if shape == input.shape:
         return input
+    keeps_batch(b, [input], shape, "reshape")
     if sum(d is None for d in shape) > 1:
         raise TranspileError(
             f"reshape at {b.where()} to {shape} has several dynamic dimensions; pass "
@@ -82,13 +83,34 @@ def _max_min(kind: str):
             del shape[ax]
         out_type = TensorType(tuple(shape), input.type.dtype)
         values = b.op("reduce", [input], out_type, kind=kind, axes=(ax,), keepdims=bool(keepdim))
-        return (values, None)  # the indices are not supported
+        index_type = TensorType(out_type.shape, "int64")
+        indices = b.op(
+            "arg_reduce", [input], index_type, kind=kind, axes=(ax,), keepdims=bool(keepdim)
+        )
+        return (values, indices)
 
     return convert
 
 
 converts(torch.max, "max")(_max_min("max"))
 converts(torch.min, "min")(_max_min("min"))
+
+
+# torch.argmax/argmin(input, dim=None, keepdim=False)
+def _arg(kind: str):
+    def convert(b: Builder, input, dim=None, keepdim=False, *, out=None):
+        if dim is None:
+            raise TranspileError(
+                f"arg{kind} without dim at {b.where()} indexes the flattened batch; pass dim"
+            )
+        ax = axis(dim, input.rank)
+        return b.op("arg_reduce", [input], kind=kind, axes=(ax,), keepdims=bool(keepdim))
+
+    return convert
+
+
+converts(torch.argmax, "argmax")(_arg("max"))
+converts(torch.argmin, "argmin")(_arg("min"))
 
 
 @converts(torch.maximum)
@@ -148,6 +170,21 @@ def permute(b: Builder, input, *dims):
     if perm == tuple(range(input.rank)):
         return input
     return b.op("transpose", [input], perm=perm)
+
+
+# torch.movedim(input, source, destination) / Tensor.moveaxis
+@converts(torch.movedim, torch.moveaxis, "movedim", "moveaxis")
+def movedim(b: Builder, input, source, destination):
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src = [axis(d, input.rank) for d in src]
+    dst = [axis(d, input.rank) for d in dst]
+    rest = iter(a for a in range(input.rank) if a not in src)
+    perm = [0] * input.rank
+    placed = dict(zip(dst, src, strict=True))
+    for k in range(input.rank):
+        perm[k] = placed[k] if k in placed else next(rest)
+    return permute(b, input, perm)
 
 
 # Tensor.transpose(dim0, dim1) / torch.transpose(input, dim0, dim1)

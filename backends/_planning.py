@@ -1,0 +1,70 @@
+"""Numpy-side planning both backends share: the index arithmetic of resizing, dilated pooling
+taps and padding modes, computed in one place so that the Keras layers and the TF lowerings
+differ only in their tensor-op calls.
+
+The Keras backend writes these functions' source into the generated module (beside the custom
+layer that calls them: the module must stay standalone), so each is self-contained: it uses
+only ``np`` (numpy), ``itertools`` and builtins, and its source is formatted for the generated
+module (lines <= 100).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+__all__ = ["resize_axis", "pool_taps", "pad_pieces", "HELPER_IMPORTS"]
+
+
+def resize_axis(n, out, mode, align_corners=False, scale=None):
+    """PyTorch's interpolate along one axis (size n -> out) as gathers, in float64 as PyTorch
+    computes it: (index, None, None) for nearest (floor) and nearest-exact (half-pixel), else
+    (low, high, weight) with y = x[low] + (x[high] - x[low]) * weight. scale: PyTorch's
+    coordinate scale (1 / scale_factor), else n / out."""
+    scale = n / out if scale is None else scale
+    dst = np.arange(out, dtype=np.float64)
+    if mode in ("nearest", "nearest-exact"):
+        offset = 0.5 if mode == "nearest-exact" else 0.0
+        return np.minimum(np.floor((dst + offset) * scale), n - 1).astype("int32"), None, None
+    if align_corners:
+        src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
+    else:
+        src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+    low = np.minimum(np.floor(src), n - 1).astype("int32")
+    high = np.minimum(low + 1, n - 1)
+    return low, high, (src - low).astype("float32")
+
+
+def pool_taps(pool_size, strides, dilation):
+    """The taps of a dilated 'valid' pooling window: per tap, the (start, stop, step) slice of
+    each spatial axis it reads (stop None: to the end); the pool is the max over the taps."""
+    taps = []
+    for tap in itertools.product(*(range(k) for k in pool_size)):
+        index = []
+        for t, k, s, d in zip(tap, pool_size, strides, dilation, strict=True):
+            end = (k - 1 - t) * d
+            index.append((t * d, -end if end else None, s))
+        taps.append(tuple(index))
+    return taps
+
+
+def pad_pieces(before, after, mode):
+    """PyTorch's reflect, replicate or circular padding of one axis by (before, after), as the
+    pieces to concatenate: (start, stop, flip, repeats), a slice of the input (negative indices
+    count from the end, so the axis size may be dynamic); (None, None, False, 1) is the input."""
+    if mode == "reflect":
+        head, tail = (1, before + 1, True, 1), (-after - 1, -1, True, 1)
+    elif mode == "replicate":
+        head, tail = (0, 1, False, before), (-1, None, False, after)
+    elif mode == "circular":
+        head, tail = (-before, None, False, 1), (0, after, False, 1)
+    else:
+        raise ValueError(f"unknown padding mode {mode!r}")
+    pieces = [head] if before else []
+    pieces.append((None, None, False, 1))
+    return pieces + [tail] if after else pieces
+
+
+# the imports each function needs in the generated module ("numpy" is imported as np)
+HELPER_IMPORTS = {"resize_axis": ("numpy",), "pool_taps": ("itertools",), "pad_pieces": ()}

@@ -1,0 +1,86 @@
+"""TensorFlow runtime helpers both backends share: a Keras model traced into a ``tf.function``
+with a dynamic batch, numpy-in/numpy-out callables, input casting and Transpose counting.
+
+TensorFlow is imported lazily (inside the functions), through the package's process hygiene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "cast_input",
+    "count_transposes",
+    "keras_function",
+    "numpy_callable",
+    "tensorflow",
+]
+
+
+def tensorflow() -> Any:
+    """The ``tensorflow`` module, imported with our process hygiene (triton kept out)."""
+    from transpiler._hygiene import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    return tf
+
+
+def cast_input(x: Any, dtype: Any) -> Any:
+    """An input to the signature's dtype (numpy float64 -> float32, ...), as a tf tensor."""
+    import numpy as np
+
+    tf = tensorflow()
+    if isinstance(x, tf.Tensor | tf.Variable):
+        return x if x.dtype == dtype else tf.cast(x, dtype)
+    return tf.convert_to_tensor(np.asarray(x, dtype=dtype.as_numpy_dtype))
+
+
+def keras_function(model: Any) -> Any:
+    """``model`` (a Keras model on the TensorFlow backend) as one ``tf.function`` whose input
+    signature is the model's inputs (dynamic batch); positional tensors in, as ``model`` gives
+    them out. ``.get_concrete_function()`` is its graph (TFLite, Transpose counting)."""
+    tf = tensorflow()
+    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+
+    def call(*xs: Any) -> Any:
+        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
+
+    return tf.function(call, input_signature=specs)
+
+
+def numpy_callable(
+    function: Callable[..., Any], specs: Sequence[Any], n_outputs: int, owner: Any = None
+) -> Callable[..., Any]:
+    """numpy arrays (or tf/torch tensors) in, numpy out: one array, or a tuple for several
+    outputs. Inputs are cast to ``specs``' dtypes. ``owner``: an object the callable keeps alive
+    with ``function`` (a loaded SavedModel owns the variables its function reads)."""
+    tf = tensorflow()
+
+    def fn(*arrays: Any) -> Any:
+        xs = [a.numpy() if _is_torch(a) else a for a in arrays]
+        ys = function(*(cast_input(x, s.dtype) for x, s in zip(xs, specs, strict=True)))
+        ys = ys if isinstance(ys, list | tuple) else [ys]
+        # np.asarray: a rank-0 tensor's .numpy() is a numpy scalar, not an array
+        outs = tuple(np.asarray(y.numpy() if isinstance(y, tf.Tensor) else y) for y in ys)
+        return outs[0] if n_outputs == 1 else outs
+
+    fn.owner = owner  # type: ignore[attr-defined]  # alive as long as the callable
+    return fn
+
+
+def _is_torch(a: Any) -> bool:
+    return type(a).__module__.startswith("torch")
+
+
+def count_transposes(concrete: Any) -> int:
+    """``Transpose`` ops in a concrete function's graph, its function library included."""
+    graph_def = concrete.graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for f in graph_def.library.function:
+        nodes.extend(f.node_def)
+    return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))

@@ -1,0 +1,435 @@
+"""The ONNX frontend: transpile("model.onnx" | ModelProto), checked against onnxruntime and,
+for the torchvision zoo exported with torch.onnx.export, against PyTorch.
+
+Models are exported in a subprocess without TensorFlow (tests/onnx_frontend/export_zoo.py) and
+cached per session. Hand-built graphs (onnx.helper) cover what exporters rarely produce:
+auto_pad, Gemm's transposes, shape subgraphs, unsupported ops, control flow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from transpiler import TranspileError, UnsupportedOpError, transpile  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BOUND = 1e-4
+
+
+# -- exported files (cached per session) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """``get(name, opset, size) -> (onnx path, state-dict path)``, exporting once per session."""
+    folder = tmp_path_factory.mktemp("onnx_zoo")
+
+    def get(name: str, opset: int, size: int) -> tuple[Path, Path]:
+        path = folder / f"{name}_op{opset}.onnx"
+        if not path.exists():
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            cmd = [sys.executable, str(HERE / "export_zoo.py"), name, str(opset), str(size)]
+            done = subprocess.run(
+                [*cmd, str(folder)], capture_output=True, text=True, timeout=600, env=env
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+        return path, folder / f"{name}.pt"
+
+    return get
+
+
+def _torch_model(name: str, weights: Path) -> torch.nn.Module:
+    from onnx_frontend.export_zoo import build
+
+    model = build(name)
+    model.load_state_dict(torch.load(weights))
+    return model.eval()
+
+
+def _err(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    return float(np.max(np.abs(y - ref))), BOUND * max(1.0, float(np.max(np.abs(ref))))
+
+
+# (name, opset, size, slow)
+ZOO = [
+    ("mobilenet_v3_small", 17, 64, False),
+    ("mobilenet_v3_small", 20, 64, True),
+    ("resnet50", 17, 64, True),
+    ("resnet50", 20, 64, True),
+    ("shufflenet_v2_x1_0", 17, 64, True),
+    ("efficientnet_b0", 20, 64, True),
+    ("regnet_y_400mf", 17, 64, True),
+    ("mnasnet0_5", 20, 64, True),
+    ("densenet121", 17, 64, True),
+    ("vgg11_bn", 20, 64, True),
+    ("alexnet", 17, 64, True),
+    ("convnext_tiny", 17, 64, True),
+]
+
+
+# models whose forward permutes activations (channel shuffle, ConvNeXt's LayerNorm permutes)
+PERMUTING = {"shufflenet_v2_x1_0", "convnext_tiny"}
+
+
+@pytest.mark.parametrize(
+    "name,opset,size",
+    [
+        pytest.param(n, o, s, marks=[pytest.mark.slow] if slow else [], id=f"{n}-op{o}")
+        for n, o, s, slow in ZOO
+    ],
+)
+def test_zoo_from_onnx(exported, tmp_path, name, opset, size):
+    """The .onnx file converts with the numbers of PyTorch (batch 1 and 3, NHWC I/O) and the
+    Transpose count of the PyTorch conversion (0 for the CNNs)."""
+    path, weights = exported(name, opset, size)
+    result = transpile(path, io_layout="nhwc", out_dir=tmp_path / "onnx")
+    assert result.report.ok and len(result.report.checks) == 2  # ORT, two batch sizes
+    model = _torch_model(name, weights)
+    fn = result.load()
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, size, size)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        err, bound = _err(fn(x.numpy().transpose(0, 2, 3, 1)), ref)
+        assert err <= bound, (name, batch, err, bound)
+    if name in PERMUTING:  # the PyTorch conversion of the same model: the same Transpose count
+        from_torch = transpile(model, torch.randn(1, 3, size, size), io_layout="nhwc", verify=False)
+        assert result.report.transpose_count == from_torch.report.transpose_count
+    else:  # a plain CNN: none at all
+        assert result.report.transpose_count == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet50", "shufflenet_v2_x1_0"])
+def test_zoo_transposes_match_pytorch(exported, name):
+    path, weights = exported(name, 17, 64)
+    from_onnx = transpile(path, io_layout="nhwc", verify=False)
+    model = _torch_model(name, weights)
+    from_torch = transpile(model, torch.randn(1, 3, 64, 64), io_layout="nhwc", verify=False)
+    assert from_onnx.report.transpose_count == from_torch.report.transpose_count
+
+
+# -- a small CNN through the exporter: layers, names, dynamic batch, flatten -> Gemm --------------
+
+TINY = """
+import sys, torch
+from torch import nn
+torch.manual_seed(0)
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.avg = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.head = nn.Linear(8 * 4 * 4, 5)
+    def forward(self, x):
+        x = self.avg(self.pool(self.stem(x)))
+        return torch.softmax(self.head(x.view(x.shape[0], -1)), 1)
+m = Tiny().eval()
+m.stem[1].running_mean.uniform_(-1, 1); m.stem[1].running_var.uniform_(0.5, 2)
+x = torch.randn(4, 3, 15, 15)
+with torch.no_grad():
+    torch.save({"x": x, "y": m(x)}, sys.argv[1] + ".pt")  # the PyTorch reference at batch 4
+torch.onnx.export(m, (torch.randn(2, 3, 15, 15),), sys.argv[1], opset_version=17, dynamo=False,
+    input_names=["in.image/0"], output_names=["probs"],
+    dynamic_axes={"in.image/0": {0: "N"}, "probs": {0: "N"}})
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    done = subprocess.run(
+        [sys.executable, "-c", TINY, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return path
+
+
+def test_tiny_cnn_readable_and_verified(tiny_onnx, tmp_path):
+    """Names from the ONNX graph, '# onnx:' comments, a dynamic batch, flatten -> Gemm with the
+    weight permuted (0 transposes with NHWC I/O), numbers against PyTorch."""
+    result = transpile(str(tiny_onnx), io_layout="nhwc", out_dir=tmp_path)
+    assert result.report.transpose_count == 0
+    assert [c.batch_size for c in result.report.checks] == [1, 3]
+    source = result.source_path.read_text()
+    assert "generated from ONNX" in source
+    assert "# onnx: Conv node /stem/stem.0/Conv" in source
+    assert 'name="stem_0_Conv"' in source
+    assert "in.image/0" in source and "probs" in source  # I/O names in the docstring
+    saved = torch.load(str(tiny_onnx) + ".pt")
+    x, ref = saved["x"].numpy(), saved["y"].numpy()
+    err, bound = _err(result.load()(x.transpose(0, 2, 3, 1)), ref)
+    assert err <= bound
+    # the Reshape target came from a Shape->Gather->Unsqueeze->Concat chain: folded, -1 batch
+    reshapes = [n for n in result.graph.nodes if n.op == "reshape"]
+    assert reshapes and all(n.attrs["shape"][0] == -1 for n in reshapes)
+
+
+def test_modelproto_and_cli(tiny_onnx, tmp_path):
+    from transpiler.cli import main
+
+    proto = onnx.load(str(tiny_onnx))
+    before = proto.SerializeToString()
+    result = transpile(proto, backend="tf", verify=True, out_dir=tmp_path / "tf")
+    assert result.report.ok and proto.SerializeToString() == before  # the proto is not changed
+    assert main([str(tiny_onnx), "-o", str(tmp_path / "cli"), "--io-layout", "nhwc"]) == 0
+    assert (tmp_path / "cli" / "model.py").exists()
+
+
+# -- hand-built graphs ----------------------------------------------------------------------------
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _info(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _w(name, array):
+    return numpy_helper.from_array(np.asarray(array, np.float32), name)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad(auto_pad):
+    """Stride 2 on an even size: SAME_UPPER puts the extra pad at the end (TF 'same'),
+    SAME_LOWER at the beginning; MaxPool pads with -inf."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], "/conv/Conv", auto_pad=auto_pad,
+                         strides=[2, 2], kernel_shape=[3, 3]),
+        helper.make_node("MaxPool", ["c"], ["y"], "/pool/MaxPool", auto_pad=auto_pad,
+                         kernel_shape=[2, 2], strides=[1, 1]),
+    ]  # fmt: skip
+    inits = [_w("w", rng.standard_normal((4, 3, 3, 3))), _w("b", rng.standard_normal(4))]
+    model = _model(
+        nodes, [_info("x", ["batch", 3, 8, 8])], [_info("y", ["batch", 4, "h", "w"])], inits
+    )
+    result = transpile(model, io_layout="nhwc")  # verify: ORT at batch 1 and 2
+    # no transposes, but for the channel shuffles ShuffleNet's file spells as Transpose nodes
+    shuffles = sum(node.op_type == "Transpose" for node in model.graph.node)
+    assert result.report.ok and result.report.transpose_count <= shuffles
+
+
+def test_gemm_attributes_and_shape_folding():
+    """Gemm with transB/alpha/beta and a (1, N) bias; a Reshape whose target is computed by a
+    Shape -> Gather -> Unsqueeze -> Concat chain on the dynamic batch."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"], "/flatten/Reshape"),
+        helper.make_node("Gemm", ["flat", "w", "c"], ["y"], "/fc/Gemm", transB=1, alpha=0.5,
+                         beta=2.0),
+    ]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+        _w("w", rng.standard_normal((6, 2 * 3 * 3))),
+        _w("c", rng.standard_normal((1, 6))),
+    ]
+    model = _model(nodes, [_info("x", ["N", 2, 3, 3])], [_info("y", ["N", 6])], inits)
+    result = transpile(model, io_layout="nhwc")
+    assert result.report.ok and result.report.transpose_count == 0
+    assert [n.op for n in result.graph.nodes] == ["reshape", "linear"]
+    assert result.graph.nodes[0].attrs["shape"] == (-1, 18)
+
+
+def test_unsupported_ops_listed_at_once():
+    nodes = [
+        helper.make_node("Sin", ["x"], ["a"], "first/sin"),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Cos", ["b"], ["y"], "second/cos"),
+    ]
+    model = _model(nodes, [_info("x", [1, 4])], [_info("y", [1, 4])])
+    with pytest.raises(UnsupportedOpError) as info:
+        transpile(model)
+    assert [m["module_path"] for m in info.value.ops] == ["first/sin", "second/cos"]
+    assert "Sin" in str(info.value) and "Cos" in str(info.value)
+
+
+def _if_model():
+    then = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["t"])], "then", [], [_info("t", [1, 4])]
+    )
+    other = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"])], "else", [], [_info("e", [1, 4])]
+    )
+    nodes = [helper.make_node("If", ["cond"], ["y"], "branch", then_branch=then, else_branch=other)]
+    nodes.insert(0, helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0))
+    nodes.insert(1, helper.make_node("Greater", ["m", "zero"], ["cond"]))
+    inits = [_w("zero", 0.0)]
+    model = _model(nodes, [_info("x", [1, 4])], [_info("y", [1, 4])], inits)
+    return model
+
+
+def test_control_flow_refused_clearly():
+    with pytest.raises(UnsupportedOpError, match="control flow"):
+        transpile(_if_model())
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(TranspileError, match="does not exist"):
+        transpile(str(tmp_path / "missing.onnx"))
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(TranspileError, match="could not read ONNX file"):
+        transpile(str(tmp_path / "junk.onnx"))
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [_info("x", ["N", 3, "H", "W"])],
+                   [_info("y", ["N", 3, "H", "W"])])  # fmt: skip
+    with pytest.raises(TranspileError, match="pass example_inputs"):
+        transpile(model)
+    result = transpile(model, np.random.rand(1, 3, 5, 7).astype(np.float32))
+    assert result.report.ok
+    with pytest.raises(TranspileError, match="declares"):
+        transpile(model, np.random.rand(1, 4, 5, 7).astype(np.float32))
+
+
+# -- the ONNX node test cases ---------------------------------------------------------------------
+
+# a few op modules of onnx.backend.test.case.node, imported alone (collecting all takes ~45 s)
+QUICK_MODULES = [
+    "conv",
+    "maxpool",
+    "averagepool",
+    "batch_normalization",
+    "gemm",
+    "softmax",
+    "resize",
+]
+
+
+def test_node_cases_quick():
+    """A few op families of the shipped node tests: every case passes or is refused clearly."""
+    import importlib
+
+    import onnx.backend.test.case.node as node_pkg
+
+    from onnx_frontend.node_cases import FAMILY_OF, _float32, run_case
+
+    for mod in QUICK_MODULES:
+        importlib.import_module(f"onnx.backend.test.case.node.{mod}")
+    cases = [
+        c
+        for c in node_pkg._NodeTestCases
+        if c.model is not None
+        and c.model.graph.node[0].op_type in FAMILY_OF
+        and _float32(c.model.graph.input[:1])
+        and _float32(c.model.graph.output)
+    ]
+    assert len(cases) > 50
+    outcomes = [run_case(c) for c in cases]
+    bad = [o for o in outcomes if o.status not in ("pass", "refused")]
+    assert not bad, bad
+    assert sum(o.status == "pass" for o in outcomes) > 0.5 * len(outcomes)
+
+
+@pytest.mark.slow
+def test_node_cases_all_covered():
+    """Every covered float32 node case (see node_cases.py): a pass or a clear refusal."""
+    from onnx_frontend.node_cases import covered_cases, run_case
+
+    outcomes = [run_case(c) for c in covered_cases()]
+    bad = [o for o in outcomes if o.status not in ("pass", "refused")]
+    assert not bad, bad
+
+
+@pytest.mark.slow
+def test_zoo_tf_backend(exported):
+    """An exported file through the tf backend (SavedModel), checked against ORT."""
+    path, _ = exported("mobilenet_v3_small", 17, 64)
+    assert transpile(path, backend="tf", io_layout="nhwc").report.ok
+
+
+# -- the light models shipped with onnx -----------------------------------------------------------
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_MODELS = sorted(p.name[6:-5] for p in LIGHT.glob("light_*.onnx"))
+
+
+def _data_input(model):
+    inits = {t.name for t in model.graph.initializer}
+    return next(i for i in model.graph.input if i.name not in inits)
+
+
+def _logits_model(model):
+    """The model with its output moved to the input of its final Softmax (if it has one)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    softmax = next((n for n in reversed(model.graph.node) if n.op_type == "Softmax"), None)
+    if softmax is None:
+        return model
+    infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    del cut.graph.output[:]
+    cut.graph.output.append(infos[softmax.input[0]])
+    return cut
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_models(name, tmp_path):
+    """onnx's light models (opset 9, upgraded to 13) on onnx's input (arange / n).
+
+    The files carry no trained weights: ConstantOfShape fills them, so every class gets the
+    same logit (~1e10) and the final Softmax of equal huge logits is ill-conditioned (a one-ulp
+    difference between classes changes it completely). So: onnxruntime reproduces the stored
+    outputs on the full model, and our conversion of the model up to the Softmax input matches
+    onnxruntime with the usual relative bound (verify=True, NHWC I/O)."""
+    from transpiler.frontend.onnx_importer import load_onnx, run_onnx
+
+    path = LIGHT / f"light_{name}.onnx"
+    model = onnx.load(str(path))
+    data = _data_input(model)
+    shape = tuple(d.dim_value or 1 for d in data.type.tensor_type.shape.dim)
+    n = int(np.prod(shape))
+    x = (np.arange(n).reshape(shape) / n).astype(np.float32)
+    ref = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    full = load_onnx(model)
+    out = run_onnx(full, {data.name: x}, intermediates=False)[full.graph.output[0].name]
+    assert _err(out, ref)[0] <= _err(out, ref)[1]
+    result = transpile(_logits_model(model), x, io_layout="nhwc", out_dir=tmp_path)
+    # no transposes, but for the channel shuffles ShuffleNet's file spells as Transpose nodes
+    shuffles = sum(node.op_type == "Transpose" for node in model.graph.node)
+    assert result.report.ok and result.report.transpose_count <= shuffles
+
+
+def test_divergence_names_the_onnx_node(monkeypatch):
+    """A wrong converter (Relu built as a sigmoid) fails the check against onnxruntime, naming
+    the first diverging ONNX node and its op type; nothing is written."""
+    from transpiler.frontend import onnx_ops
+
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], "/block/conv/Conv", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], "/block/act/Relu"),
+        helper.make_node("Conv", ["r", "w"], ["y"], "/head/Conv", kernel_shape=[1, 1]),
+    ]
+    model = _model(
+        nodes,
+        [_info("x", ["N", 3, 4, 4])],
+        [_info("y", ["N", 3, 4, 4])],
+        [_w("w", rng.standard_normal((3, 3, 1, 1)))],
+    )
+    monkeypatch.setitem(onnx_ops.ONNX_CONVERTERS, "Relu", lambda b, attrs, x: b.op("sigmoid", [x]))
+    with pytest.raises(TranspileError) as info:
+        transpile(model, io_layout="nhwc")
+    message = str(info.value)
+    assert "first diverging ONNX node: '/block/act/Relu' (Relu)" in message
+    assert info.value.report.divergence.module_type == "Relu"

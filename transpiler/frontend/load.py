@@ -1,0 +1,192 @@
+"""``load()``: a PyTorch model (or a ``torch.export`` program) -> the IR, with the inputs the
+numeric check runs on. The one entry point of the frontend.
+
+It owns every choice made before the IR exists:
+
+- the tracer: ``"fx"`` (symbolic tracing: module boundaries kept), ``"export"`` (``torch.export``
+  followed by the same importer) or ``"auto"`` (fx, falling back to export when fx cannot
+  trace; the report's notes say why);
+- the working copy: an eval-mode float32 copy, so the user's model is never touched;
+- single-layer wrapping (a bare ``nn.Conv2d`` traces as one call of itself);
+- an ``ExportedProgram`` as input, with the example inputs it saved;
+- input inference when ``example_inputs`` is None (the one-line form).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from transpiler._hygiene import block_triton_if_tensorflow
+from transpiler.errors import TranspileError
+from transpiler.ir import Graph
+from transpiler.signature import alternate_inputs, infer_inputs, normalize_inputs
+
+from .fx_importer import ImportedModel, import_model, trace, wrap_single_layer
+from .registry import DEFAULT_REGISTRY, ConverterRegistry
+
+__all__ = ["FX", "EXPORT", "TRACERS", "Loaded", "load"]
+
+TRACERS = ("auto", "fx", "export")
+FX = "torch.fx symbolic_trace"
+EXPORT = "torch.export"
+
+
+@dataclass
+class Loaded:
+    """What ``load()`` imported, and how."""
+
+    imported: ImportedModel  # the IR graph, with the fx graph and root it came from
+    torch_model: torch.nn.Module  # the PyTorch model the numeric check runs (never the user's)
+    inputs_a: list[torch.Tensor]  # the example inputs (or synthesized ones)
+    inputs_b: list[torch.Tensor]  # another batch size (and spatial size when inferred)
+    tracer: str  # FX or EXPORT
+    inputs_inferred: bool = False  # example_inputs was None: the signature was inferred
+    notes: list[str] = field(default_factory=list)  # why the tracer, what was inferred
+    batch: str = "dynamic"  # BatchSpec.describe(): "dynamic", "dynamic, 1 <= N <= 63", "static: 2"
+
+    @property
+    def graph(self) -> Graph:
+        return self.imported.graph
+
+
+def load(
+    model_or_program: Any,
+    example_inputs: Any = None,
+    *,
+    tracer: str = "auto",
+    registry: ConverterRegistry | None = None,
+) -> Loaded:
+    """Import ``model_or_program`` (an ``nn.Module`` or a ``torch.export.ExportedProgram``)
+    into the IR. ``registry``: the converters (default: the built-in ones). Raises
+    TranspileError for a bad model, tracer or inputs, UnsupportedOpError for unconverted ops."""
+    # Keras (so TensorFlow) may be loaded later in this process, and fx's stack-trace recording
+    # may load torch's inductor, which loads triton: with TensorFlow around that is a SIGSEGV.
+    block_triton_if_tensorflow(force=True)
+    program = _exported_program(model_or_program)
+    if program is None and not isinstance(model_or_program, torch.nn.Module):
+        raise TranspileError(
+            f"model must be a torch.nn.Module, a torch.export.ExportedProgram or an ONNX model "
+            f"(a path ending in .onnx, or an onnx.ModelProto), got "
+            f"{type(model_or_program).__name__}."
+        )
+    if tracer not in TRACERS:
+        raise TranspileError(
+            f"unknown tracer {tracer!r}; valid choices: {', '.join(repr(t) for t in TRACERS)}."
+        )
+    registry = registry if registry is not None else DEFAULT_REGISTRY
+    if program is not None:
+        if tracer == "fx":
+            raise TranspileError(
+                "an ExportedProgram is converted through torch.export's graph: use tracer='auto' "
+                "or 'export' (or pass the nn.Module for tracer='fx')."
+            )
+        example_inputs = example_inputs if example_inputs is not None else _saved(program)
+        loaded = _load_export(program.module(), program, example_inputs, registry, None)
+        loaded.imported.graph.meta["model_class"] = "ExportedProgram"
+        return loaded
+    work = _working_copy(model_or_program)
+    fx_error = None
+    if tracer in ("fx", "auto"):
+        try:
+            wrapped = wrap_single_layer(work, registry)
+            fx_graph = trace(wrapped, registry)
+        except TranspileError as exc:
+            if tracer == "fx":
+                raise
+            fx_error = exc  # the model stays unwrapped for torch.export
+        else:
+            loaded = _load_fx(wrapped, fx_graph, example_inputs, registry)
+    if fx_error is not None or tracer == "export":
+        loaded = _load_export(work, None, example_inputs, registry, fx_error)
+    loaded.imported.graph.meta["model_class"] = type(model_or_program).__name__
+    return loaded
+
+
+def _load_fx(
+    root: torch.nn.Module, fx_graph: Any, example_inputs: Any, registry: ConverterRegistry
+) -> Loaded:
+    """The torch.fx path, after a successful trace of ``root``."""
+    if example_inputs is None:
+        inputs_a, inputs_b = infer_inputs(root, fx_graph)
+        notes = ["input signature inferred from the first layer; spatial sizes are dynamic"]
+    else:
+        inputs_a = normalize_inputs(example_inputs)
+        inputs_b = alternate_inputs(inputs_a)
+        notes = []
+    imported = import_model(root, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
+    return Loaded(imported, root, inputs_a, inputs_b, FX, example_inputs is None, notes)
+
+
+def _load_export(
+    work: torch.nn.Module,
+    program: Any,
+    example_inputs: Any,
+    registry: ConverterRegistry,
+    fx_error: TranspileError | None,
+) -> Loaded:
+    """The torch.export path: export ``work`` (or take ``program``), rewrite its ATen graph
+    into an fx graph the importer converts."""
+    if example_inputs is None:
+        why = f" ({str(fx_error).splitlines()[0]})" if fx_error else ""
+        raise TranspileError(
+            f"the torch.export path needs example_inputs{why}: pass a tensor (or a tuple) "
+            "with the input shapes."
+        )
+    from .export_importer import aten_registry, export_program, export_to_fx, program_batch
+
+    inputs_a = normalize_inputs(example_inputs)
+    if program is None:
+        program, batch = export_program(work, inputs_a)
+    else:
+        batch = program_batch(program)
+        program = program.run_decompositions({})
+    root, fx_graph = export_to_fx(program)
+    inputs_b = alternate_inputs(inputs_a, batch=batch)  # static: the same batch
+    imported = import_model(
+        root, inputs_a, inputs_b, registry=aten_registry(registry), fx_graph=fx_graph
+    )
+    notes = []
+    if fx_error is not None:
+        first = str(fx_error).splitlines()[0]
+        notes.append(f"torch.fx could not trace the model ({first}); used torch.export")
+    notes += [batch.note()] if batch.note() else []
+    loaded = Loaded(imported, work, inputs_a, inputs_b, EXPORT, False, notes)
+    loaded.batch = batch.describe()
+    return loaded
+
+
+def _exported_program(model: Any) -> Any:
+    exported = getattr(torch.export, "ExportedProgram", None)
+    return model if exported is not None and isinstance(model, exported) else None
+
+
+def _saved(program: Any) -> Any:
+    """The example inputs an exported program was traced with (torch >= 2.5 keeps them)."""
+    saved = getattr(program, "example_inputs", None)
+    if saved and saved[0] and all(isinstance(t, torch.Tensor) for t in saved[0]):
+        return tuple(saved[0])
+    return None
+
+
+def _working_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode float32 copy: the user's model is never touched."""
+    # float32 parameters are shared with the copy, not duplicated (they are only read: the copy
+    # runs in eval mode under no_grad, and the IR copies what a pass rewrites); buffers,
+    # attributes and the module tree are copied, so nothing the copy does reaches the model.
+    shared = all(p.dtype == torch.float32 for p in model.parameters())
+    memo = {id(p): p for p in model.parameters()} if shared else {}
+    try:
+        work = copy.deepcopy(model, memo)
+    except Exception as exc:  # noqa: BLE001
+        raise TranspileError(
+            f"could not copy {type(model).__name__} ({type(exc).__name__}: {exc}); the "
+            "transpiler works on a copy so that your model stays as it is. Make it deep-copyable."
+        ) from exc
+    work.eval()
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in work.parameters()):
+        work.float()
+    return work
