@@ -27,6 +27,7 @@ order, with the same bound, and the first PyTorch module whose output diverges i
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -264,15 +265,11 @@ def _check_set(
 def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:
     """The first layer whose own output diverges from PyTorch's value at that point by more
     than the bound (against float64 PyTorch, allowing PyTorch's own float32 error there)."""
-    from .frontend.fx_importer import _run
-
-    values = _run(imported.fx_graph, imported.root, inputs).values
-    by_name = {n.name: v for n, v in values.items()}
+    by_name = imported.run_values(inputs)
     by_name64: dict[str, Any] = {}
     try:
         root64 = copy.deepcopy(imported.root).double()
-        values64 = _run(imported.fx_graph, root64, _float64(list(inputs))).values
-        by_name64 = {n.name: v for n, v in values64.items()}
+        by_name64 = dataclasses.replace(imported, root=root64).run_values(_float64(list(inputs)))
     except Exception:  # noqa: BLE001 - diagnose against float32 alone
         by_name64 = {}
     probes = []
