@@ -181,6 +181,7 @@ def transpile(
 def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any) -> Report:
     graph = run.graph
     report = Report(backend=backend, tracer=loaded.tracer, io_layout=layouts, passes=run.records)
+    report.batch = loaded.batch
     report.notes.extend(loaded.notes)
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
@@ -259,7 +260,7 @@ def _write_and_verify(
     """Write into a staging folder, check, then move the files into ``out_dir``: nothing
     half-written is left there when anything fails. ``check(artifact)`` replaces the check
     against PyTorch (the ONNX frontend checks against an ONNX runtime)."""
-    from .verify import check_numerics
+    from .verify import check_numerics, check_structure
 
     final = _out_dir(out_dir, writer)
     created = not final.exists()
@@ -272,6 +273,9 @@ def _write_and_verify(
         report.batchnorm_layers = artifact.batchnorm_layers
         report.transpose_count = artifact.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
+        if check is None and loaded is not None:  # the batch axis, also with verify=False
+            inputs = [loaded.inputs_a, loaded.inputs_b]
+            check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
         if verify:
             clock = time.perf_counter()
             if check is not None:

@@ -162,6 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"transpiler: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"transpiler: internal error: {type(exc).__name__}: {first}. This is a transpiler "
+            "bug: please report it with the model (--debug shows the traceback).",
+            file=sys.stderr,
+        )
+        return 2
     print(result.report)
     print(
         f"wrote {', '.join(result.report.files)} to {result.out_dir} "

@@ -172,6 +172,8 @@ def emit_source(
         input_vars.append(name)
         shape = _lit(tuple(v.shape[1:]))
         dtype = "" if v.type.dtype == "float32" else f", dtype={_lit(v.type.dtype)}"
+        if v.shape and v.shape[0] is not None:  # a static batch (torch.export specialized it)
+            dtype += f", batch_size={v.shape[0]}"
         body.append(f"{indent}{name} = keras.Input(shape={shape}{dtype}, name={_lit(name)})")
         out.value_layers[v.name] = name
         keys[id(v)] = len(stmts)
