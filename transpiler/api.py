@@ -27,6 +27,7 @@ from .report import Report
 __all__ = ["transpile", "TranspileResult"]
 
 LAYOUTS = ("nchw", "nhwc")
+STRUCTURES = ("modules", "flat")  # the keras backend's source forms (keras_source/structure.py)
 
 
 @dataclass
@@ -148,6 +149,7 @@ def transpile(
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
+    structure: str = "modules",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
 
@@ -173,6 +175,9 @@ def transpile(
             (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
             ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
             a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
+        structure: the keras backend's source form: ``"modules"`` (one Keras function per
+            PyTorch module class, called like the module tree) or ``"flat"`` (one statement per
+            layer). Both build the same layers, names and weights.
 
     Returns:
         A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).
@@ -192,6 +197,11 @@ def transpile(
     writer = _check_backend(backend)
     layouts = _check_layout(io_layout)
     tolerance = _check_tolerance(tolerance)
+    if structure not in STRUCTURES:
+        raise TranspileError(
+            f"unknown structure {structure!r}; valid choices: "
+            f"{', '.join(repr(s) for s in STRUCTURES)}."
+        )
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
@@ -203,12 +213,14 @@ def transpile(
     run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
     report = _new_report(writer.name, layouts, loaded, run)
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
+    run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
 
 
 def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any) -> Report:
     graph = run.graph
     report = Report(backend=backend, tracer=loaded.tracer, io_layout=layouts, passes=run.records)
+    report.batch = loaded.batch
     report.notes.extend(loaded.notes)
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
@@ -287,7 +299,7 @@ def _write_and_verify(
     """Write into a staging folder, check, then move the files into ``out_dir``: nothing
     half-written is left there when anything fails. ``check(artifact)`` replaces the check
     against PyTorch (the ONNX frontend checks against an ONNX runtime)."""
-    from .verify import check_numerics
+    from .verify import check_numerics, check_structure
 
     final = _out_dir(out_dir, writer)
     created = not final.exists()
@@ -300,6 +312,9 @@ def _write_and_verify(
         report.batchnorm_layers = artifact.batchnorm_layers
         report.transpose_count = artifact.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
+        if check is None and loaded is not None:  # the batch axis, also with verify=False
+            inputs = [loaded.inputs_a, loaded.inputs_b]
+            check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
         if verify:
             clock = time.perf_counter()
             if check is not None:

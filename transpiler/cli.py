@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default: torch.fx, else torch.export), fx or export",
     )
     p.add_argument(
+        "--structure",
+        default="modules",
+        choices=["modules", "flat"],
+        help="keras backend: modules (default: one Keras function per PyTorch module class) or "
+        "flat (one statement per layer)",
+    )
+    p.add_argument(
         "--input-shape",
         help="example input shape, e.g. 1,3,224,224 (';' between several inputs); omitted: "
         "inferred from the first layer, any spatial size",
@@ -195,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify=not args.no_verify,
             tolerance=args.tolerance,
             tracer=args.tracer,
+            structure=args.structure,
         )
         if args.tflite:
             print("writing TFLite ...", file=sys.stderr)
@@ -214,6 +222,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"transpiler: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"transpiler: internal error: {type(exc).__name__}: {first}. This is a transpiler "
+            "bug: please report it with the model (--debug shows the traceback).",
+            file=sys.stderr,
+        )
         return 2
     print(result.report)
     print(

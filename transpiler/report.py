@@ -5,18 +5,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Report", "Check", "Divergence", "TFLiteExport"]
+__all__ = ["Report", "Check", "Divergence", "TFLiteExport", "TORCH_ERROR_FACTOR"]
+
+# The numeric check allows our error to reach this multiple of PyTorch's own float32 error
+# (against PyTorch in float64): two float32 evaluations of the same function in different
+# orders (BatchNorm folded into the weights, NHWC sums, other kernels) each carry rounding
+# errors of that size; 4 leaves room for ours being a few times PyTorch's own while a
+# converter bug (a wrong pad, axis or constant) is orders of magnitude larger.
+TORCH_ERROR_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
 class Check:
+    """One output of one numeric check run. ``max_abs``: our error against the reference
+    (PyTorch run in float64 where it can, ``reference`` says), ``torch_error``: PyTorch's own
+    float32 error against that reference (None when the reference is float32 itself), ``bound``:
+    max(tolerance · max(1, max|y_ref|), TORCH_ERROR_FACTOR · torch_error). ``vacuous``: a
+    constant output (zeros, or the output's mean) would have met the bound too: the check
+    says nothing about this output at these inputs. ``input_scale``: float inputs were the
+    check inputs times this factor (a retry of a vacuous check)."""
+
     batch_size: int
     output_index: int
     max_abs: float
-    max_rel: float  # max|y - y_torch| / max(1, max|y_torch|)
-    bound: float  # tolerance · max(1, max|y_torch|)
+    max_rel: float  # max|y - y_ref| / max(1, max|y_ref|)
+    bound: float
     ok: bool
     input_shapes: tuple[tuple[int, ...], ...] = ()
+    reference: str = "float32"
+    torch_error: float | None = None
+    vacuous: bool = False
+    input_scale: float = 1.0
+
+    def describe(self) -> str:
+        ours = f"ours {self.max_abs:.3g}"
+        if self.torch_error is not None:
+            ours += f", PyTorch float32 itself {self.torch_error:.3g} (vs float64)"
+        return ours
 
 
 @dataclass(frozen=True)
@@ -26,6 +51,7 @@ class Divergence:
     layer: str
     max_abs: float
     bound: float
+    torch_error: float | None = None  # PyTorch's own float32 error at that layer (vs float64)
 
 
 @dataclass
@@ -65,6 +91,7 @@ class TFLiteExport:
 class Report:
     backend: str
     tracer: str = "torch.fx symbolic_trace"
+    batch: str = "dynamic"  # "dynamic", "dynamic, 1 <= N <= 63" or "static: 2"
     io_layout: tuple[str, str] = ("nchw", "nchw")
     inputs: list[str] = field(default_factory=list)  # "x: float32 (N, 3, 224, 224)"
     outputs: list[str] = field(default_factory=list)
@@ -91,10 +118,22 @@ class Report:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    @property
+    def vacuous_outputs(self) -> list[int]:
+        """Outputs for which every check was vacuous (a constant would have passed)."""
+        outputs = sorted({c.output_index for c in self.checks})
+        return [k for k in outputs if all(c.vacuous for c in self.checks if c.output_index == k)]
+
+    @property
+    def verified(self) -> bool:
+        """Checked, within the bound, and no output's check vacuous."""
+        return bool(self.checks) and self.ok and not self.vacuous_outputs
+
     def to_markdown(self) -> str:
         lines = [f"# Transpile report ({self.backend} backend)", ""]
         lines.append(f"- tracer: {self.tracer}")
         lines.append(f"- io_layout: inputs {self.io_layout[0]}, outputs {self.io_layout[1]}")
+        lines.append(f"- batch: {self.batch}")
         lines += [f"- input {s}" for s in self.inputs]
         lines += [f"- output {s}" for s in self.outputs]
         lines += [
@@ -121,13 +160,29 @@ class Report:
         lines += ["", "## Numeric check", ""]
         if self.checks:
             lines += [
-                "| batch | output | max abs error | scaled error | bound | ok |",
-                "|---|---|---|---|---|---|",
+                "| batch | input scale | output | reference | max abs error | PyTorch float32 "
+                "error | scaled error | bound | ok |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             lines += [
-                f"| {c.batch_size} | {c.output_index} | {c.max_abs:.3g} | {c.max_rel:.3g} "
-                f"| {c.bound:.3g} | {'yes' if c.ok else 'NO'} |"
+                f"| {c.batch_size} | {c.input_scale:g} | {c.output_index} | {c.reference} "
+                f"| {c.max_abs:.3g} | "
+                + ("-" if c.torch_error is None else f"{c.torch_error:.3g}")
+                + f" | {c.max_rel:.3g} | {c.bound:.3g} | "
+                + ("yes" if c.ok else "NO")
+                + (" (vacuous)" if c.vacuous else "")
+                + " |"
                 for c in self.checks
+            ]
+            lines.append("")
+            lines.append(
+                "Bound: max(tolerance · max(1, max|y_ref|), "
+                f"{TORCH_ERROR_FACTOR:g} · PyTorch's own float32 error), y_ref PyTorch in float64."
+            )
+            lines += [
+                f"- output {k}: the check was vacuous (a constant output would have passed at "
+                "every input scale tried): it says nothing about this output"
+                for k in self.vacuous_outputs
             ]
         else:
             lines.append("skipped (verify=False)")
@@ -174,11 +229,16 @@ class Report:
         )
         lines += [f"    - {why}" for why in self.transposes]
         lines += [f"  BatchNorm not folded: {p}: {why}" for p, why in self.unfolded_batchnorm]
+        if self.batch != "dynamic":
+            lines.append(f"  batch: {self.batch}")
         for c in self.checks:
+            scale = f" inputs x{c.input_scale:g}" if c.input_scale != 1 else ""
             lines.append(
-                f"  check batch {c.batch_size} output {c.output_index}: max abs {c.max_abs:.3g}, "
+                f"  check batch {c.batch_size}{scale} output {c.output_index}: {c.describe()}, "
                 f"scaled {c.max_rel:.3g} (bound {c.bound:.3g}) {'ok' if c.ok else 'FAILED'}"
+                + (" (vacuous: a constant would have passed)" if c.vacuous else "")
             )
+        lines += [f"  note: {n}" for n in self.notes]
         if self.divergence:
             d = self.divergence
             lines.append(

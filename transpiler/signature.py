@@ -7,6 +7,7 @@ dynamic in the IR.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch.fx as fx
 
 from .errors import TranspileError
 
-__all__ = ["normalize_inputs", "alternate_inputs", "infer_inputs", "other_batch"]
+__all__ = ["normalize_inputs", "alternate_inputs", "infer_inputs", "other_batch", "BatchSpec"]
 
 # One-line form: sizes to trace with (two different ones reveal the dynamic dims)
 _SPATIAL_A, _SPATIAL_B = 224, 160
@@ -23,6 +24,55 @@ _SPATIAL_A, _SPATIAL_B = 224, 160
 
 def other_batch(batch: int) -> int:
     return 3 if batch != 3 else 2
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What is known about the batch dimension of a traced program.
+
+    ``static``: the batch is fixed to this size (a ``torch.export`` program exported without a
+    dynamic batch, or one whose batch torch.export had to specialize); the generated model
+    takes that size only and is checked at it only. Otherwise the batch is dynamic within
+    ``[low, high]`` (``high`` None: unbounded). ``why``: how it was established (for the report).
+    """
+
+    low: int = 1
+    high: int | None = None
+    static: int | None = None
+    why: str = ""
+
+    def check_batch(self, example: int) -> int:
+        """The batch size of the second run: another size inside the range (the example's own
+        size when the batch is static or the range holds nothing else)."""
+        if self.static is not None:
+            return self.static
+        candidates = [other_batch(example), 2, 3, 1, *range(4, 9)]
+        for n in candidates:
+            if n != example and n >= self.low and (self.high is None or n <= self.high):
+                return n
+        return example
+
+    def describe(self) -> str:
+        if self.static is not None:
+            return f"static: {self.static}"
+        if self.high is not None:
+            return f"dynamic, {self.low} <= N <= {self.high}"
+        return "dynamic"
+
+    def note(self) -> str | None:
+        """The report's note on a batch that is not plainly dynamic (None when it is)."""
+        why = f" ({self.why})" if self.why else ""
+        if self.static is not None:
+            return (
+                f"the batch is static: {self.static}{why}; the generated model takes batch "
+                f"{self.static} only and was checked at that batch only"
+            )
+        if self.high is not None:
+            return (
+                f"the batch is bounded: {self.low} <= N <= {self.high}{why}; PyTorch itself "
+                f"fails outside that range, so the generated model is checked inside it only"
+            )
+        return None
 
 
 def normalize_inputs(example_inputs: Any) -> list[torch.Tensor]:
@@ -57,11 +107,17 @@ def _random_like(x: torch.Tensor, shape: tuple[int, ...], seed: int) -> torch.Te
     return torch.randint(lo, hi + 1, shape, generator=g, dtype=x.dtype)
 
 
-def alternate_inputs(inputs: list[torch.Tensor], seed: int = 1) -> list[torch.Tensor]:
-    """Random inputs like ``inputs`` with another batch size."""
+def alternate_inputs(
+    inputs: list[torch.Tensor], seed: int = 1, batch: BatchSpec | None = None
+) -> list[torch.Tensor]:
+    """Random inputs like ``inputs`` with another batch size (one ``batch`` allows; the same
+    size when ``batch`` is static)."""
+
+    def size(n: int) -> int:
+        return other_batch(n) if batch is None else batch.check_batch(n)
+
     return [
-        _random_like(x, (other_batch(x.shape[0]), *x.shape[1:]), seed + k)
-        for k, x in enumerate(inputs)
+        _random_like(x, (size(x.shape[0]), *x.shape[1:]), seed + k) for k, x in enumerate(inputs)
     ]
 
 

@@ -59,10 +59,15 @@ def write_keras(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
+    structure: str = "modules",
 ) -> tuple[EmittedModule, Any]:
     """Write model.py and the weights into ``folder``; returns the emitted module and the model."""
     emitted = emit_source(
-        graph, model_name=model_name, input_layouts=input_layouts, output_layouts=output_layouts
+        graph,
+        model_name=model_name,
+        input_layouts=input_layouts,
+        output_layouts=output_layouts,
+        structure=structure,
     )
     source_path = folder / SOURCE_FILE
     source_path.write_text(emitted.source, encoding="utf-8")
@@ -115,7 +120,14 @@ def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
 class KerasWritten:
     """What the api needs from the written Keras module: a runner, probes, the report's tables."""
 
-    def __init__(self, graph: Graph, folder: Path, model_name: str, layouts: tuple[str, str]):
+    def __init__(
+        self,
+        graph: Graph,
+        folder: Path,
+        model_name: str,
+        layouts: tuple[str, str],
+        structure: str = "modules",
+    ):
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         emitted, self.model = write_keras(
             graph,
@@ -123,6 +135,7 @@ class KerasWritten:
             model_name=model_name,
             input_layouts=[layouts[0]] * n_in,
             output_layouts=[layouts[1]] * n_out,
+            structure=structure,
         )
         self.files = [SOURCE_FILE, WEIGHTS_FILE]
         self.run = make_callable(self.model, n_out)
@@ -155,7 +168,8 @@ class KerasBackend(Backend):
     def write(
         self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
     ) -> KerasWritten:
-        return KerasWritten(graph, folder, model_name, layouts)
+        structure = graph.meta.get("structure", "modules")
+        return KerasWritten(graph, folder, model_name, layouts, structure=structure)
 
     def keras_model(self, out_dir: Path) -> Any:
         module = import_module_from(out_dir / SOURCE_FILE)

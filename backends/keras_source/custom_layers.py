@@ -9,6 +9,7 @@ the tf backend (``backends/_planning.py``) carries that function's source before
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 
 from .. import _planning
@@ -23,10 +24,41 @@ STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# get_config() entries whose value is not ``self.<init argument>``; entries beyond __init__'s
+_CONFIG_EXPR = {
+    ("ReshapeTo", "shape"): "self.target",
+    ("Constant", "shape"): "tuple(self.value.shape)",
+}
+_CONFIG_EXTRA = {"GroupedConvTranspose": ("use_bias",)}
+SERIALIZABLE = '@keras.saving.register_keras_serializable(package="transpiled")'
+
+
 def _layer(name: str, source: str, helpers: tuple[Callable, ...] = ()) -> None:
+    """Register a layer's source, made Keras-serializable: registered under ``transpiled>`` with a
+    get_config() listing every __init__ argument, so ``model.save("m.keras")`` and
+    ``keras.saving.load_model`` round-trip once the generated module is imported."""
     shared = [inspect.getsource(fn).strip("\n") + "\n\n\n" for fn in helpers]
     HELPER_NAMES.update(fn.__name__ for fn in helpers)
-    SOURCES[name] = "".join(shared) + source.strip("\n") + "\n"
+    source = source.strip("\n") + "\n"
+    match = re.search(r"def __init__\(self,?([^)]*)\):", source)
+    params = []
+    for part in (match.group(1) if match else "").split(","):
+        part = part.strip().split("=")[0].strip()
+        if part and not part.startswith("*"):
+            params.append(part)
+    keys = params + list(_CONFIG_EXTRA.get(name, ()))
+    if keys:
+        items = [f'"{k}": {_CONFIG_EXPR.get((name, k), "self." + k)}' for k in keys]
+        source += "\n    def get_config(self):\n" + _dict_return(["**super().get_config()", *items])
+    SOURCES[name] = "".join(shared) + f"{SERIALIZABLE}\n{source}"
+
+
+def _dict_return(items: list[str]) -> str:
+    """``return {...}`` formatted as ruff/black would at 8 spaces of indent, 100 columns."""
+    one = f"        return {{{', '.join(items)}}}"
+    if len(one) <= 100:
+        return one + "\n"
+    return "        return {\n" + "".join(f"            {i},\n" for i in items) + "        }\n"
 
 
 _layer(
@@ -217,6 +249,46 @@ class Pad(keras.layers.Layer):
 )
 
 _layer(
+    "ConstantPad",
+    '''
+class ConstantPad(keras.layers.Layer):
+    """Pad every axis by (before, after) with ``value``."""
+
+    def __init__(self, pads, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pads, self.value = tuple(tuple(p) for p in pads), value
+
+    def call(self, x):
+        return ops.pad(x, self.pads, constant_values=self.value)
+''',
+)
+
+_layer(
+    "Linear",
+    '''
+class Linear(keras.layers.Layer):
+    """PyTorch's Linear on the last axis of a tensor of any rank: the leading axes are folded
+    into rows around one matmul (keras.layers.Dense goes through tensordot, a Transpose)."""
+
+    def __init__(self, units, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.use_bias = units, use_bias
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units))
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+        lead = tuple(-1 if d is None else d for d in x.shape[1:-1])
+        y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), self.kernel)
+        if self.use_bias:
+            y = y + self.bias
+        return ops.reshape(y, (-1, *lead, self.units))
+''',
+)
+
+_layer(
     "AdaptivePool",
     '''
 class AdaptivePool(keras.layers.Layer):
@@ -260,15 +332,19 @@ _layer(
     "Slice",
     '''
 class Slice(keras.layers.Layer):
-    """x[...] with (axis, start, stop, step) per sliced axis (stop None: to the end)."""
+    """x[..., start:stop:step, ...] on ``axis`` (tuples: one entry per axis; stop None: to the
+    end)."""
 
-    def __init__(self, spec, **kwargs):
+    def __init__(self, axis, start, stop=None, step=1, **kwargs):
         super().__init__(**kwargs)
-        self.spec = tuple(tuple(s) for s in spec)
+        self.axis, self.start, self.stop, self.step = axis, start, stop, step
 
     def call(self, x):
+        spec = (self.axis, self.start, self.stop, self.step)
+        if not isinstance(self.axis, (tuple, list)):
+            spec = tuple((v,) for v in spec)
         index = [slice(None)] * len(x.shape)
-        for axis, start, stop, step in self.spec:
+        for axis, start, stop, step in zip(*spec):
             index[axis] = slice(start, stop, step)
         return x[tuple(index)]
 ''',

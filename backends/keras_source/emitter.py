@@ -25,6 +25,15 @@ from .._naming import sanitize_text
 from .._naming import torch_short as _torch_short
 from .custom_layers import HELPER_NAMES, SOURCES, STDLIB_IMPORTS
 from .rules import RULES, KerasCall, Literal
+from .structure import (
+    STRUCTURES,
+    Stmt,
+    call_arguments,
+    constant_hint,
+    layer_hint,
+    node_paths,
+    write_structured,
+)
 
 __all__ = ["emit_source", "EmittedModule", "Namespace", "sanitize_text", "WEIGHTS_FILE"]
 
@@ -136,8 +145,19 @@ def emit_source(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
+    structure: str = "modules",
 ) -> EmittedModule:
+    """The module's source and weights; ``structure``: "flat" or "modules" (see structure.py)."""
+    if structure not in STRUCTURES:
+        raise TranspileError(
+            f"unknown structure {structure!r}; valid choices: {', '.join(map(repr, STRUCTURES))}."
+        )
     ns = Namespace()
+    # issue 13: every layer call also recorded as a Stmt, for the structured writer
+    stmts: list[Stmt] = []
+    keys: dict[int, int] = {}  # id(IR value) -> key of the Stmt whose output carries it
+    paths = node_paths(graph)
+    structurable = True
     out = EmittedModule(source="")
     var: dict[int, str] = {}
     body: list[str] = []
@@ -152,8 +172,13 @@ def emit_source(
         input_vars.append(name)
         shape = _lit(tuple(v.shape[1:]))
         dtype = "" if v.type.dtype == "float32" else f", dtype={_lit(v.type.dtype)}"
+        if v.shape and v.shape[0] is not None:  # a static batch (torch.export specialized it)
+            dtype += f", batch_size={v.shape[0]}"
         body.append(f"{indent}{name} = keras.Input(shape={shape}{dtype}, name={_lit(name)})")
         out.value_layers[v.name] = name
+        keys[id(v)] = len(stmts)
+        args = [("shape", shape)] + ([("dtype", _lit(v.type.dtype))] if dtype else [])
+        stmts.append(Stmt("keras.Input", args, [], False, name, None, None, name))
 
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
     for k in range(len(graph.nodes) - 2, -1, -1):  # a helper node shares its module's comment
@@ -161,14 +186,21 @@ def emit_source(
         if node.outputs[0].torch_ref is None and node.source and nxt.source == node.source:
             comments[k] = comments[k + 1]
     last_comment = None
-    for node, comment in zip(graph.nodes, comments, strict=True):
+    for k, (node, comment) in enumerate(zip(graph.nodes, comments, strict=True)):
+        comment_node, at = node, k
+        while comment_node.outputs[0].torch_ref is None and at + 1 < len(graph.nodes):
+            nxt = graph.nodes[at + 1]  # a helper node is commented as the node it serves
+            if not (comment_node.source and nxt.source == comment_node.source):
+                break
+            comment_node, at = nxt, at + 1
         calls: list[KerasCall] = RULES.apply(node, graph)
         if comment and comment != last_comment:
             limit = MAX_LINE - len(indent)
             short = comment if len(comment) <= limit else comment[: limit - 3] + "..."
             body.append(indent + short)
             last_comment = comment
-        name = ns.create(_node_hint(node))
+        name = ns.create(layer_hint(node, _node_hint(node), paths[k]))
+        last_key: int | None = None
         for call in calls:
             # the node's main layer carries its name; helper layers get a suffix
             layer_name = ns.create(f"{name}_{call.suffix}") if call.suffix else name
@@ -177,24 +209,47 @@ def emit_source(
                 if call.custom not in SOURCES:
                     raise TranspileError(f"internal: unknown custom layer {call.custom}")
                 used_custom.add(call.custom)
-            ins = []
+            ins, in_keys = [], []
+            tensors = [u for u in call.inputs if not graph.is_constant(u)]
             for v in call.inputs:
                 if graph.is_constant(v) and id(v) not in var:
                     # a weight used as a tensor (e.g. ViT's class token): a Constant layer
-                    var[id(v)] = _emit_constant(v, graph, ns, body, out, input_vars[0], indent)
+                    anchor = tensors[0] if tensors else graph.inputs[0]
+                    anchor_name = name if anchor is node.output else var[id(anchor)]
+                    anchor_key = last_key if anchor is node.output else keys[id(anchor)]
+                    var[id(v)] = _emit_constant(
+                        v, graph, ns, body, out, anchor_name, indent, paths[k]
+                    )
+                    keys[id(v)] = len(stmts)
+                    layer = var[id(v)]
+                    stmts.append(
+                        Stmt(
+                            "Constant",
+                            [("shape", _lit(tuple(graph.constant(v).shape)))],
+                            [anchor_key],
+                            False,
+                            layer,
+                            node,
+                            comment_node,
+                            layer,
+                            paths[k],
+                        )
+                    )
                     used_custom.add("Constant")
                 if v is node.outputs[0]:
                     ins.append(name)  # the previous call's output
+                    in_keys.append(last_key)
                 elif id(v) in var:
                     ins.append(var[id(v)])
+                    in_keys.append(keys[id(v)])
                 else:
                     raise TranspileError(f"internal: %{v.name} used before it is defined")
             if call.state_inputs:
                 ins, states = ins[: -call.state_inputs], ins[-call.state_inputs :]
                 ins.append(f"initial_state=[{', '.join(states)}]")
             call_arg = f"[{', '.join(ins)}]" if call.list_input else ", ".join(ins)
-            args = [_lit(a) for a in call.args]
-            args += [f"{key}={_lit(val)}" for key, val in call.kwargs.items()]
+            pairs = call_arguments(call.ctor, call.args, call.kwargs)
+            args = [_lit(v) if k is None else f"{k}={_lit(v)}" for k, v in pairs]
             args.append(f"name={_lit(layer_name)}")
             target = name
             if call.output_suffixes:
@@ -202,7 +257,23 @@ def emit_source(
                 for v, extra_name in zip(node.outputs[1:], extra, strict=True):
                     var[id(v)] = extra_name
                 target = ", ".join([name, *extra])
+            if call.output_suffixes or call.state_inputs:
+                structurable = False  # multi-output layers: the structured writer keeps to flat
             body.extend(_call_lines(target, call.ctor, args, call_arg, indent))
+            last_key = len(stmts)
+            stmts.append(
+                Stmt(
+                    call.ctor,
+                    [(k, _lit(v)) for k, v in pairs],
+                    in_keys,
+                    call.list_input,
+                    layer_name,
+                    node,
+                    comment_node,
+                    name,
+                    paths[k],
+                )
+            )
             if call.weights:
                 out.layer_weights[layer_name] = call.weights
             if node.source and node.source.module_path:
@@ -211,6 +282,7 @@ def emit_source(
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
         var[id(node.outputs[0])] = name
+        keys[id(node.outputs[0])] = last_key
         if len(node.outputs) == 1:  # a multi-output layer's .output is a list: not a probe
             out.value_layers[node.output.name] = final_layer
 
@@ -219,8 +291,19 @@ def emit_source(
     outs = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
     model_id = _lit(ns.create(model_name))
     body.append(f"{indent}return keras.Model(inputs={ins}, outputs={outs}, name={model_id})")
+    functions: list[str] = []
+    if structure == "modules" and structurable:
+        body, functions = write_structured(
+            stmts,
+            [keys[id(o)] for o in graph.outputs],
+            graph.meta.get("modules", {}),
+            f"keras.Model(inputs={{ins}}, outputs={{outs}}, name={model_id})",
+            reserved=_RESERVED,
+        )
 
     header = _header(graph, model_name, input_layouts, output_layouts)
+    if functions:  # issue 13: the structured form's convention, said once
+        header = header.replace("\nInputs:", _STRUCTURE_NOTE + "\nInputs:", 1)
     uses_ops = any(re.search(r"\bops\b", SOURCES[c]) for c in used_custom)
     names = [n for n in ("layers", "ops") if n in used_modules or (n == "ops" and uses_ops)]
     extra = {m for c in used_custom for m in STDLIB_IMPORTS.get(c, ())}
@@ -232,6 +315,7 @@ def emit_source(
         imports += f"from keras import {', '.join(names)}\n"
     blocks = [f'WEIGHTS_FILE = "{WEIGHTS_FILE}"\n']
     blocks += [SOURCES[c] for c in sorted(used_custom)]
+    blocks += functions
     blocks.append(
         "def build_model():\n"
         f'{indent}"""The architecture, without weights."""\n' + "\n".join(body) + "\n"
@@ -249,12 +333,17 @@ def _emit_constant(
     out: EmittedModule,
     anchor: str,
     indent: str,
+    path: str = "",
 ) -> str:
-    name = ns.create(f"{v.name}_constant")
+    name = ns.create(constant_hint(v, path))
     arr = graph.constant(v)
     body.extend(
         _call_lines(
-            name, "Constant", [_lit(tuple(arr.shape)), f"name={_lit(name)}"], anchor, indent
+            name,
+            "Constant",
+            [f"shape={_lit(tuple(arr.shape))}", f"name={_lit(name)}"],
+            anchor,
+            indent,
         )
     )
     out.layer_weights[name] = [np.ascontiguousarray(arr, dtype=np.float32)]
@@ -292,6 +381,10 @@ def _header(
     return "\n".join(lines) + "\n"
 
 
+_STRUCTURE_NOTE = """
+Each function below is a PyTorch module class; ``name`` is the module's path in the model, and
+its Keras layers are named ``name`` + "_" + their path inside it (as build_model() calls them).
+"""
 _LOAD_MODEL = '''def load_model(weights_path=None):
     """build_model() with the converted weights (default: the file beside this module)."""
     model = build_model()

@@ -170,7 +170,7 @@ def _conv_transpose(node: Node, graph: Graph) -> list[KerasCall]:
     extra = [s_ - kk for s_, kk in zip(stride, k, strict=True)]
     if any(e > 0 for e in extra):
         spec = tuple((i + 1, 0, -e, 1) for i, e in enumerate(extra) if e > 0)
-        return [call, KerasCall("Slice", [node.output], (spec,), {}, suffix="crop")]
+        return [call, _slice_call(node.output, spec, suffix="crop")]
     return [call]
 
 
@@ -216,13 +216,11 @@ def _linear(node: Node, graph: Graph) -> list[KerasCall]:
         call = KerasCall("layers.Dense", [x], (w.shape[0],), kwargs)
         call.weights = [_f32(w.T)] + ([_f32(bias)] if bias is not None else [])
         return [call]
-    # Keras' Dense on a rank > 2 input goes through tensordot, which adds a Transpose op:
-    # flatten the leading axes around it instead (free reshapes).
-    flat = KerasCall("ReshapeTo", [x], ((-1, x.shape[-1]),), {}, suffix="rows")
-    call = KerasCall("layers.Dense", [node.output], (w.shape[0],), kwargs)
+    # Keras' Dense on a rank > 2 input goes through tensordot, which adds a Transpose op: one
+    # Linear layer folds the leading axes into rows around its matmul instead (free reshapes).
+    call = KerasCall("Linear", [x], (), {"units": w.shape[0], **kwargs})
     call.weights = [_f32(w.T)] + ([_f32(bias)] if bias is not None else [])
-    back = KerasCall("ReshapeTo", [node.output], ((-1, *mid, w.shape[0]),), {}, suffix="unrows")
-    return [flat, call, back]
+    return [call]
 
 
 @emits("batch_norm")
@@ -277,7 +275,18 @@ def _adaptive_pool(node: Node, graph: Graph) -> list[KerasCall]:
 def _slice(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
     spec = tuple(zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True))
-    return [KerasCall("Slice", [node.inputs[0]], (spec,), {})]
+    return [_slice_call(node.inputs[0], spec)]
+
+
+def _slice_call(x: Value, spec: tuple, suffix: str = "") -> KerasCall:
+    """Slice(axis=3, start=0, stop=16) for one axis; tuples (one entry per axis) for several."""
+    axes, starts, stops, steps = (tuple(col) for col in zip(*spec, strict=True))
+    if len(spec) > 1:
+        kwargs = {"axis": axes, "start": starts, "stop": stops, "step": steps}
+    else:
+        kwargs = {"axis": axes[0], "start": starts[0]}
+        kwargs |= _non_default(stop=(stops[0], None), step=(steps[0], 1))
+    return KerasCall("Slice", [x], (), kwargs, suffix=suffix)
 
 
 _ACTIVATIONS: dict[str, tuple[str, tuple, dict]] = {
@@ -573,11 +582,11 @@ def _pad(node: Node, graph: Graph) -> list[KerasCall]:
         and all(p == (0, 0) for p in others)
     ):
         return [KerasCall("layers.ZeroPadding2D", [x], (), {"padding": pads[1:3]})]
-    kwargs: dict[str, Any] = {"mode": a["mode"]}
-    if a["mode"] == "constant":
+    if a["mode"] == "constant":  # only a constant pad: the small layer, not the four-mode one
         v = float(a["value"])
-        kwargs["value"] = Literal(f'float("{v}")') if not np.isfinite(v) else v
-    return [KerasCall("Pad", [x], (pads,), kwargs)]
+        value = Literal(f'float("{v}")') if not np.isfinite(v) else v
+        return [KerasCall("ConstantPad", [x], (), {"pads": pads, "value": value})]
+    return [KerasCall("Pad", [x], (), {"pads": pads, "mode": a["mode"]})]
 
 
 @emits("reshape")

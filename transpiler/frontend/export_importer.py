@@ -17,11 +17,15 @@ understands:
 
 The batch is traced symbolic (``torch.export.Dim``) from a batch of 2 built from the example
 (export refuses a dynamic dimension traced at size 1), then the usual two shape runs follow.
+When torch.export refuses a dynamic batch, the bounds it suggests are tried, then a static
+batch (``export_program`` returns a ``BatchSpec`` saying which; the second run stays inside it).
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,10 +34,13 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx
 
 from transpiler.errors import TranspileError
+from transpiler.ir import TensorType
+from transpiler.signature import BatchSpec
 
+from .fx_importer import DYNAMIC
 from .registry import ConverterRegistry
 
-__all__ = ["export_to_fx", "aten_registry", "load_pt2"]
+__all__ = ["export_to_fx", "aten_registry", "load_pt2", "export_program", "program_batch"]
 
 aten = torch.ops.aten
 
@@ -265,6 +272,42 @@ def aten_registry(base: ConverterRegistry) -> ConverterRegistry:
     return reg
 
 
+def _batch_prefix(b: Any, x: Any, dim: int, start: Any, step: Any) -> Any:
+    """``c[:batch]`` of a constant ``c`` (a positional table cut to the batch size, under a
+    batch bound ``batch <= len(c)`` that torch.export recorded), with the IR's ops: ``c``
+    broadcast over the batch, ``(B, L, ...)``, flattened to ``(B·L, ...)``, and every
+    ``(L+1)``-th row taken — rows ``i·(L+1) = (i, i)``, i.e. ``c[i]`` for ``i < B``; exact
+    for ``B <= L`` (ceil(B·L / (L+1)) = B rows)."""
+    from .fx_importer import example_batch
+
+    stop = b.example_args[3] if len(b.example_args) > 3 else None
+    table = b.graph.constants.get(x.name) if b.graph.is_constant(x) else None
+    if (
+        dim != 0
+        or start not in (None, 0)
+        or step != 1
+        or table is None
+        or stop != example_batch(b.graph)
+        or stop > table.shape[0]
+    ):
+        raise TranspileError(
+            f"a slice at {b.where()} ends at a size that depends on the inputs; only a constant "
+            "cut to the batch size (c[:x.shape[0]], within the batch bound) converts."
+        )
+    n = table.shape[0]
+    rest = tuple(table.shape[1:])
+    const = b.const(table[None], "per_sample_table")
+    wide = b.op(
+        "broadcast_to",
+        [const, b.graph.inputs[0]],
+        TensorType((None, n, *rest), x.type.dtype),
+        shape=(None, n, *rest),
+    )
+    flat = b.op("reshape", [wide], TensorType((None, *rest), x.type.dtype), shape=(-1, *rest))
+    out = TensorType((None, *rest), x.type.dtype)
+    return b.op("slice", [flat], out, axes=(0,), starts=(0,), stops=(None,), steps=(n + 1,))
+
+
 def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
     if target in _TRUNCATED:
         fn, n = _TRUNCATED[target]
@@ -294,6 +337,8 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
         getitem = base.functions.get(operator.getitem)
 
         def convert_slice(b, x, dim=0, start=None, end=None, step=1):
+            if end is DYNAMIC:
+                return _batch_prefix(b, x, dim, start, step)
             index = [slice(None)] * x.rank
             index[dim] = slice(start, None if end is not None and end >= 2**62 else end, step)
             return getitem(b, x, tuple(index))
@@ -318,25 +363,128 @@ def _batch_of_two(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat([x, x], 0)[:2] if x.dim() and x.shape[0] == 1 else x for x in inputs)
 
 
-def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]):
-    """``torch.export`` with a symbolic batch; the inference graph (no decompositions)."""
+def _dynamic_shapes(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
+    """``dynamic_shapes`` for ``torch.export`` in the structure of ``forward``'s signature
+    (a varargs ``forward(self, *xs)`` takes ``{"xs": (spec, spec)}``, not a flat tuple)."""
+    specs = [{0: dim} if x.dim() else None for x in inputs]
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(specs)
+    shaped: dict[str, Any] = {}
+    k = 0
+    for p in params:
+        if k >= len(specs):
+            break
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            shaped[p.name] = specs[k]
+            k += 1
+        elif p.kind == p.VAR_POSITIONAL:
+            shaped[p.name] = tuple(specs[k:])
+            k = len(specs)
+        else:
+            break
+    return shaped if k == len(specs) else tuple(specs)
+
+
+_SUGGESTED = re.compile(r"\bDim\('batch'(?:, min=(\d+))?(?:, max=(\d+))?\)")
+
+
+def _suggested_bounds(message: str) -> tuple[int | None, int | None] | None:
+    """The bounds torch.export suggests for the batch ("Suggested fixes: batch = Dim('batch',
+    max=63)"), or None when it suggests none (or a specialization, ``batch = 2``)."""
+    found = _SUGGESTED.search(message.partition("Suggested fixes:")[2])
+    if found is None:
+        return None
+    low, high = found.groups()
+    return (int(low) if low else None, int(high) if high else None)
+
+
+def _violation(message: str) -> str:
+    """The first constraint violation of a torch.export error, on one line."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("- "):
+            return line[2:].strip()
+    return message.strip().splitlines()[0] if message.strip() else "unknown reason"
+
+
+def _export(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
+    dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim)
+    return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+
+
+def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[Any, BatchSpec]:
+    """``torch.export`` with a symbolic batch; the inference graph (no decompositions) and what
+    is known of its batch.
+
+    First a batch ``Dim("batch", min=1)``; when torch.export refuses it and suggests bounds
+    (a guard ``batch <= 63`` in the model: ``Dim("batch", max=63)``), those bounds; only when
+    neither works, the batch specialized to the example's size, which the returned
+    ``BatchSpec`` then says (the generated model takes that batch only)."""
     from transpiler._hygiene import block_triton_if_tensorflow
 
     block_triton_if_tensorflow()
     traced = _batch_of_two(inputs)
-    batch = torch.export.Dim("batch", min=1)
-    dynamic = tuple({0: batch} if x.dim() else None for x in traced)
+    example = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
     try:
-        ep = torch.export.export(model, traced, dynamic_shapes=dynamic, strict=False)
-    except Exception as exc:  # noqa: BLE001 - one clear message
-        try:  # a model whose batch cannot be symbolic (a fixed-size reshape): static batch
-            ep = torch.export.export(model, tuple(inputs), strict=False)
-        except Exception:  # noqa: BLE001
-            raise TranspileError(
-                f"torch.export could not export {type(model).__name__}: "
-                f"{type(exc).__name__}: {str(exc)[:800]}"
-            ) from exc
-    return ep.run_decompositions({})
+        return _export(model, traced, torch.export.Dim("batch", min=1)).run_decompositions(
+            {}
+        ), BatchSpec()
+    except Exception as exc:  # noqa: BLE001 - retried below
+        first = exc
+    bounds = _suggested_bounds(str(first))
+    traced_batch = max((int(x.shape[0]) for x in traced if x.dim()), default=1)
+    if bounds is not None and (bounds[1] is None or bounds[1] >= max(traced_batch, example)):
+        low = min(bounds[0] or 1, example, traced_batch)
+        dim = torch.export.Dim("batch", min=low, max=bounds[1]) if bounds[1] else None
+        dim = dim or torch.export.Dim("batch", min=low)
+        try:
+            ep = _export(model, traced, dim)
+            limits = f"min={low}" + (f", max={bounds[1]}" if bounds[1] else "")
+            why = f"torch.export: {_violation(str(first))}; exported with Dim('batch', {limits})"
+            return ep.run_decompositions({}), BatchSpec(low, bounds[1], why=why)
+        except Exception:  # noqa: BLE001 - fall through to a static batch
+            pass
+    try:  # a model whose batch cannot be symbolic (a fixed-size reshape): static batch
+        ep = _export(model, inputs, None)
+    except Exception:  # noqa: BLE001
+        raise TranspileError(
+            f"torch.export could not export {type(model).__name__}: "
+            f"{type(first).__name__}: {str(first)[:800]}"
+        ) from first
+    why = f"torch.export could not keep it dynamic: {_violation(str(first))}"
+    return ep.run_decompositions({}), BatchSpec(static=example, why=why)
+
+
+def program_batch(ep: Any) -> BatchSpec:
+    """What an exported program's signature says of its batch: the range torch.export
+    recorded for the first user input's leading dimension, or static when it has none."""
+    user = set(ep.graph_signature.user_inputs)
+    for node in ep.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" and node.name in user else None
+        if not isinstance(val, torch.Tensor) or val.dim() == 0:
+            continue
+        size = val.shape[0]
+        if not isinstance(size, torch.SymInt):
+            return BatchSpec(
+                static=int(size), why="the ExportedProgram was exported without a dynamic batch"
+            )
+        ranges = ep.range_constraints.get(size.node.expr)
+        if ranges is None:
+            return BatchSpec()
+        low = max(1, _as_int(ranges.lower) or 1)
+        high = _as_int(ranges.upper)
+        why = "the ExportedProgram's range for the batch" if high is not None else ""
+        return BatchSpec(low, high, why=why)
+    return BatchSpec()
+
+
+def _as_int(bound: Any) -> int | None:
+    try:
+        return int(bound)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
 
 
 def export_to_fx(ep: Any) -> tuple[torch.nn.Module, fx.Graph]:

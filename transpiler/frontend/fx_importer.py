@@ -33,7 +33,14 @@ from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
 from .registry import DEFAULT_REGISTRY, ConverterRegistry
 
-__all__ = ["import_model", "Builder", "DYNAMIC", "ImportedModel", "torch_dtype_name"]
+__all__ = [
+    "import_model",
+    "Builder",
+    "DYNAMIC",
+    "ImportedModel",
+    "torch_dtype_name",
+    "example_batch",
+]
 
 
 class _Dynamic:
@@ -203,6 +210,8 @@ class ImportedModel:
     graph: Graph
     fx_graph: fx.Graph
     root: torch.nn.Module
+    # shapes of the traced graph's flattened outputs in the two runs (example, other batch)
+    output_shapes: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] = ([], [])
 
     def run_values(self, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
         """Every fx node's value on ``inputs``, by node name (what an IR value's ``torch_ref``
@@ -322,6 +331,16 @@ def wrap_single_layer(model: torch.nn.Module, registry: ConverterRegistry) -> to
 
 
 def trace(model: torch.nn.Module, registry: ConverterRegistry) -> fx.Graph:
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        raise TranspileError(
+            f"torch.fx could not trace {type(model).__name__}: forward() takes variable "
+            "positional arguments (*args), which symbolic tracing sees as one input; use "
+            "tracer='export' (tracer='auto' does)."
+        )
     tracer = _Tracer(registry)
     try:
         return tracer.trace(model)
@@ -349,17 +368,8 @@ def import_model(
         fx_graph = trace(model, registry)
     depends = _input_dependence(fx_graph)
     value_depends = _input_dependence(fx_graph, through_shapes=False)
-    try:
-        run_a = _run(fx_graph, model, inputs_a, slim=value_depends)
-        run_b = _run(fx_graph, model, inputs_b, slim=value_depends)
-    except TranspileError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise TranspileError(
-            f"running {type(model).__name__} on the example inputs failed: "
-            f"{type(exc).__name__}: {exc}\nCheck that example_inputs has the shapes and dtypes "
-            "that forward() expects."
-        ) from exc
+    run_a = _shape_run(fx_graph, model, inputs_a, value_depends, None)
+    run_b = _shape_run(fx_graph, model, inputs_b, value_depends, inputs_a)
 
     # computed from static shapes only (e.g. a detection head's anchor grid): equal in both
     # runs, so a constant (a batch-sized result differs between the runs and stays dynamic)
@@ -381,6 +391,17 @@ def import_model(
 
     graph = Graph()
     graph.meta["model_class"] = type(model).__name__
+    # module path -> (class name, Python module of the class): the structured Keras writer
+    # turns each class into a function (issue 13)
+    graph.meta["modules"] = {
+        path: (type(m).__name__, type(m).__module__) for path, m in model.named_modules()
+    }
+    for node in fx_graph.nodes:  # torch.export: the classes its module stack recorded
+        for path, cls in (node.meta.get("nn_module_stack") or {}).values():
+            name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+            module, _, short = str(name).rpartition(".")
+            graph.meta["modules"].setdefault(str(path), (short, module))
+    graph.meta["example_batch"] = int(inputs_a[0].shape[0]) if inputs_a else None
     b = Builder(graph)
     env: dict[fx.Node, Any] = {}
     modules = dict(model.named_modules())
@@ -407,10 +428,11 @@ def import_model(
         elif node.op == "output":
             graph.outputs = _output_values(node, arg(node.args[0]), b)
         elif node in batch_const:
-            const = b.const(a[:1], "per_sample")
+            const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
         elif node not in depends:
-            env[node] = b.const(a, "const") if isinstance(a, torch.Tensor) else _merge_static(a, bb)
+            hint = _attr_hint(node, "const")
+            env[node] = b.const(a, hint) if isinstance(a, torch.Tensor) else _merge_static(a, bb)
         elif not _is_tensorish(a):
             env[node] = _merge_static(a, bb)  # sizes, shapes, dims: folded
         else:
@@ -435,7 +457,48 @@ def import_model(
                 out.torch_ref = node.name
                 _check_type(out, b, node)
             env[node] = out
-    return ImportedModel(graph, fx_graph, model)
+    out = next(n for n in fx_graph.nodes if n.op == "output")
+    shapes = [
+        [tuple(t.shape) for t in flatten(run.values.get(out)) if isinstance(t, torch.Tensor)]
+        for run in (run_a, run_b)
+    ]
+    return ImportedModel(graph, fx_graph, model, (shapes[0], shapes[1]))
+
+
+def _shape_run(
+    fx_graph: fx.Graph,
+    model: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    slim: set[fx.Node],
+    example: Sequence[torch.Tensor] | None,
+) -> _Run:
+    """One of the import's two runs; a failure says which run it was. ``example``: None for
+    the run on example_inputs, else the example inputs (the second run's inputs differ from
+    them in the batch size, or, in the one-line form, the spatial sizes)."""
+    try:
+        return _run(fx_graph, model, inputs, slim=slim)
+    except TranspileError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        what = f"{type(exc).__name__}: {str(exc)[:600]}"
+        if example is None:
+            raise TranspileError(
+                f"running {type(model).__name__} on the example inputs failed: {what}\nCheck "
+                "that example_inputs has the shapes and dtypes that forward() expects."
+            ) from exc
+        shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
+        raise TranspileError(
+            f"the model ran on example_inputs, but our second run of {type(model).__name__}, on "
+            f"random inputs of shape {shapes} (another batch size, to tell the dynamic "
+            f"dimensions apart), failed: {what}\nThe model may not accept that batch size; "
+            "pass example_inputs at the batch size you need, or make forward() independent "
+            "of the batch size."
+        ) from exc
+
+
+def example_batch(graph: Graph) -> int | None:
+    """The batch size of the example inputs the graph was imported with."""
+    return graph.meta.get("example_batch")
 
 
 def _check_same_rank(node: fx.Node, a: Any, bb: Any, b: Builder) -> None:
@@ -556,6 +619,15 @@ def _static_equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # noqa: BLE001
         return False
+
+
+def _attr_hint(node: fx.Node, default: str) -> str:
+    """A constant's name: the torch attribute it comes from (``class_token``), where it is one
+    parameter or buffer read directly or through one op (``expand``), else ``default``."""
+    attrs = [n for n in (node, *node.all_input_nodes) if n.op == "get_attr"]
+    if len(attrs) == 1:
+        return re.sub(r"\W+", "_", str(attrs[0].target).rsplit(".", 1)[-1]).strip("_") or default
+    return default
 
 
 def _source_info(node: fx.Node, modules: dict[str, torch.nn.Module]) -> SourceInfo:

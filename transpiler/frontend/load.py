@@ -46,6 +46,7 @@ class Loaded:
     tracer: str  # FX or EXPORT
     inputs_inferred: bool = False  # example_inputs was None: the signature was inferred
     notes: list[str] = field(default_factory=list)  # why the tracer, what was inferred
+    batch: str = "dynamic"  # BatchSpec.describe(): "dynamic", "dynamic, 1 <= N <= 63", "static: 2"
 
     @property
     def graph(self) -> Graph:
@@ -135,15 +136,16 @@ def _load_export(
             f"the torch.export path needs example_inputs{why}: pass a tensor (or a tuple) "
             "with the input shapes."
         )
-    from .export_importer import aten_registry, export_program, export_to_fx
+    from .export_importer import aten_registry, export_program, export_to_fx, program_batch
 
     inputs_a = normalize_inputs(example_inputs)
     if program is None:
-        program = export_program(work, inputs_a)
+        program, batch = export_program(work, inputs_a)
     else:
+        batch = program_batch(program)
         program = program.run_decompositions({})
     root, fx_graph = export_to_fx(program)
-    inputs_b = alternate_inputs(inputs_a)
+    inputs_b = alternate_inputs(inputs_a, batch=batch)  # static: the same batch
     imported = import_model(
         root, inputs_a, inputs_b, registry=aten_registry(registry), fx_graph=fx_graph
     )
@@ -151,7 +153,10 @@ def _load_export(
     if fx_error is not None:
         first = str(fx_error).splitlines()[0]
         notes.append(f"torch.fx could not trace the model ({first}); used torch.export")
-    return Loaded(imported, work, inputs_a, inputs_b, EXPORT, False, notes)
+    notes += [batch.note()] if batch.note() else []
+    loaded = Loaded(imported, work, inputs_a, inputs_b, EXPORT, False, notes)
+    loaded.batch = batch.describe()
+    return loaded
 
 
 def _exported_program(model: Any) -> Any:

@@ -25,6 +25,15 @@ def _target(shape) -> tuple:
     return tuple(-1 if d is None else d for d in shape)
 
 
+def _note(v: Value, note: str, local: str | None = None) -> Value:
+    """Say what a step of the decomposition is, for the generated source's comments and names."""
+    if v.producer is not None:
+        v.producer.meta["note"] = note
+        if local:
+            v.producer.meta["local"] = local
+    return v
+
+
 def _swap_last(b: Builder, x: Value) -> Value:
     r = x.rank
     perm = (*range(r - 2), r - 1, r - 2)
@@ -34,12 +43,17 @@ def _swap_last(b: Builder, x: Value) -> Value:
 def _attend(b: Builder, q: Value, k: Value, v: Value, scale: float, mask: Value | None) -> tuple:
     """softmax(q k^T * scale + mask) v; returns (output, attention weights)."""
     scores_shape = (*q.shape[:-1], k.shape[-2])
-    scores = b.op("matmul", [q, _swap_last(b, k)], _t(scores_shape, q))
+    k_t = _note(_swap_last(b, k), "scores = q @ k^T * scale (+ mask)", "k_t")
+    scores = _note(
+        b.op("matmul", [q, k_t], _t(scores_shape, q)), "scores = q @ k^T * scale", "scores"
+    )
     scores = b.op("mul", [scores, b.scalar(scale)], scores.type)
     if mask is not None:
         scores = b.op("add", [scores, mask], scores.type)
     weights = b.op("softmax", [scores], scores.type, axis=scores.rank - 1)
+    _note(weights, "attention weights = softmax(scores)", "attn")
     out = b.op("matmul", [weights, v], _t((*q.shape[:-1], v.shape[-1]), q))
+    _note(out, "weighted values = attn @ v", "out")
     return out, weights
 
 
@@ -101,7 +115,7 @@ def _heads(b: Builder, x: Value, heads: int) -> Value:
     """(N, L, E) -> (N, H, L, E/H)."""
     n, length, e = x.shape
     shape = (n, length, heads, e // heads)
-    split = b.op("reshape", [x], _t(shape, x), shape=_target(shape))
+    split = _note(b.op("reshape", [x], _t(shape, x), shape=_target(shape)), "split the heads")
     return b.op("transpose", [split], _t((n, heads, length, e // heads), x), perm=(0, 2, 1, 3))
 
 
@@ -143,16 +157,19 @@ def multihead_attention(
             [b.const(bi, "in_proj_bias")] if bi is not None else []
         )
         projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
+    for x, name in zip(projected, "qkv", strict=True):
+        _note(x, "q, k, v projections (in_proj)", name)
     q, k, v = (_heads(b, x, h) for x in projected)
     mask = _mask(b, attn_mask, is_causal, q, k)
     out, weights = _attend(b, q, k, v, 1.0 / math.sqrt(e // h), mask)
     n, _, length, d = out.shape
     merged = b.op("transpose", [out], _t((n, length, h, d), out), perm=(0, 2, 1, 3))
+    _note(merged, "merge the heads")
     merged = b.op("reshape", [merged], _t((n, length, e), out), shape=_target((n, length, e)))
     proj = [merged, b.const(m.out_proj.weight, "out_proj_weight")]
     if m.out_proj.bias is not None:
         proj.append(b.const(m.out_proj.bias, "out_proj_bias"))
-    y = b.op("linear", proj, merged.type)
+    y = _note(b.op("linear", proj, merged.type), "output projection (out_proj)")
     if not m.batch_first:
         y = b.op("transpose", [y], _t((y.shape[1], y.shape[0], y.shape[2]), y), perm=(1, 0, 2))
     if not need_weights:

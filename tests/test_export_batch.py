@@ -1,0 +1,186 @@
+"""The batch through the torch.export path (issue 17): bounds torch.export suggests are kept,
+varargs signatures export, a static batch is said and honoured, and no converted model's output
+batch differs from PyTorch's at a batch size it accepts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from helpers import assert_checks_ok, stable_seed
+
+from transpiler import TranspileError, UnsupportedOpError, transpile
+
+
+class Guarded(nn.Module):
+    """A guard ``batch <= 63`` on the export path (diffusers' UNet2DModel has one): torch.export
+    refuses ``Dim("batch", min=1)`` and suggests ``Dim("batch", max=63)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[0] > 63:
+            raise ValueError("at most 63 samples")
+        return torch.relu(self.conv(x))
+
+
+class Varargs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+
+    def forward(self, *xs):
+        return self.lin(xs[0] * 2 + xs[1])
+
+
+class PositionByBatch(nn.Module):
+    """The issue's bounded batch: a table cut to the batch size (valid for batch <= 64)."""
+
+    def forward(self, x):
+        pe = torch.arange(64.0)[: x.shape[0]]
+        return x.reshape(x.shape[0], -1) + pe[:, None]
+
+
+class FixedBatch(nn.Module):
+    """A batch that cannot be dynamic: a reshape with the batch written out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.lin(x.reshape(2, -1))
+
+
+def _same(fn, model, *xs):
+    with torch.no_grad():
+        expected = model(*xs)
+    got = fn(*(x.numpy() for x in xs))
+    assert got.shape == tuple(expected.shape)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_suggested_batch_bound_is_kept(tmp_path):
+    torch.manual_seed(stable_seed("guarded"))
+    model = Guarded().eval()
+    result = transpile(model, torch.randn(1, 3, 8, 8), out_dir=tmp_path / "o")
+    assert_checks_ok(result)
+    assert result.report.tracer == "torch.export"
+    assert result.report.batch == "dynamic, 1 <= N <= 63"
+    assert any("bounded" in n and "63" in n for n in result.report.notes)
+    assert "batch: dynamic, 1 <= N <= 63" in (tmp_path / "o" / "report.md").read_text()
+    fn = result.load()
+    for n in (2, 5, 63):
+        _same(fn, model, torch.randn(n, 3, 8, 8))
+
+
+def test_varargs_forward_keeps_a_dynamic_batch():
+    torch.manual_seed(stable_seed("varargs"))
+    model = Varargs().eval()
+    xs = (torch.randn(1, 6), torch.randn(1, 6))
+    result = transpile(model, xs)
+    assert_checks_ok(result)
+    assert result.report.batch == "dynamic"
+    _same(result.load(), model, torch.randn(4, 6), torch.randn(4, 6))
+
+
+def test_bounded_position_table_converts_exactly():
+    model = PositionByBatch()
+    result = transpile(model, torch.randn(1, 2, 4))
+    assert_checks_ok(result)
+    assert result.report.batch == "dynamic, 1 <= N <= 64"
+    assert result.report.outputs == ["[0]: float32 (N, 8)"]
+    fn = result.load()
+    for n in (3, 7, 64):
+        _same(fn, model, torch.randn(n, 2, 4))
+
+
+@pytest.mark.parametrize("model", [PositionByBatch(), Guarded().eval()], ids=["pe", "guard"])
+def test_verify_false_output_batch_follows_pytorch(model):
+    x = torch.randn(1, 2, 4) if isinstance(model, PositionByBatch) else torch.randn(1, 3, 8, 8)
+    fn = transpile(model, x, verify=False).load()
+    for n in (1, 3, 5):
+        _same(fn, model, torch.randn(n, *x.shape[1:]))
+
+
+def test_static_batch_is_said_and_honoured(tmp_path):
+    torch.manual_seed(stable_seed("fixed"))
+    model = FixedBatch().eval()
+    result = transpile(model, torch.randn(2, 2, 6), tracer="export", out_dir=tmp_path / "o")
+    assert result.report.batch == "static: 2"
+    assert {c.batch_size for c in result.report.checks} == {2}
+    assert all(c.ok for c in result.report.checks)
+    assert any("static" in n for n in result.report.notes)
+    assert "batch_size=2" in result.source_path.read_text()
+    assert result.keras_model().inputs[0].shape[0] == 2
+    _same(result.load(), model, torch.randn(2, 2, 6))
+
+
+def test_static_exported_program_and_cli(tmp_path):
+    torch.manual_seed(stable_seed("static-ep"))
+    model = Guarded().eval()
+    program = torch.export.export(model, (torch.randn(2, 3, 8, 8),), strict=False)
+    result = transpile(program)
+    assert result.report.batch == "static: 2"
+    assert any("exported without a dynamic batch" in n for n in result.report.notes)
+    _same(result.load(), model, torch.randn(2, 3, 8, 8))
+    torch.export.save(program, tmp_path / "m.pt2")
+    from transpiler.cli import main
+
+    assert main([str(tmp_path / "m.pt2"), "-o", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "model.py").exists()
+
+
+def test_second_run_failure_names_the_run():
+    model = FixedBatch().eval()
+    with pytest.raises(TranspileError) as info:
+        transpile(model, torch.randn(2, 2, 6), tracer="fx")
+    message = str(info.value)
+    assert "second run" in message and "(3, 2, 6)" in message
+    assert "example inputs failed" not in message
+
+
+@pytest.mark.slow
+def test_raft_small_is_refused_clearly_not_misreported():
+    """torchvision raft_small: torch.export specializes its batch (a guard it cannot prove);
+    the conversion then stops at the operations we do not convert (grid sampling), listed,
+    instead of failing in a second run at another batch."""
+    import torchvision
+
+    raft = torchvision.models.optical_flow.raft_small(weights=None).eval()
+
+    class Raft(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.raft = raft
+
+        def forward(self, a, b):
+            return self.raft(a, b, num_flow_updates=1)[-1]
+
+    x = (torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
+    with pytest.raises(UnsupportedOpError, match="grid_sampler"):
+        transpile(Raft().eval(), x)
+
+
+def test_structure_check_names_the_node_that_lost_the_batch():
+    """An IR whose output batch is fixed while PyTorch's follows the input (what a converter
+    that bakes the batch in produces) is refused, naming the first node with a fixed batch."""
+    from transpiler.frontend import import_model
+    from transpiler.ir import TensorType
+    from transpiler.signature import alternate_inputs
+    from transpiler.verify import check_structure
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    inputs = [torch.randn(2, 3, 4)]
+    others = alternate_inputs(inputs)
+    imported = import_model(model, inputs, others)
+    graph = imported.graph
+    check_structure(None, graph, imported, [inputs, others], ("nchw", "nchw"), False)
+    flatten, *rest = graph.nodes
+    for node in graph.nodes:  # a broken conversion: the batch baked in from the flatten on
+        node.output.type = TensorType((2, *node.output.shape[1:]), node.output.type.dtype)
+    with pytest.raises(TranspileError, match=rf"fixed at 2.*{flatten.output.name} \(reshape\)"):
+        check_structure(None, graph, imported, [inputs, others], ("nchw", "nchw"), False)

@@ -1,0 +1,175 @@
+"""The structured Keras source (structure="modules"): the module tree as Keras functions.
+
+Both forms must build the same layers (names, weights) and numbers; the structured file must be
+deterministic, ruff-clean, safe for hostile module and class names, and save/load as .keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import randomize_bn
+from torch import nn
+
+from transpiler import TranspileError, transpile
+
+
+class Block(nn.Module):
+    """A ResNet basic block with an optional downsample (an optional branch)."""
+
+    def __init__(self, c1, c2, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c1, c2, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c2)
+        self.conv2 = nn.Conv2d(c2, c2, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.down = None
+        if stride != 1 or c1 != c2:
+            self.down = nn.Sequential(nn.Conv2d(c1, c2, 1, stride, bias=False), nn.BatchNorm2d(c2))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.layer = nn.Sequential(Block(8, 8), Block(8, 16, 2), Block(16, 16))
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.layer(self.stem(x))
+        return self.fc(y.mean((2, 3)))
+
+
+def _transpile(model, tmp_path, structure, name):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    return transpile(model, x, out_dir=tmp_path / name, structure=structure), x
+
+
+def _ruff_clean(path):
+    ruff = [sys.executable, "-m", "ruff"]
+    common = ["--isolated", "--line-length", "100"]
+    lint = subprocess.run(
+        [*ruff, "check", *common, "--select", "E,F,W,B", str(path)], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout
+    fmt = subprocess.run(
+        [*ruff, "format", *common, "--diff", str(path)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_flat_and_modules_build_the_same_layers_weights_and_numbers(tmp_path):
+    model = randomize_bn(Net().eval())
+    flat, x = _transpile(model, tmp_path, "flat", "flat")
+    mods, _ = _transpile(model, tmp_path, "modules", "modules")
+    source = mods.source_path.read_text()
+    # one function per module class, called per instance; the optional branch is a flag
+    assert source.count("def block(") == 1
+    assert len(re.findall(r"= block\(", source)) == 3
+    assert "if down:" in source or "if strides != " in source
+    a, b = flat.keras_model(), mods.keras_model()
+    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))
+    np.testing.assert_array_equal(flat.load()(x.numpy()), mods.load()(x.numpy()))
+    again, _ = _transpile(model, tmp_path, "modules", "again")
+    assert again.source_path.read_text() == source  # deterministic
+    _ruff_clean(mods.source_path)
+    names = re.findall(r"^\s*([A-Za-z_]\w*) = ", source, re.M)
+    assert names and max(map(len, names)) <= 40
+
+
+def test_unknown_structure_is_refused(tmp_path):
+    with pytest.raises(TranspileError, match="structure"):
+        transpile(nn.Linear(3, 2), torch.randn(1, 3), out_dir=tmp_path, structure="tree")
+
+
+def test_hostile_module_and_class_names(tmp_path):
+    evil = type('Ev"il\nClass', (Block,), {"__module__": 'x"""\n\\bad'})
+    net = Net()
+    net.layer = nn.Sequential()
+    for i, (c1, c2, s) in enumerate([(8, 8, 1), (8, 16, 2)]):
+        blk = Block(c1, c2, s)
+        blk.__class__ = evil
+        net.layer.add_module(['def"\n', "class"][i], blk)
+    model = randomize_bn(net.eval())
+    result, x = _transpile(model, tmp_path, "modules", "evil")
+    source = result.source_path.read_text()
+    compile(source, "model.py", "exec")
+    _ruff_clean(result.source_path)
+    assert "def ev_il_class(" in source
+
+
+KERAS_ROUND_TRIP = """
+import importlib.util, sys
+import numpy as np
+import keras
+spec = importlib.util.spec_from_file_location("m", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+model = module.load_model()
+x = np.load(sys.argv[2])
+y = keras.ops.convert_to_numpy(model(x, training=False))
+model.save(sys.argv[3])
+again = keras.saving.load_model(sys.argv[3])
+z = keras.ops.convert_to_numpy(again(x, training=False))
+np.testing.assert_array_equal(y, z)
+print(keras.backend.backend(), float(np.abs(y).max()))
+"""
+
+
+class Custom(nn.Module):
+    """Custom layers in the .keras round trip: Linear on rank 3, Slice, Scalar, ConstantPad."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(6, 4)
+        self.token = nn.Parameter(torch.randn(1, 1, 4))
+
+    def forward(self, x):
+        y = torch.nn.functional.pad(x, (1, 1), value=-2.0)[:, 1:, :6] * 0.5
+        y = self.proj(y)
+        return torch.cat([self.token.expand(x.shape[0], -1, -1), y], 1)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_keras_save_and_load_round_trip(tmp_path, backend):
+    torch.manual_seed(0)
+    model = Custom().eval()
+    x = torch.randn(2, 5, 7)
+    result = transpile(model, x, out_dir=tmp_path / "m")
+    np.save(tmp_path / "x.npy", x.numpy())
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KERAS_ROUND_TRIP,
+            str(result.source_path),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "m.keras"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.split()[0] == backend
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert abs(float(proc.stdout.split()[1]) - float(np.abs(ref).max())) < 1e-4
+    assert json.loads(json.dumps(proc.stdout.split()))  # printed what it ran on
