@@ -59,7 +59,7 @@ def write_keras(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "modules",
+    structure: str = "flat",
 ) -> tuple[EmittedModule, Any]:
     """Write model.py and the weights into ``folder``; returns the emitted module and the model."""
     emitted = emit_source(
@@ -126,7 +126,7 @@ class KerasWritten:
         folder: Path,
         model_name: str,
         layouts: tuple[str, str],
-        structure: str = "modules",
+        structure: str = "flat",
     ):
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         emitted, self.model = write_keras(
@@ -168,7 +168,7 @@ class KerasBackend(Backend):
     def write(
         self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
     ) -> KerasWritten:
-        structure = graph.meta.get("structure", "modules")
+        structure = graph.meta.get("structure", "flat")
         return KerasWritten(graph, folder, model_name, layouts, structure=structure)
 
     def keras_model(self, out_dir: Path) -> Any:
@@ -179,7 +179,12 @@ class KerasBackend(Backend):
         return make_callable(self.keras_model(out_dir), len(graph.outputs))
 
     def concrete_function(self, out_dir: Path, graph: Graph) -> Any:
-        return keras_function(self.keras_model(out_dir)).get_concrete_function()
+        model = self.keras_model(out_dir)
+        function = keras_function(model)
+        concrete = function.get_concrete_function()
+        # the concrete function reads the model's variables by reference: keep them alive
+        concrete._transpiler_owner = (model, function)
+        return concrete
 
 
 BACKEND = KerasBackend()

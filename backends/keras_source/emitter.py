@@ -145,7 +145,7 @@ def emit_source(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "modules",
+    structure: str = "flat",
 ) -> EmittedModule:
     """The module's source and weights; ``structure``: "flat" or "modules" (see structure.py)."""
     if structure not in STRUCTURES:
@@ -282,7 +282,8 @@ def emit_source(
                 out.module_layers.setdefault(folded.module_path, []).append(layer_name)
             final_layer = layer_name
         var[id(node.outputs[0])] = name
-        keys[id(node.outputs[0])] = last_key
+        for v in node.outputs:  # a multi-output layer's outputs share its statement
+            keys[id(v)] = last_key
         if len(node.outputs) == 1:  # a multi-output layer's .output is a list: not a probe
             out.value_layers[node.output.name] = final_layer
 

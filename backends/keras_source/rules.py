@@ -92,7 +92,9 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
         dilation_rate=(dilation, ones),
         use_bias=(bias is not None, True),
     )
-    if groups > 1 and in_per_group == 1 and groups == x.shape[-1] and n in (1, 2):
+    # TF's depthwise kernel takes equal strides only: other strides run as a grouped conv
+    depthwise = in_per_group == 1 and groups == x.shape[-1] and len(set(stride)) == 1
+    if groups > 1 and depthwise and n in (1, 2):
         mult = out_ch // groups
         kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
         kwargs = {"depth_multiplier": mult, **common}

@@ -149,6 +149,8 @@ def _conv(node: Node, plan: Plan) -> Step:
         groups = a["groups"]
         channels = node.inputs[0].shape[-1]
         groups_depthwise = groups > 1 and in_per_group == 1 and groups == channels and n in (1, 2)
+        # TF's depthwise kernel takes equal strides only: other strides run as a grouped conv
+        groups_depthwise = groups_depthwise and len(set(run_stride)) == 1
         if groups_depthwise:
             mult = out_ch // groups
             kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)

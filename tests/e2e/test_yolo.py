@@ -39,11 +39,9 @@ def test_yolo_keras_and_tflite(cfg, tmp_path):
     assert result.report.tracer == "torch.export"
     source = result.source_path.read_text()
     assert len(source.splitlines()) < 1000, "the generated file must stay reviewable"
-    # layers named after the PyTorch module paths (the structured form passes the prefix to a
-    # function per module class: conv(x, ..., name="model_0") names "model_0_conv")
+    assert 'name="model_0_conv"' in source  # layers named after the PyTorch module paths
     assert result.keras_model().get_layer("model_0_conv") is not None
-    assert 'name="model_0"' in source and "def conv(" in source
-    assert "conv (Conv2d) + bn (BatchNorm2d, folded)" in source
+    assert "model.0.conv (Conv2d) + model.0.bn (BatchNorm2d, folded)" in source
 
     # another batch: the contract's bound, and 1e-3 relative to each output's own magnitude
     # (random-weight heads can give outputs far below 1, where the contract's bound is loose)
