@@ -39,8 +39,8 @@ Grammar (C channels, H x W spatial size, tracked while drawing so every model is
             | pooled    adaptive_avg_pool2d(1).flatten(1) -> Linear(C, o)
             | mean      x.mean((2, 3)) and x.amax(1) (two outputs)
 
-The default run draws ``FUZZ_EXAMPLES`` models (40, about 3-4 minutes on 2 loaded cores:
-one transpile per model); ``-m slow`` runs 200 more (``FUZZ_EXAMPLES=N`` overrides the default).
+The default run draws ``FUZZ_EXAMPLES`` models (200, about 2.5 minutes on one quiet core: one
+transpile per model); ``-m slow`` runs 200 more (``FUZZ_EXAMPLES=N`` overrides the default).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from torch import nn
 
 from transpiler import transpile
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 40))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 200))
 SLOW_EXAMPLES = 200
 
 ACTS = {
