@@ -297,6 +297,9 @@ def _pool(node: Node, plan: Plan) -> Step:
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
     padding = _padding(a["padding"])
+    if any(s > k for s, k in zip(stride, kernel, strict=True)):  # tf.nn.pool refuses these
+        raw = tf.nn.max_pool if node.op == "max_pool" else tf.nn.avg_pool
+        return lambda env: raw(x(env), kernel, stride, padding)
     return lambda env: tf.nn.pool(x(env), kernel, kind, strides=stride, padding=padding)
 
 
