@@ -10,7 +10,8 @@ argument of the ops in ``PARAMETER_OPS``) are constants of the model. Outputs eq
 are NaN or the same infinity count as equal (sqrt of a negative number is NaN in both).
 Each sample is classified:
 
-- exact: our outputs match PyTorch's (contract bound) at both batch sizes;
+- exact: our outputs match PyTorch's (contract bound) at both batch sizes (at the example's
+  shape twice where the conversion reports a static batch: PyTorch's unbatched conv form);
 - refused: a TranspileError (a clear refusal is allowed);
 - wrong: a mismatch, or outputs of another shape/count;
 - crash: any other exception.
@@ -184,6 +185,8 @@ def classify(op, template, tensors, where, tmp_path) -> str:
         return "refused"
     except Exception:  # noqa: BLE001 - counted and reported
         return "crash"
+    if result.report.batch.startswith("static"):  # no batch axis (unbatched conv): said so
+        other = [torch.randn(t.shape) for t in tensors]
     try:
         fn = result.load()
         for inputs in (tensors, other):

@@ -417,6 +417,12 @@ def _take(node: Node, x, idx):
     return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
 
 
+@evaluates("grid_sample")
+def _grid_sample(node: Node, x, grid):
+    a = node.attrs
+    return F.grid_sample(x, grid, a["mode"], a["padding_mode"], a["align_corners"])
+
+
 @evaluates("cumsum")
 def _cumsum(node: Node, x):
     return torch.cumsum(x, node.attrs["axis"]).to(torch_dtype(node.output.type.dtype))

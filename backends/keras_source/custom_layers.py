@@ -774,6 +774,34 @@ class Take(keras.layers.Layer):
 )
 
 _layer(
+    "GridSample",
+    '''
+class GridSample(keras.layers.Layer):
+    """F.grid_sample of x (N, C, H, W) at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo): the sum over
+    the taps of grid_sample_taps of the gathered values times their weights."""
+
+    def __init__(self, mode, padding_mode, align_corners, **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.padding_mode, self.align_corners = mode, padding_mode, align_corners
+
+    def call(self, inputs):
+        x, grid = inputs
+        c, h, w = x.shape[1:]
+        points = grid.shape[1] * grid.shape[2]
+        flat = ops.reshape(x, (-1, c, h * w))
+        taps = grid_sample_taps(
+            ops, grid, (h, w), self.mode, self.padding_mode, self.align_corners
+        )
+        out = 0.0
+        for index, weight in taps:
+            values = ops.take_along_axis(flat, ops.reshape(index, (-1, 1, points)), axis=2)
+            out = out + values * ops.reshape(weight, (-1, 1, points))
+        return ops.reshape(out, (-1, c, grid.shape[1], grid.shape[2]))
+''',
+    helpers=(_planning.grid_source, _planning.grid_sample_taps),
+)
+
+_layer(
     "CumSum",
     '''
 class CumSum(keras.layers.Layer):

@@ -641,6 +641,13 @@ def _take(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("Take", [x, index], (), {"axis": axis}, list_input=True)]
 
 
+@emits("grid_sample")
+def _grid_sample(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    args = (a["mode"], a["padding_mode"], bool(a["align_corners"]))
+    return [KerasCall("GridSample", list(node.inputs), args, {}, list_input=True)]
+
+
 @emits("cumsum")
 def _cumsum(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("CumSum", [node.inputs[0]], (), {"axis": node.attrs["axis"]})]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from transpiler.backends._layouts import (
     spatial_kernel,
     transposed_as_conv_kernel,
 )
-from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
+from transpiler.backends._planning import grid_sample_taps, pad_pieces, pool_taps, resize_axis
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -834,6 +835,40 @@ def _embedding(node: Node, plan: Plan) -> Step:
 def _take(node: Node, plan: Plan) -> Step:
     x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
     return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+# the functions grid_sample_taps calls, over tf (keras.ops in the Keras backend)
+_TF_OPS = SimpleNamespace(
+    abs=tf.abs,
+    floor=tf.floor,
+    minimum=tf.minimum,
+    clip=tf.clip_by_value,
+    round=tf.round,
+    logical_and=tf.logical_and,
+    cast=tf.cast,
+    where=tf.where,
+)
+
+
+@lowers("grid_sample")
+def _grid_sample(node: Node, plan: Plan) -> Step:
+    x, grid = (plan.operand(v) for v in node.inputs)
+    a = node.attrs
+    c, h, w = node.inputs[0].shape[1:]
+    ho, wo = node.inputs[1].shape[1:3]
+
+    def step(env: Env) -> Any:
+        flat = tf.reshape(x(env), (-1, c, h * w))
+        taps = grid_sample_taps(
+            _TF_OPS, grid(env), (h, w), a["mode"], a["padding_mode"], a["align_corners"]
+        )
+        out = 0.0
+        for index, weight in taps:
+            values = tf.gather(flat, tf.reshape(index, (-1, ho * wo)), axis=2, batch_dims=1)
+            out = out + values * tf.reshape(weight, (-1, 1, ho * wo))
+        return tf.reshape(out, (-1, c, ho, wo))
+
+    return step
 
 
 @lowers("cumsum")

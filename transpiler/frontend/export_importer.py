@@ -232,6 +232,8 @@ def _build_table() -> None:
     _alias(fn, torch.cumsum, aten.cumsum.default)
     _alias(fn, torch.flip, aten.flip.default)
     _alias(fn, torch.roll, aten.roll.default)
+    _alias(fn, torch.grid_sampler, aten.grid_sampler.default)
+    _alias(fn, torch.grid_sampler_2d, aten.grid_sampler_2d.default)
     _alias(fn, torch.index_select, aten.index_select.default)
     _alias(fn, torch.floor, aten.floor.default)
     _alias(fn, torch.ceil, aten.ceil.default)
