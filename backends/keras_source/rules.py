@@ -444,7 +444,10 @@ def _floor_divide(node: Node, graph: Graph) -> KerasCall:
 
 @emits("cat")
 def _cat(node: Node, graph: Graph) -> list[KerasCall]:
-    if any(graph.is_constant(v) for v in node.inputs):
+    # a constant operand is a Constant layer of its own (static) shape: right only where the
+    # result's shape is static too (a static batch); with a dynamic batch it would need a
+    # broadcast over the batch first
+    if None in node.output.shape and any(graph.is_constant(v) for v in node.inputs):
         raise TranspileError(f"cat with a constant operand at {node.source} is not supported yet")
     axis = node.attrs["axis"]
     axis = -1 if axis == node.output.rank - 1 else axis

@@ -55,6 +55,15 @@ def _embedding(weight: torch.Tensor, indices: torch.Tensor, *rest: Any) -> torch
     return F.embedding(indices, weight)
 
 
+def _instance_norm(
+    x: torch.Tensor, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, *_
+) -> torch.Tensor:
+    """aten.instance_norm takes the affine parameters before the statistics."""
+    return F.instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps
+    )
+
+
 def _index(x: torch.Tensor, indices: Sequence[Any]) -> torch.Tensor:
     """aten.index.Tensor: one index tensor per leading dim (None: the whole dim)."""
     return x[tuple(slice(None) if i is None else i for i in indices)]
@@ -248,6 +257,7 @@ def _build_table() -> None:
     _alias(fn, torch.clamp_min, aten.clamp_min.default)
     _alias(fn, torch.clamp_max, aten.clamp_max.default)
     _alias("call", _embedding, aten.embedding.default)
+    _alias("call", _instance_norm, aten.instance_norm.default)
     _alias("call", _index, aten.index.Tensor)
     _alias("call", _bn_inference, aten._native_batch_norm_legit_no_training.default)
     _alias("call", _sym_size, aten.sym_size.int)
@@ -325,6 +335,13 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
     if target is _embedding:
         emb = base.functions.get(F.embedding)
         return (lambda b, weight, indices, *rest: emb(b, indices, weight)) if emb else None
+    if target is _instance_norm:
+        inorm = base.functions.get(F.instance_norm)
+
+        def convert_instance_norm(b, x, weight, bias, mean, var, use_stats, momentum, eps, *_):
+            return inorm(b, x, mean, var, weight, bias, use_stats, momentum, eps)
+
+        return convert_instance_norm if inorm is not None else None
     if target is _index:
         getitem = base.functions.get(operator.getitem)
 
