@@ -214,6 +214,7 @@ def transpile(
     report = _new_report(writer.name, layouts, loaded, run)
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
+    run.graph.meta["batch"] = loaded.batch  # a bounded or static batch is said in the source
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
 
 
