@@ -403,13 +403,12 @@ class GroupedConvTranspose(keras.layers.Layer):
     """Transposed convolution with groups ('valid', channels-last), which Keras' ConvNDTranspose
     lacks: one transposed convolution per group, concatenated."""
 
-    def __init__(self, filters, kernel_size, groups, strides=None, dilation_rate=None, **kwargs):
+    def __init__(self, filters, kernel_size, groups, strides=None, **kwargs):
         use_bias = kwargs.pop("use_bias", True)
         super().__init__(**kwargs)
         n = len(kernel_size)
         self.filters, self.kernel_size, self.groups = filters, tuple(kernel_size), groups
         self.strides = tuple(strides or (1,) * n)
-        self.dilation_rate = tuple(dilation_rate or (1,) * n)
         self.use_bias = use_bias
 
     def build(self, input_shape):
@@ -424,11 +423,7 @@ class GroupedConvTranspose(keras.layers.Layer):
         for g in range(self.groups):
             part = x[..., g * step : (g + 1) * step]
             kernel = self.kernel[..., g * step : (g + 1) * step]
-            outs.append(
-                ops.conv_transpose(
-                    part, kernel, self.strides, "valid", dilation_rate=self.dilation_rate
-                )
-            )
+            outs.append(ops.conv_transpose(part, kernel, self.strides, "valid"))
         y = ops.concatenate(outs, axis=-1)
         return y + self.bias if self.use_bias else y
 ''',

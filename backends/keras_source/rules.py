@@ -56,10 +56,6 @@ RULES: OpImplTable[Rule] = OpImplTable("the Keras backend")
 emits = RULES.register
 
 
-def _tensor_inputs(node: Node, graph: Graph) -> list[Value]:
-    return [v for v in node.inputs if not graph.is_constant(v)]
-
-
 def _non_default(**pairs: tuple[Any, Any]) -> dict[str, Any]:
     """Keyword arguments whose value differs from the Keras default (value, default)."""
     return {k: v for k, (v, default) in pairs.items() if v != default}
