@@ -209,3 +209,12 @@ def test_refused(name, tmp_path):
     with pytest.raises(TranspileError, match=match):
         transpile(model.eval(), inputs, verify=False, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_maxpool_indices_through_torch_export(tmp_path):
+    """aten.max_pool2d_with_indices (torch.export's form) converts like F.max_pool2d's indices."""
+    model = nn.MaxPool2d(3, 2, 1, return_indices=True).eval()
+    x = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(3))
+    result = transpile(model, x, tracer="export", verify=False, out_dir=tmp_path / "out")
+    check_against_torch(model, (x,), result)
+    check_against_torch(model, (torch.randn(4, 3, 9, 8),), result)

@@ -181,6 +181,10 @@ def _build_table() -> None:
     _alias(fn, F.max_pool1d, aten.max_pool1d.default)
     _alias(fn, F.max_pool2d, aten.max_pool2d.default)
     _alias(fn, F.max_pool3d, aten.max_pool3d.default)
+    for n in (1, 2, 3):  # max pooling with its indices
+        if hasattr(aten, f"max_pool{n}d_with_indices"):
+            overload = getattr(aten, f"max_pool{n}d_with_indices").default
+            _alias(fn, getattr(F, f"max_pool{n}d_with_indices"), overload)
     _alias(fn, F.avg_pool1d, aten.avg_pool1d.default)
     _alias(fn, F.avg_pool2d, aten.avg_pool2d.default)
     _alias(fn, F.avg_pool3d, aten.avg_pool3d.default)
