@@ -161,6 +161,10 @@ def test_exact_tf_nhwc(name, io_layout, tmp_path):
 UNBATCHED_CONV = {
     "conv1d": (nn.Conv1d(3, 4, 3, padding=1), (3, 10)),
     "conv2d": (nn.Conv2d(3, 4, 3, stride=2), (3, 9, 8)),
+    "conv1d-cat-constant": (
+        Fn(lambda x: torch.cat([F.conv1d(x, torch.ones(4, 3, 3)), torch.ones(2, 8)], 0)),
+        (3, 10),
+    ),
     "conv-transpose1d": (nn.ConvTranspose1d(3, 4, 3, stride=2), (3, 10)),
     "conv-transpose2d": (
         Fn(lambda x: F.conv_transpose2d(x, torch.ones(3, 2, 2, 2), stride=2) + x.mean()),
