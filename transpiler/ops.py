@@ -254,6 +254,16 @@ _op("cumsum", "fixed", axis=R)
 _op("flip", "fixed", axes=R)
 _op("roll", "fixed", shifts=R, axes=R)  # torch.roll with dims (one shift per axis)
 
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+# take_along_axis: torch.gather / take_along_dim; inputs x, int64 indices of x's rank (sizes
+# may differ from x's off `axis`: the output takes the indices' shape)
+_op("take_along_axis", "fixed", 2, 2, axis=R)
+# triangle: torch.triu (upper=True) / tril of the last two axes, `diagonal` as torch's
+_op("triangle", "fixed", upper=R, diagonal=0)
+# topk: outputs (values, int64 indices) of the k largest (smallest) along `axis`, sorted;
+# torch.sort is topk with k = the axis' size
+_op("topk", "fixed", k=R, axis=R, largest=True)
+
 # Recurrent: one layer of nn.LSTM / nn.GRU / nn.RNN, one or both directions, batch-first.
 # Inputs: x (N, T, I); per direction w_ih (G*H, I), w_hh (G*H, H) [, b_ih (G*H,), b_hh (G*H,)]
 # in PyTorch's gate order (LSTM i,f,g,o; GRU r,z,n); then, with initial_state, per direction

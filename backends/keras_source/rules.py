@@ -657,6 +657,32 @@ def _roll(node: Node, graph: Graph) -> list[KerasCall]:
     return [KerasCall("Roll", [node.inputs[0]], (tuple(a["shifts"]), tuple(a["axes"])), {})]
 
 
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@emits("take_along_axis")
+def _take_along_axis(node: Node, graph: Graph) -> list[KerasCall]:
+    x, index = node.inputs
+    axis = node.attrs["axis"]
+    if graph.is_constant(index):
+        indices = graph.constant(index).tolist()
+        return [KerasCall("TakeAlongAxis", [x], (), {"axis": axis, "indices": indices})]
+    return [KerasCall("TakeAlongAxis", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("triangle")
+def _triangle(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [KerasCall("Triangle", [node.inputs[0]], (), {"upper": a["upper"], "diagonal": a["diagonal"]})]
+
+
+@emits("topk")
+def _topk(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"k": a["k"], "axis": a["axis"], "largest": a["largest"]}
+    call = KerasCall("TopK", [node.inputs[0]], (), kwargs)
+    call.output_suffixes = ["indices"]
+    return [call]
+
+
 _RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}
 
 

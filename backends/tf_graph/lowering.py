@@ -833,6 +833,48 @@ def _take(node: Node, plan: Plan) -> Step:
     return lambda env: tf.gather(x(env), index(env), axis=axis)
 
 
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@lowers("take_along_axis")
+def _take_along_axis(node: Node, plan: Plan) -> Step:
+    x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
+    return lambda env: tf.experimental.numpy.take_along_axis(
+        x(env), tf.cast(index(env), tf.int32), axis=axis
+    )
+
+
+@lowers("triangle")
+def _triangle(node: Node, plan: Plan) -> Step:
+    x, upper, k = plan.operand(node.inputs[0]), node.attrs["upper"], node.attrs["diagonal"]
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        shape = tf.shape(v)
+        offset = tf.range(shape[-1])[None, :] - tf.range(shape[-2])[:, None]
+        keep = offset >= k if upper else offset <= k
+        return tf.where(keep, v, tf.zeros_like(v))
+
+    return step
+
+
+@lowers("topk")
+def _topk(node: Node, plan: Plan) -> Step:
+    x, a = plan.operand(node.inputs[0]), node.attrs
+    rank, axis, k, largest = node.inputs[0].rank, a["axis"], a["k"], a["largest"]
+    perm = [d for d in range(rank) if d != axis] + [axis]
+    back = [perm.index(d) for d in range(rank)]
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        v = v if axis == rank - 1 else tf.transpose(v, perm)
+        values, indices = tf.math.top_k(v if largest else -v, k)
+        values = values if largest else -values
+        if axis != rank - 1:
+            values, indices = tf.transpose(values, back), tf.transpose(indices, back)
+        return values, tf.cast(indices, tf.int64)
+
+    return step
+
+
 @lowers("cumsum")
 def _cumsum(node: Node, plan: Plan) -> Step:
     x, axis = plan.operand(node.inputs[0]), node.attrs["axis"]
