@@ -453,7 +453,9 @@ def _roll(node: Node, x):
 
 @evaluates("reshape")
 def _reshape(node: Node, x):
-    return x.reshape(node.attrs["shape"])
+    from .ops import reshape_sources, reshape_target
+
+    return x.reshape(reshape_target(node.attrs["shape"], reshape_sources(node), x.shape))
 
 
 @evaluates("transpose")

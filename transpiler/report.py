@@ -92,6 +92,7 @@ class Report:
     backend: str
     tracer: str = "torch.fx symbolic_trace"
     batch: str = "dynamic"  # "dynamic", "dynamic, 1 <= N <= 63" or "static: 2"
+    dynamic: str = ""  # input dims dynamic beyond the batch, e.g. "input_ids[1]=seq"
     io_layout: tuple[str, str] = ("nchw", "nchw")
     inputs: list[str] = field(default_factory=list)  # "x: float32 (N, 3, 224, 224)"
     outputs: list[str] = field(default_factory=list)
@@ -134,6 +135,8 @@ class Report:
         lines.append(f"- tracer: {self.tracer}")
         lines.append(f"- io_layout: inputs {self.io_layout[0]}, outputs {self.io_layout[1]}")
         lines.append(f"- batch: {self.batch}")
+        if self.dynamic:
+            lines.append(f"- dynamic dimensions beyond the batch: {self.dynamic}")
         lines += [f"- input {s}" for s in self.inputs]
         lines += [f"- output {s}" for s in self.outputs]
         lines += [

@@ -187,14 +187,19 @@ _layer(
     "ReshapeTo",
     '''
 class ReshapeTo(keras.layers.Layer):
-    """Reshape to a full target shape (batch included; -1 marks the dynamic dimension)."""
+    """Reshape to a full target shape (batch included; -1 marks the dynamic dimension). With
+    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s."""
 
-    def __init__(self, shape, **kwargs):
+    def __init__(self, shape, sizes_from=None, **kwargs):
         super().__init__(**kwargs)
         self.target = tuple(shape)
+        self.sizes_from = tuple(sizes_from) if sizes_from is not None else None
 
     def call(self, x):
-        return ops.reshape(x, self.target)
+        if self.sizes_from is None:
+            return ops.reshape(x, self.target)
+        sizes, fill = ops.shape(x), iter(self.sizes_from)
+        return ops.reshape(x, [sizes[next(fill)] if d == -1 else d for d in self.target])
 
     def compute_output_shape(self, input_shape):
         return tuple(None if d == -1 else d for d in self.target)

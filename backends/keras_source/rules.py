@@ -20,7 +20,7 @@ from transpiler.backends._layouts import (
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
-from transpiler.ops import OpImplTable
+from transpiler.ops import OpImplTable, reshape_sources
 
 __all__ = ["KerasCall", "RULES", "emits", "Literal"]
 
@@ -598,6 +598,9 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     keeps_batch = None not in rest and int(np.prod(rest)) == int(np.prod(shape[1:]))
     if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
+    sources = reshape_sources(node)
+    if sources is not None:  # several dynamic sizes, read from the input's axes
+        return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
 
 
@@ -671,7 +674,11 @@ def _take_along_axis(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("triangle")
 def _triangle(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
-    return [KerasCall("Triangle", [node.inputs[0]], (), {"upper": a["upper"], "diagonal": a["diagonal"]})]
+    return [
+        KerasCall(
+            "Triangle", [node.inputs[0]], (), {"upper": a["upper"], "diagonal": a["diagonal"]}
+        )
+    ]
 
 
 @emits("topk")

@@ -745,8 +745,17 @@ def _resize(node: Node, plan: Plan) -> Step:
 
 @lowers("reshape")
 def _reshape(node: Node, plan: Plan) -> Step:
-    x, shape = plan.operand(node.inputs[0]), list(node.attrs["shape"])
-    return lambda env: tf.reshape(x(env), shape)
+    from transpiler.ops import reshape_sources, reshape_target
+
+    x, shape, sources = plan.operand(node.inputs[0]), node.attrs["shape"], reshape_sources(node)
+    if sources is None:
+        return lambda env: tf.reshape(x(env), list(shape))
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        return tf.reshape(v, tf.stack(reshape_target(shape, sources, tf.shape(v))))
+
+    return step
 
 
 def _rnn_cell(mode: str, hidden: int, w_hh: Any, b_hh: Any) -> Callable[[Any, Any], Any]:

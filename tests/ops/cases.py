@@ -942,7 +942,7 @@ class _Rotary(nn.Module):
     def forward(self, x):
         q = self.conv(x)  # (N, heads 8, length 10, head dim 12)
         pos = torch.arange(q.shape[2])[None].expand(q.shape[0], -1)
-        freqs = (self.inv_freq[None, :, None].expand(q.shape[0], -1, 1) @ pos[:, None, :].float())
+        freqs = self.inv_freq[None, :, None].expand(q.shape[0], -1, 1) @ pos[:, None, :].float()
         emb = torch.cat((freqs.transpose(1, 2), freqs.transpose(1, 2)), dim=-1)
         cos, sin = emb.cos()[:, None], emb.sin()[:, None]
         return (q * cos) + (_rotate_half(q) * sin)

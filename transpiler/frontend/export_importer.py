@@ -375,10 +375,16 @@ def _batch_of_two(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat([x, x], 0)[:2] if x.dim() and x.shape[0] == 1 else x for x in inputs)
 
 
-def _dynamic_shapes(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
+def _dynamic_shapes(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
+) -> Any:
     """``dynamic_shapes`` for ``torch.export`` in the structure of ``forward``'s signature
-    (a varargs ``forward(self, *xs)`` takes ``{"xs": (spec, spec)}``, not a flat tuple)."""
+    (a varargs ``forward(self, *xs)`` takes ``{"xs": (spec, spec)}``, not a flat tuple).
+    ``extra``: per input, further axis -> Dim (declared dynamic dims)."""
     specs = [{0: dim} if x.dim() else None for x in inputs]
+    for k, dims in enumerate(extra or []):
+        if dims and specs[k] is not None:
+            specs[k] = {**specs[k], **dims}
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
@@ -421,12 +427,33 @@ def _violation(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else "unknown reason"
 
 
-def _export(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
-    dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim)
+def _export(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
+) -> Any:
+    dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim, extra)
     return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
 
 
-def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[Any, BatchSpec]:
+def _export_dims(spec: Any) -> list[dict[int, Any]] | None:
+    """``torch.export.Dim`` objects for a DynamicSpec (one per name, shared)."""
+    if not spec or not any(spec):
+        return None
+    made: dict[str, Any] = {}
+    out = []
+    for dims in spec:
+        per: dict[int, Any] = {}
+        for axis, d in dims.items():
+            if d.name not in made:
+                kwargs = {"min": max(2, d.low)} | ({"max": d.high} if d.high else {})
+                made[d.name] = torch.export.Dim(d.name, **kwargs)
+            per[axis] = made[d.name]
+        out.append(per)
+    return out
+
+
+def export_program(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dynamic: Any = None
+) -> tuple[Any, BatchSpec]:
     """``torch.export`` with a symbolic batch; the inference graph (no decompositions) and what
     is known of its batch.
 
@@ -439,12 +466,18 @@ def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tu
     block_triton_if_tensorflow()
     traced = _batch_of_two(inputs)
     example = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
+    extra = _export_dims(dynamic)
     try:
-        return _export(model, traced, torch.export.Dim("batch", min=1)).run_decompositions(
-            {}
-        ), BatchSpec()
+        return _export(
+            model, traced, torch.export.Dim("batch", min=1), extra
+        ).run_decompositions({}), BatchSpec()
     except Exception as exc:  # noqa: BLE001 - retried below
         first = exc
+    if extra is not None:  # the declared dims (beyond the batch) are not negotiable
+        raise TranspileError(
+            f"torch.export could not keep the declared dynamic dimensions of "
+            f"{type(model).__name__} dynamic: {type(first).__name__}: {str(first)[:800]}"
+        ) from first
     bounds = _suggested_bounds(str(first))
     traced_batch = max((int(x.shape[0]) for x in traced if x.dim()), default=1)
     if bounds is not None and (bounds[1] is None or bounds[1] >= max(traced_batch, example)):

@@ -65,7 +65,11 @@ def _attend(
         kept = (*rows.shape[:-1], 1)
         hit = b.op("cast", [rows], TensorType(rows.shape, "float32"), dtype="float32")
         hit = b.op(
-            "reduce", [hit], TensorType(kept, "float32"), kind="max", axes=(rows.rank - 1,),
+            "reduce",
+            [hit],
+            TensorType(kept, "float32"),
+            kind="max",
+            axes=(rows.rank - 1,),
             keepdims=True,
         )
         live = b.op("greater", [hit, b.scalar(0.5)], TensorType(kept, "bool"))
