@@ -214,8 +214,7 @@ def _dynamic_dim(entry: Any, k: int, axis: int) -> DynamicDim | None:
     if isinstance(entry, str):
         if not entry.isidentifier():
             raise TranspileError(
-                f"dynamic_shapes: the name {entry!r} of input {k} axis {axis} is not an "
-                "identifier."
+                f"dynamic_shapes: the name {entry!r} of input {k} axis {axis} is not an identifier."
             )
         return DynamicDim(entry)
     name = getattr(entry, "__name__", None)

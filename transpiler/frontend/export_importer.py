@@ -468,9 +468,9 @@ def export_program(
     example = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
     extra = _export_dims(dynamic)
     try:
-        return _export(
-            model, traced, torch.export.Dim("batch", min=1), extra
-        ).run_decompositions({}), BatchSpec()
+        return _export(model, traced, torch.export.Dim("batch", min=1), extra).run_decompositions(
+            {}
+        ), BatchSpec()
     except Exception as exc:  # noqa: BLE001 - retried below
         first = exc
     if extra is not None:  # the declared dims (beyond the batch) are not negotiable

@@ -165,3 +165,83 @@ def rms_norm(b: Builder, input, normalized_shape, weight=None, eps=None):
 
 
 __all__ = ["gather", "take_along_dim", "topk", "sort", "repeat_interleave", "np"]
+
+
+# nn.LSTMCell / nn.GRUCell / nn.RNNCell: one time step, written out in PyTorch's equations with
+# the IR's linear and elementwise ops (a Python loop over time unrolls into one step per call)
+def _cell_linear(b: Builder, x: Value, weight, bias) -> Value:
+    inputs = [x, b.const(weight, "weight")] + ([b.const(bias, "bias")] if bias is not None else [])
+    n = weight.shape[0]
+    return b.op("linear", inputs, TensorType((*x.shape[:-1], n), x.type.dtype))
+
+
+def _gates(b: Builder, v: Value, count: int) -> list[Value]:
+    from .indexing import _slice
+
+    size = v.shape[-1] // count
+    return [_slice(b, v, v.rank - 1, k * size, (k + 1) * size) for k in range(count)]
+
+
+def _cell_inputs(b: Builder, m: nn.RNNCellBase, x: Value, what: str) -> None:
+    if x.rank != 2:
+        raise TranspileError(f"{what} at {b.where()}: an unbatched (1-d) input; add a batch axis")
+
+
+def _hidden_part(b: Builder, m: nn.RNNCellBase, h: Value | None, like: Value) -> Value:
+    """h @ W_hh^T + b_hh; with no state (zeros), just b_hh (or None without bias)."""
+    if h is not None:
+        return _cell_linear(b, h, m.weight_hh, m.bias_hh)
+    return b.const(m.bias_hh, "bias") if m.bias_hh is not None else None
+
+
+def _plus(b: Builder, a: Value, c: Value | None) -> Value:
+    return a if c is None else b.op("add", [a, c], a.type)
+
+
+@converts(nn.LSTMCell)
+def lstm_cell(b: Builder, m: nn.LSTMCell, input, hx=None):
+    _cell_inputs(b, m, input, "LSTMCell")
+    h, c = (None, None) if hx is None else hx
+    gi = _cell_linear(b, input, m.weight_ih, m.bias_ih)
+    gates = _plus(b, gi, _hidden_part(b, m, h, gi))
+    i, f, g, o = _gates(b, gates, 4)
+    i, f, o = (b.op("sigmoid", [v], v.type) for v in (i, f, o))
+    g = b.op("tanh", [g], g.type)
+    new_c = b.op("mul", [i, g], i.type)
+    if c is not None:
+        new_c = b.op("add", [b.op("mul", [f, c], f.type), new_c], i.type)
+    new_h = b.op("mul", [o, b.op("tanh", [new_c], new_c.type)], o.type)
+    return new_h, new_c
+
+
+@converts(nn.GRUCell)
+def gru_cell(b: Builder, m: nn.GRUCell, input, hx=None):
+    _cell_inputs(b, m, input, "GRUCell")
+    gi = _gates(b, _cell_linear(b, input, m.weight_ih, m.bias_ih), 3)
+    hidden = _hidden_part(b, m, hx, input)
+    gh = _gates(b, hidden, 3) if hidden is not None and hidden.rank == 2 else None
+    if gh is None:  # no state: W_hh h = 0, only the bias (a constant, split here)
+        bias = m.bias_hh.detach() if m.bias_hh is not None else None
+        size = m.hidden_size
+        gh = (
+            [None] * 3
+            if bias is None
+            else [b.const(bias[k * size : (k + 1) * size]) for k in range(3)]
+        )
+    r = b.op("sigmoid", [_plus(b, gi[0], gh[0])], gi[0].type)
+    z = b.op("sigmoid", [_plus(b, gi[1], gh[1])], gi[1].type)
+    hn = b.op("mul", [r, gh[2]], r.type) if gh[2] is not None else None
+    n = b.op("tanh", [_plus(b, gi[2], hn)], gi[2].type)
+    keep = b.op("sub", [b.scalar(1.0), z], z.type)
+    out = b.op("mul", [keep, n], n.type)
+    if hx is not None:
+        out = b.op("add", [out, b.op("mul", [z, hx], z.type)], n.type)
+    return out
+
+
+@converts(nn.RNNCell)
+def rnn_cell(b: Builder, m: nn.RNNCell, input, hx=None):
+    _cell_inputs(b, m, input, "RNNCell")
+    gi = _cell_linear(b, input, m.weight_ih, m.bias_ih)
+    pre = _plus(b, gi, _hidden_part(b, m, hx, gi))
+    return b.op("relu" if m.nonlinearity == "relu" else "tanh", [pre], pre.type)
