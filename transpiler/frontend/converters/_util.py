@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from typing import Any
+
+import torch
 
 from ...errors import TranspileError
 from ...ir import Value
