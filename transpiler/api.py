@@ -221,8 +221,10 @@ def transpile(
     )
     traced = time.perf_counter()
     ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
+    imported_transposes = sum(n.op == "transpose" for n in loaded.graph.nodes)
     run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
     report = _new_report(writer.name, layouts, loaded, run)
+    report.imported_transposes = imported_transposes
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)

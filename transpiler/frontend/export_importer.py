@@ -418,6 +418,28 @@ def _suggested_bounds(message: str) -> tuple[int | None, int | None] | None:
     return (int(low) if low else None, int(high) if high else None)
 
 
+def _bounded_spec(spec: Any, message: str) -> Any:
+    """``spec`` (a DynamicSpec) with the bounds torch.export suggests for its dims
+    (``seq = Dim('seq', max=64)``); None when it suggests none for them."""
+    from transpiler.signature import DynamicDim
+
+    fixes = message.partition("Suggested fixes:")[2]
+    changed = False
+    out = []
+    for dims in spec:
+        per = {}
+        for axis, d in dims.items():
+            pattern = rf"\bDim\('{re.escape(d.name)}'(?:, min=(\d+))?(?:, max=(\d+))?\)"
+            found = re.search(pattern, fixes)
+            if found is not None and any(found.groups()):
+                low, high = found.groups()
+                d = DynamicDim(d.name, max(2, int(low or d.low)), int(high) if high else d.high)
+                changed = True
+            per[axis] = d
+        out.append(per)
+    return out if changed else None
+
+
 def _violation(message: str) -> str:
     """The first constraint violation of a torch.export error, on one line."""
     for line in message.splitlines():
@@ -473,6 +495,14 @@ def export_program(
         ), BatchSpec()
     except Exception as exc:  # noqa: BLE001 - retried below
         first = exc
+    bounded = _bounded_spec(dynamic, str(first)) if extra is not None else None
+    if bounded is not None:  # torch.export's suggested bounds (a position table: seq <= 64)
+        try:
+            ep = _export(model, traced, torch.export.Dim("batch", min=1), _export_dims(bounded))
+            dynamic[:] = bounded  # the caller's second run stays inside the bounds
+            return ep.run_decompositions({}), BatchSpec()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            first = exc
     if extra is not None:  # the declared dims (beyond the batch) are not negotiable
         raise TranspileError(
             f"torch.export could not keep the declared dynamic dimensions of "

@@ -97,10 +97,8 @@ def load(
     if not any(spec):
         return _load(model_or_program, example_inputs, tracer, registry, None)
     try:
-        loaded = _load(model_or_program, example_inputs, tracer, registry, spec)
-    except TranspileError as exc:
-        if type(exc) is not TranspileError:  # unsupported ops: the same without dynamic dims
-            raise
+        loaded = _load(model_or_program, example_inputs, tracer, registry, spec, auto=True)
+    except TranspileError as exc:  # unsupported ops included: a static length folds more
         loaded = _load(model_or_program, example_inputs, tracer, registry, None)
         first = str(exc).splitlines()[0][:300]
         loaded.notes.append(
@@ -108,7 +106,13 @@ def load(
             f"dynamic: {first}); pass dynamic_shapes=None to skip the attempt"
         )
         return loaded
-    loaded.dynamic = describe_dynamic(spec, names)
+    if loaded.tracer == FX:
+        loaded.dynamic = describe_dynamic(spec, names)
+    else:
+        loaded.notes.append(
+            "the sequence length is static: on the torch.export path it is dynamic only when "
+            "declared (dynamic_shapes=...)"
+        )
     return loaded
 
 
@@ -131,7 +135,10 @@ def _load(
     tracer: str,
     registry: ConverterRegistry | None,
     dynamic: DynamicSpec | None,
+    auto: bool = False,
 ) -> Loaded:
+    """``load`` for one choice of dynamic dims; ``auto``: ``dynamic`` is the default guess,
+    tried on the fx path only (the torch.export path keeps the example's sizes)."""
     # Keras (so TensorFlow) may be loaded later in this process, and fx's stack-trace recording
     # may load torch's inductor, which loads triton: with TensorFlow around that is a SIGSEGV.
     block_triton_if_tensorflow(force=True)
@@ -154,6 +161,7 @@ def _load(
                 "or 'export' (or pass the nn.Module for tracer='fx')."
             )
         example_inputs = example_inputs if example_inputs is not None else _saved(program)
+        dynamic = None if auto else dynamic
         loaded = _load_export(program.module(), program, example_inputs, registry, None, dynamic)
         loaded.imported.graph.meta["model_class"] = "ExportedProgram"
         return loaded
@@ -170,7 +178,8 @@ def _load(
         else:
             loaded = _load_fx(wrapped, fx_graph, example_inputs, registry, dynamic)
     if fx_error is not None or tracer == "export":
-        loaded = _load_export(work, None, example_inputs, registry, fx_error, dynamic)
+        dims = None if auto else dynamic
+        loaded = _load_export(work, None, example_inputs, registry, fx_error, dims)
     loaded.imported.graph.meta["model_class"] = type(model_or_program).__name__
     return loaded
 
