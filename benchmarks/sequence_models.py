@@ -46,9 +46,13 @@ def row(name: str, model: nn.Module, example, tflite: bool = False) -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            result.to_tflite(os.path.join(tmp, "m.tflite"))
-        checks = r.tflite[-1].checks
-        cells.append(f"{max(c.max_abs / (c.bound / 1e-4) for c in checks):.1e}")
+            try:
+                result.to_tflite(os.path.join(tmp, "m.tflite"))
+            except Exception as exc:  # noqa: BLE001 - a row says what failed
+                cells.append(f"fails: {str(exc).splitlines()[0][:80]}")
+            else:
+                checks = r.tflite[-1].checks
+                cells.append(f"{max(c.max_abs / (c.bound / 1e-4) for c in checks):.1e}")
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 

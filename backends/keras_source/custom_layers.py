@@ -777,7 +777,11 @@ class Take(keras.layers.Layer):
         if self.indices is not None:
             return ops.take(inputs, ops.convert_to_tensor(self.indices, "int32"), axis=self.axis)
         x, index = inputs
-        return ops.take(x, ops.cast(index, "int32"), axis=self.axis)
+        # negative indices wrap here, against x's size: computed from x, this stays next to
+        # the gather in a TFLite graph (a wrap mask computed early from the index alone was
+        # clobbered by TFLite's buffer reuse: CLIP's pooling read out of bounds)
+        index = ops.mod(ops.cast(index, "int32"), ops.shape(x)[self.axis])
+        return ops.take(x, index, axis=self.axis)
 ''',
 )
 

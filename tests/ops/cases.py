@@ -941,10 +941,10 @@ class _Rotary(nn.Module):
 
     def forward(self, x):
         q = self.conv(x)  # (N, heads 8, length 10, head dim 12)
-        pos = torch.arange(q.shape[2])[None].expand(q.shape[0], -1)
-        freqs = self.inv_freq[None, :, None].expand(q.shape[0], -1, 1) @ pos[:, None, :].float()
-        emb = torch.cat((freqs.transpose(1, 2), freqs.transpose(1, 2)), dim=-1)
-        cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+        pos = torch.arange(q.shape[2]).float()
+        freqs = pos[:, None] * self.inv_freq[None, :]  # Llama's inv_freq @ position_ids
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
         return (q * cos) + (_rotate_half(q) * sin)
 
 
