@@ -418,6 +418,40 @@ def _suggested_bounds(message: str) -> tuple[int | None, int | None] | None:
     return (int(low) if low else None, int(high) if high else None)
 
 
+def _auto_dims(spec: Any) -> list[dict[int, Any]]:
+    """``Dim.AUTO`` for each declared dim: torch.export finds the ranges (a stride-2 conv
+    needs ``h >= 3``) and the equalities itself."""
+    return [{axis: torch.export.Dim.AUTO for axis in dims} for dims in spec]
+
+
+def _recorded_ranges(ep: Any, spec: Any) -> Any:
+    """``spec`` with the ranges torch.export recorded for its dims; a dim it specialized to a
+    constant raises (the model cannot keep it dynamic)."""
+    from transpiler.signature import DynamicDim
+
+    user = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    names = set(ep.graph_signature.user_inputs)
+    vals = [n.meta.get("val") for n in user if n.name in names]
+    out = []
+    for k, dims in enumerate(spec):
+        per = {}
+        for axis, d in dims.items():
+            size = vals[k].shape[axis] if k < len(vals) and vals[k] is not None else None
+            if not isinstance(size, torch.SymInt):
+                raise TranspileError(
+                    f"torch.export specialized the declared dynamic dimension {d.name} (input "
+                    f"{k}, axis {axis}) to {size}: the model cannot keep it dynamic."
+                )
+            ranges = ep.range_constraints.get(size.node.expr)
+            low = _as_int(ranges.lower) if ranges is not None else None
+            high = _as_int(ranges.upper) if ranges is not None else None
+            low = max(d.low, low or 2)
+            high = min(x for x in (d.high, high) if x is not None) if (d.high or high) else None
+            per[axis] = DynamicDim(d.name, low, high)
+        out.append(per)
+    return out
+
+
 def _bounded_spec(spec: Any, message: str) -> Any:
     """``spec`` (a DynamicSpec) with the bounds torch.export suggests for its dims
     (``seq = Dim('seq', max=64)``); None when it suggests none for them."""
@@ -495,6 +529,15 @@ def export_program(
         ), BatchSpec()
     except Exception as exc:  # noqa: BLE001 - retried below
         first = exc
+    if extra is not None:  # torch.export infers the dims' ranges itself (Dim.AUTO)
+        try:
+            ep = _export(model, traced, torch.export.Dim("batch", min=1), _auto_dims(dynamic))
+            dynamic[:] = _recorded_ranges(ep, dynamic)
+            return ep.run_decompositions({}), BatchSpec()
+        except TranspileError:
+            raise
+        except Exception:  # noqa: BLE001 - the suggested bounds below, else the first error
+            pass
     bounded = _bounded_spec(dynamic, str(first)) if extra is not None else None
     if bounded is not None:  # torch.export's suggested bounds (a position table: seq <= 64)
         try:
