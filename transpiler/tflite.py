@@ -162,6 +162,7 @@ def export_tflite(
     """Write ``path`` (atomically) and check it against PyTorch (and ``target``); returns the
     checks. Nothing is written when a check that must pass fails."""
     from . import quantize as q
+    from .tflite_graph import native_dilated_convs
     from .tflite_targets import TARGETS, check_target, module_namer
     from .verify import _error
 
@@ -173,6 +174,7 @@ def export_tflite(
         frozen = static_batch(concrete, batch_size, shapes)
     else:
         frozen = freeze(concrete)
+    frozen = native_dilated_convs(frozen)  # no SPACE_TO_BATCH_ND around dilated convs
     names = q.NameMap(report.module_layers, strip_suffix=backend == "keras")
     quant_report = None
     if variant in q.INT_VARIANTS:
