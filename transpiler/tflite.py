@@ -94,6 +94,7 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
     frozen = concrete if _is_frozen(concrete) else convert_variables_to_constants_v2(concrete)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    _skip_refreeze(converter, frozen)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -106,6 +107,18 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
             f"TFLite conversion failed ({type(exc).__name__}: {str(exc)[:500]}); an op may need "
             "Flex (the TF runtime), which this export refuses."
         ) from exc
+
+
+def _skip_refreeze(converter: Any, frozen: Any) -> None:
+    """The converter freezes its concrete function again (a full variables-to-constants pass
+    and a prune, seconds on a large model) although ours has no variables left: hand it the
+    frozen graph as is. Converters without that hook keep their own freeze."""
+    if not hasattr(converter, "_freeze_concrete_function"):
+        return
+    graph_def = frozen.graph.as_graph_def()
+    inputs = [t for t in frozen.inputs if t.dtype.name != "resource"]
+    outputs = list(frozen.outputs)
+    converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, frozen)  # noqa: SLF001
 
 
 def _is_frozen(concrete: Any) -> bool:
