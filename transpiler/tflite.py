@@ -93,8 +93,7 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
     if variant not in FLOAT_VARIANTS:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
     frozen = concrete if _is_frozen(concrete) else convert_variables_to_constants_v2(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    _skip_refreeze(converter, frozen)
+    converter = converter_for(frozen)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -109,16 +108,25 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         ) from exc
 
 
-def _skip_refreeze(converter: Any, frozen: Any) -> None:
-    """The converter freezes its concrete function again (a full variables-to-constants pass
-    and a prune, seconds on a large model) although ours has no variables left: hand it the
-    frozen graph as is. Converters without that hook keep their own freeze."""
+def converter_for(frozen: Any) -> Any:
+    """A TFLiteConverter for a frozen concrete function. The converter would freeze it again (a
+    full variables-to-constants pass and a prune, seconds on a large model) although it has no
+    variables left: it gets the frozen GraphDef as is, with the dilated convolutions folded out
+    of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A converter without that
+    hook gets a re-wrapped function instead."""
+    import tensorflow as tf
+
+    from .tflite_graph import fold_dilated_convs, native_dilated_convs
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if not hasattr(converter, "_freeze_concrete_function"):
-        return
+        return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
     graph_def = frozen.graph.as_graph_def()
+    fold_dilated_convs(graph_def)
     inputs = [t for t in frozen.inputs if t.dtype.name != "resource"]
     outputs = list(frozen.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, frozen)  # noqa: SLF001
+    return converter
 
 
 def _is_frozen(concrete: Any) -> bool:
@@ -175,7 +183,6 @@ def export_tflite(
     """Write ``path`` (atomically) and check it against PyTorch (and ``target``); returns the
     checks. Nothing is written when a check that must pass fails."""
     from . import quantize as q
-    from .tflite_graph import native_dilated_convs
     from .tflite_targets import TARGETS, check_target, module_namer
     from .verify import _error
 
@@ -187,7 +194,6 @@ def export_tflite(
         frozen = static_batch(concrete, batch_size, shapes)
     else:
         frozen = freeze(concrete)
-    frozen = native_dilated_convs(frozen)  # no SPACE_TO_BATCH_ND around dilated convs
     names = q.NameMap(report.module_layers, strip_suffix=backend == "keras")
     quant_report = None
     if variant in q.INT_VARIANTS:

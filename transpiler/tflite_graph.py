@@ -5,9 +5,9 @@ with a dilation, which Keras' Conv2D and DepthwiseConv2D call) as SpaceToBatchND
 VALID convolution -> BatchToSpaceND. The TFLite converter folds that triple back into one
 dilated CONV_2D / DEPTHWISE_CONV_2D only when the batch is static; with the dynamic batch our
 files keep, the triple stays, and XNNPACK cannot take SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND (each
-pair splits the graph into more delegate partitions). ``native_dilated_convs`` does the fold
-itself on the GraphDef: the convolution gets the dilation as its ``dilations`` attribute (which
-the converter maps to the builtin's dilation factors), and the SpaceToBatchND paddings minus
+pair splits the graph into more delegate partitions). ``fold_dilated_convs`` does the fold
+itself on the frozen GraphDef: the convolution gets the dilation as its ``dilations``
+attribute (which the converter maps to the builtin's dilation factors), and the SpaceToBatchND paddings minus
 the BatchToSpaceND crops become one explicit Pad (omitted when zero). The result is exact: the
 same taps over the same (zero-)padded input. A triple whose crops exceed its paddings, or
 whose parts are shared with other consumers, is left as it is.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["native_dilated_convs"]
+__all__ = ["fold_dilated_convs", "native_dilated_convs"]
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
@@ -109,13 +109,20 @@ def _fold(graph_def: Any) -> int:
     return folded
 
 
+def fold_dilated_convs(graph_def: Any) -> int:
+    """Fold the dilated convolutions of a frozen GraphDef in place; returns how many."""
+    if not any(n.op == "SpaceToBatchND" for n in graph_def.node):
+        return 0
+    return _fold(graph_def)
+
+
 def native_dilated_convs(frozen: Any) -> Any:
     """``frozen`` (a concrete function with constants for variables) with its dilated
-    convolutions as single dilated conv ops; ``frozen`` itself when it has none."""
+    convolutions as single dilated conv ops; ``frozen`` itself when it has none. (The export
+    hands the folded GraphDef to the converter directly, ``tflite.converter_for``; this
+    re-wrapping costs a prune of the whole graph.)"""
     graph_def = frozen.graph.as_graph_def()
-    if not any(n.op == "SpaceToBatchND" for n in graph_def.node):
-        return frozen
-    if not _fold(graph_def):
+    if not fold_dilated_convs(graph_def):
         return frozen
     from tensorflow.python.eager import wrap_function
 
