@@ -7,8 +7,9 @@ dilated CONV_2D / DEPTHWISE_CONV_2D only when the batch is static; with the dyna
 files keep, the triple stays, and XNNPACK cannot take SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND (each
 pair splits the graph into more delegate partitions). ``fold_dilated_convs`` does the fold
 itself on the frozen GraphDef: the convolution gets the dilation as its ``dilations``
-attribute (which the converter maps to the builtin's dilation factors), and the SpaceToBatchND paddings minus
-the BatchToSpaceND crops become one explicit Pad (omitted when zero). The result is exact: the
+attribute (which the converter maps to the builtin's dilation factors), and the
+SpaceToBatchND paddings minus the BatchToSpaceND crops become one explicit Pad (omitted when
+zero). The result is exact: the
 same taps over the same (zero-)padded input. A triple whose crops exceed its paddings, or
 whose parts are shared with other consumers, is left as it is.
 """
