@@ -1,8 +1,8 @@
 """The generated model.py on Keras' PyTorch backend: the same file, other numbers engine.
 
 Models chosen to exercise the custom layers that touch shapes and dtypes (batch-merging
-reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention, per-sample and grouped transposed convs,
-adaptive pooling, padding modes). Each runs in one fresh process with KERAS_BACKEND=torch.
+reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention,
+per-sample and grouped transposed convs, adaptive pooling, padding modes). Each runs in one fresh process with KERAS_BACKEND=torch.
 (JAX, not a dependency here, was checked by hand: see the README.)
 """
 
