@@ -2,7 +2,8 @@
 
 Models chosen to exercise the custom layers that touch shapes and dtypes (batch-merging
 reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention,
-per-sample and grouped transposed convs, adaptive pooling, padding modes). Each runs in one fresh process with KERAS_BACKEND=torch.
+per-sample and grouped transposed convs, adaptive pooling, padding modes). Each runs in one
+fresh process with KERAS_BACKEND=torch.
 (JAX, not a dependency here, was checked by hand: see the README.)
 """
 
