@@ -21,7 +21,7 @@ from transpiler.backends._planning import resize_builtins
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
-from transpiler.ops import OpImplTable
+from transpiler.ops import OpImplTable, reshape_sources
 
 __all__ = ["KerasCall", "RULES", "emits", "Literal"]
 
@@ -605,7 +605,11 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     # the IR's full target shape, batch -1 included: one RESHAPE with a constant shape
     # (layers.Reshape reads the batch size at run time: SHAPE + STRIDED_SLICE + PACK, which
     # split TFLite's XNNPACK partitions)
-    return [KerasCall("ReshapeTo", [node.inputs[0]], (tuple(node.attrs["shape"]),), {})]
+    x, shape = node.inputs[0], tuple(node.attrs["shape"])
+    sources = reshape_sources(node)
+    if sources is not None:  # several dynamic sizes, read from the input's axes
+        return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
+    return [KerasCall("ReshapeTo", [x], (shape,), {})]
 
 
 @emits("cast")
@@ -662,6 +666,36 @@ def _flip(node: Node, graph: Graph) -> list[KerasCall]:
 def _roll(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
     return [KerasCall("Roll", [node.inputs[0]], (tuple(a["shifts"]), tuple(a["axes"])), {})]
+
+
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@emits("take_along_axis")
+def _take_along_axis(node: Node, graph: Graph) -> list[KerasCall]:
+    x, index = node.inputs
+    axis = node.attrs["axis"]
+    if graph.is_constant(index):
+        indices = graph.constant(index).tolist()
+        return [KerasCall("TakeAlongAxis", [x], (), {"axis": axis, "indices": indices})]
+    return [KerasCall("TakeAlongAxis", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("triangle")
+def _triangle(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [
+        KerasCall(
+            "Triangle", [node.inputs[0]], (), {"upper": a["upper"], "diagonal": a["diagonal"]}
+        )
+    ]
+
+
+@emits("topk")
+def _topk(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"k": a["k"], "axis": a["axis"], "largest": a["largest"]}
+    call = KerasCall("TopK", [node.inputs[0]], (), kwargs)
+    call.output_suffixes = ["indices"]
+    return [call]
 
 
 _RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}
