@@ -400,7 +400,8 @@ def _bare_sig(item: Any, inst: _Instance, stmts: list[Stmt]) -> tuple:
         for n, (k, _) in enumerate(s.args)
         if not (k in _SOFT and s.ctor.startswith("layers."))
     )
-    return ("stmt", s.ctor, keys, s.list_input, _rest(s.layer, inst.prefix))
+    # the arity is part of the signature: a Concatenate of 3 inputs is not one of 4 (C2f)
+    return ("stmt", s.ctor, keys, s.list_input, len(s.inputs), _rest(s.layer, inst.prefix))
 
 
 def _skeleton(inst: _Instance, stmts: list[Stmt]) -> tuple:
@@ -422,7 +423,7 @@ def _merge(a: _Instance, b: _Instance, stmts: list[Stmt]) -> tuple[dict, dict] |
     """How ``b`` is ``a`` without some blocks: ({block: substitute ref}, a item -> b item)."""
     sa = [_bare_sig(i, a, stmts) for i in a.items]
     sb = [_bare_sig(i, b, stmts) for i in b.items]
-    if len(a.ext) != len(b.ext):
+    if len(a.ext) != len(b.ext) or len(a.outs) != len(b.outs):
         return None
     ops = difflib.SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes()
     if any(tag not in ("equal", "delete") for tag, *_ in ops):
@@ -586,6 +587,7 @@ def _parameterize(fn: _Function, stmts: list[Stmt], module_names: set[str]) -> N
         for block, flag in fn.flags.items()
     }
     _derive(fn, params, flags, fn.slots)
+    _resolve(fn)
     fn.params = [p for p in params if p not in fn.exprs]
     for n, (inst, _) in enumerate(fn.members):
         ordered = {
@@ -611,7 +613,13 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
             if pname is not None:
                 uses[pname] = uses.get(pname, 0) + 1
     both = {**params, **flags}
-    bases = [p for p, vec in params.items() if None not in vec and len(set(vec)) == 2]
+    # two instances agree on anything by chance (cspdarknet's stages 1 and 4: "if stop != 64:"
+    # for two more blocks); a stride deciding the padding is the rule, not chance
+    bases = [
+        p
+        for p, vec in params.items()
+        if None not in vec and len(set(vec)) == 2 and (len(fn.members) > 2 or "strides" in p)
+    ]
     # strides before padding: a keyword string follows from a number, not the other way
     bases.sort(key=lambda p: (params[p][0].startswith('"'), -uses.get(p, 0)))
     used_as_base: set[str] = set()
@@ -649,6 +657,28 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
 
 
 _INT = re.compile(r"-?\d+")
+_STRING_OR_NAME = re.compile(r'("(?:[^"\\]|\\.)*")|\b([A-Za-z_]\w*)\b')
+
+
+def _resolve(fn: _Function) -> None:
+    """Expressions written in parameters only: one derived from a parameter that was itself
+    derived later (a flag ``stop != 64`` where ``stop`` became ``filters // 2``) is rewritten in
+    terms of the remaining parameters (``filters // 2 != 64``)."""
+
+    def expand(text: str, seen: frozenset[str]) -> str:
+        def sub(m: re.Match) -> str:
+            word = m.group(2)
+            if word is None or word not in fn.exprs or word in seen:
+                return m.group(0)
+            inner = expand(fn.exprs[word], seen | {word})
+            return inner if _ATOM.fullmatch(inner) else f"({inner})"
+
+        return _STRING_OR_NAME.sub(sub, text)
+
+    fn.exprs = {k: expand(e, frozenset({k})) for k, e in fn.exprs.items()}
+
+
+_ATOM = re.compile(r"[A-Za-z_]\w*|-?\d+")
 
 
 def _derive_ratios(fn: _Function, params: dict) -> None:
