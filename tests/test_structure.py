@@ -173,3 +173,61 @@ def test_keras_save_and_load_round_trip(tmp_path, backend):
         ref = model(x).numpy()
     assert abs(float(proc.stdout.split()[1]) - float(np.abs(ref).max())) < 1e-4
     assert json.loads(json.dumps(proc.stdout.split()))  # printed what it ran on
+
+
+class Csp(nn.Module):
+    """A CSP stage (timm's CrossStage, Ultralytics' C2f): split, n blocks, concatenate."""
+
+    def __init__(self, c, n, keep_all):
+        super().__init__()
+        self.exp = nn.Conv2d(c, 2 * c, 1)
+        self.blocks = nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(n)])
+        self.keep_all = keep_all
+        self.out = nn.Conv2d(2 * c + (n * c if keep_all else 0), c, 1)
+
+    def forward(self, x):
+        a, b = self.exp(x).chunk(2, 1)
+        ys = [a, b]
+        for m in self.blocks:
+            ys.append(torch.relu(m(ys[-1])))
+        return self.out(torch.cat(ys if self.keep_all else [a, ys[-1]], 1))
+
+
+class CspNet(nn.Module):
+    """Instances differing in depth and width: cspdarknet53's stages 1 and 4 (NameError
+    'stop' once: a flag derived from a parameter that was derived itself) and YOLOv8n's
+    C2f with n=1 and n=2 (concatenations of 3 and 4 inputs: IndexError once)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.s = nn.Sequential(
+            Csp(8, 1, False), Csp(8, 3, False), nn.Conv2d(8, 16, 1), Csp(16, 3, False)
+        )
+        self.c = nn.Sequential(Csp(16, 1, True), Csp(16, 2, True), Csp(16, 2, True))
+
+    def forward(self, x):
+        return self.c(self.s(self.stem(x)))
+
+
+def test_instances_differing_in_depth_and_concat_arity(tmp_path):
+    model = CspNet().eval()
+    flat, x = _transpile(model, tmp_path, "flat", "flat")
+    mods, _ = _transpile(model, tmp_path, "modules", "modules")
+    source = mods.source_path.read_text()
+    assert "def csp(" in source
+    np.testing.assert_array_equal(flat.load()(x.numpy()), mods.load()(x.numpy()))
+    _ruff_clean(mods.source_path)
+
+
+def test_derived_expressions_are_written_in_parameters():
+    from backends.keras_source.structure import _Function, _Instance, _resolve
+
+    fn = _Function("f", ("", "F"), _Instance("", "", 0, 0, ("", "F")))
+    fn.exprs = {"stop": "filters // 2", "blocks": "stop != 64", "pad": '"stop" if stop else x'}
+    _resolve(fn)
+    assert fn.exprs == {
+        "stop": "filters // 2",
+        "blocks": "(filters // 2) != 64",
+        "pad": '"stop" if (filters // 2) else x',
+    }
