@@ -231,3 +231,77 @@ def test_derived_expressions_are_written_in_parameters():
         "blocks": "(filters // 2) != 64",
         "pad": '"stop" if (filters // 2) else x',
     }
+
+
+def _both_sources(model, x, layouts=("nchw", "nchw")):
+    """The flat and structured sources of one traced graph (no Keras model is built)."""
+    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
+
+    from backends.keras_source.emitter import emit_source
+    from transpiler.frontend.load import load
+
+    graph = run_pipeline(load(model, x).graph, DEFAULT_PIPELINE, PassContext(*layouts, True)).graph
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    return [
+        emit_source(
+            graph,
+            model_name="M",
+            input_layouts=[layouts[0]] * n_in,
+            output_layouts=[layouts[1]] * n_out,
+            structure=structure,
+        ).source
+        for structure in ("flat", "modules")
+    ]
+
+
+def _functions(source):
+    """{function name: its number of lines} (build_model and load_model included)."""
+    out, name = {}, None
+    for line in source.splitlines():
+        m = re.match(r"def (\w+)\(", line)
+        if m:
+            name = m.group(1)
+            out[name] = 0
+        elif name and line and not line.startswith((" ", ")")):
+            name = None
+        if name:
+            out[name] += 1
+    return out
+
+
+def _locals(source):
+    return {
+        n
+        for targets in re.findall(r"^\s*(\w+(?:, \w+)*) = ", source, re.M)
+        for n in targets.split(", ")
+    }
+
+
+@pytest.mark.slow
+def test_readme_models_read_like_hand_ports():
+    """The issue's measures (README "Structured source"): ResNet-50's bottleneck called 16
+    times and a short build_model, YOLO11n at most 40% of its flat file with one function per
+    Ultralytics block class (C3k2 once), ViT-B/16's encoder block called 12 times; every
+    variable name at most 40 characters."""
+    from torchvision import models
+
+    torch.manual_seed(0)
+    flat, mods = _both_sources(models.resnet50(weights=None).eval(), torch.randn(1, 3, 224, 224))
+    fns = _functions(mods)
+    assert len(re.findall(r"= bottleneck\(", mods)) == 16
+    assert fns["build_model"] <= 40
+    assert max(map(len, _locals(mods))) <= 40
+
+    flat, mods = _both_sources(models.vit_b_16(weights=None).eval(), torch.randn(1, 3, 224, 224))
+    assert len(re.findall(r"= encoder_block\(", mods)) == 12
+    assert max(map(len, _locals(mods))) <= 40
+
+    tasks = pytest.importorskip("ultralytics.nn.tasks")
+    yolo = tasks.DetectionModel("yolo11n.yaml", verbose=False).eval()
+    flat, mods = _both_sources(yolo, torch.randn(1, 3, 640, 640), ("nhwc", "nchw"))
+    assert len(mods.splitlines()) <= 0.40 * len(flat.splitlines())
+    names = set(_functions(mods)) - {"build_model", "load_model"}
+    blocks = {"conv", "c3k2", "c3k", "bottleneck", "sppf", "c2_psa", "psa_block", "attention"}
+    assert blocks | {"dw_conv", "dfl", "detect"} <= names
+    assert mods.count("def c3k2(") == 1 and "if use_c3k:" in mods
+    assert max(map(len, _locals(mods))) <= 40

@@ -149,7 +149,7 @@ def transpile(
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
-    structure: str = "flat",
+    structure: str = "modules",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
 
@@ -175,9 +175,9 @@ def transpile(
             (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
             ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
             a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
-        structure: the keras backend's source form: ``"flat"`` (default: one statement per
-            layer) or ``"modules"`` (one Keras function per PyTorch module class, called like
-            the module tree). Both build the same layers, names and weights.
+        structure: the keras backend's source form: ``"modules"`` (default: one Keras
+            function per PyTorch module class, called like the module tree) or ``"flat"`` (one
+            statement per layer). Both build the same layers, names and weights.
 
     Returns:
         A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).

@@ -145,7 +145,7 @@ def emit_source(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "flat",
+    structure: str = "modules",
 ) -> EmittedModule:
     """The module's source and weights; ``structure``: "flat" or "modules" (see structure.py)."""
     if structure not in STRUCTURES:

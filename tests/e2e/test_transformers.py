@@ -57,15 +57,16 @@ def _tokens(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("structure", ["modules", "flat"])
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_hf_model(name: str, batch: int, tmp_path):
+def test_hf_model(name: str, batch: int, structure: str, tmp_path):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     # GPT2Model's second positional argument is past_key_values: token ids only
     n_inputs = 1 if name == "gpt2" else 2
     example = _tokens(batch, 9, 0)[:n_inputs]
-    result = transpile(model, example, out_dir=tmp_path / "out")
+    result = transpile(model, example, out_dir=tmp_path / "out", structure=structure)
     assert_checks_ok(result)
     check_against_torch(model, example, result)
     check_against_torch(model, _tokens(3, 9, 1)[:n_inputs], result)
