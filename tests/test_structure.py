@@ -305,3 +305,47 @@ def test_readme_models_read_like_hand_ports():
     assert blocks | {"dw_conv", "dfl", "detect"} <= names
     assert mods.count("def c3k2(") == 1 and "if use_c3k:" in mods
     assert max(map(len, _locals(mods))) <= 40
+
+
+ONNX_EXPORT = """
+import sys
+import torch
+sys.path.insert(0, sys.argv[1])
+from test_structure import Net
+from helpers import randomize_bn
+torch.manual_seed(0)
+model = randomize_bn(Net().eval())
+x = (torch.randn(2, 3, 16, 16),)
+torch.onnx.export(model, x, f"{sys.argv[2]}/False.onnx", dynamo=False, input_names=["x"],
+                  dynamic_axes={"x": {0: "N"}})
+batch = ({0: torch.export.Dim("N", min=1, max=64)},)
+torch.onnx.export(model, x, f"{sys.argv[2]}/True.onnx", dynamo=True, dynamic_shapes=batch)
+"""
+
+
+def test_onnx_models_get_the_module_tree(tmp_path):
+    """ONNX graphs are structured too: torch.onnx.export(dynamo=True) records each node's module
+    stack with classes (so a ``block`` function, named after the class); the TorchScript
+    exporter's node names (``/layer/layer.1/conv1/Conv``) carry paths only (functions named
+    after the attribute: ``layer_block``). Same numbers as the flat form."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", ONNX_EXPORT, tests, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    for dynamo, function in ((True, "def block("), (False, "def layer_block(")):
+        path = str(tmp_path / f"{dynamo}.onnx")
+        mods = transpile(path, out_dir=tmp_path / f"m{dynamo}")
+        flat = transpile(path, out_dir=tmp_path / f"f{dynamo}", structure="flat")
+        source = mods.source_path.read_text()
+        assert function in source, source
+        assert len(re.findall(rf"= {function[4:-1]}\(", source)) == 3
+        assert "# onnx: Conv node " in source
+        np.testing.assert_array_equal(flat.load()(x), mods.load()(x))
+        _ruff_clean(mods.source_path)

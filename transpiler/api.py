@@ -190,18 +190,26 @@ def transpile(
 
     from .frontend.onnx_importer import is_onnx_model
 
-    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
-        return _transpile_onnx(
-            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
-        )
-    writer = _check_backend(backend)
-    layouts = _check_layout(io_layout)
-    tolerance = _check_tolerance(tolerance)
     if structure not in STRUCTURES:
         raise TranspileError(
             f"unknown structure {structure!r}; valid choices: "
             f"{', '.join(repr(s) for s in STRUCTURES)}."
         )
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model,
+            example_inputs,
+            backend,
+            out_dir,
+            io_layout,
+            fold_batchnorm,
+            verify,
+            tolerance,
+            structure,
+        )
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
@@ -230,7 +238,15 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
 
 
 def _transpile_onnx(
-    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+    model,
+    example_inputs,
+    backend,
+    out_dir,
+    io_layout,
+    fold_batchnorm,
+    verify,
+    tolerance,
+    structure="modules",
 ) -> TranspileResult:
     """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
     against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
@@ -247,6 +263,7 @@ def _transpile_onnx(
     traced = time.perf_counter()
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
     graph = run.graph
+    graph.meta["structure"] = structure  # module paths from node names/metadata (issue 13)
     report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
     report.tracer = f"ONNX importer (checked with {imported.runtime})"
     report.notes.extend(imported.notes)

@@ -256,10 +256,33 @@ def _class_of(path: str, stmts: list[Stmt], paths: list[str], modules: dict) -> 
     info = modules.get(path)
     if info:
         return (str(info[1]), str(info[0]))
+    onnx = any(
+        s.node is not None and s.node.source is not None and s.node.source.torch_op[:5] == "onnx "
+        for s, p in zip(stmts, paths, strict=True)
+        if _under(p, path)
+    )
+    if onnx:
+        return _onnx_class(path, any(p.startswith(path + ".") for p in paths))
     for s, p in zip(stmts, paths, strict=True):
         if p == path and s.node is not None and s.node.source is not None:
             return ("", s.node.source.module_type)
     return ("", "")
+
+
+ONNX_CLASS = "<onnx>"  # a module known from ONNX node names only: its class was not recorded
+
+
+def _onnx_class(path: str, has_children: bool) -> tuple[str, str]:
+    """A class key for a module the ONNX exporter left only a path for (TorchScript exporter
+    names: ``/layer1/layer1.0/conv1/Conv``): one op's nodes stay inline like a torch layer;
+    other modules are keyed by their attribute name (``layer1.0`` -> ``layer_block``,
+    ``downsample`` -> ``downsample``), and instances group by structure as usual."""
+    parts = path.split(".")
+    if not has_children:
+        return ("torch.nn.onnx", parts[-1])
+    attrs = [p for p in parts if not p.isdigit()]
+    base = re.sub(r"\d+$", "", attrs[-1] if attrs else "") or "module"
+    return (ONNX_CLASS, f"{base}_block" if parts[-1].isdigit() else base)
 
 
 def _candidates(stmts: list[Stmt], paths: list[str], modules: dict) -> list[_Instance]:
@@ -868,6 +891,10 @@ def _call_text(target: str, head: str, args: list[str], tail: str, indent: str) 
     one = f"{lead}{head}({', '.join(args)}){tail}"
     if len(one) <= MAX_LINE:
         return [one]
+    if tail.startswith("(") and tail.endswith(")"):  # as ruff splits: the last call first
+        first = f"{lead}{head}({', '.join(args)})("
+        if len(first) <= MAX_LINE and len(f"{indent}    {tail[1:-1]}") <= MAX_LINE:
+            return [first, f"{indent}    {tail[1:-1]}", f"{indent})"]
     inner = f"{indent}    {', '.join(args)}"
     if len(inner) <= MAX_LINE:
         return [f"{lead}{head}(", inner, f"{indent}){tail}"]
@@ -883,6 +910,9 @@ def _comment(node: Node | None, prefix_path: str) -> str | None:
         reason = re.sub(r"graph (in|out)put \d+", r"graph \1puts", node.attrs.get("reason", ""))
         return f"# transpose: {_text(_relative(reason, prefix_path))}"
     src = node.source
+    if src.torch_op.startswith("onnx "):  # the ONNX frontend: op type and node name
+        at = f" node {_text(src.source_line)}" if src.source_line else ""
+        return f"# onnx: {_text(src.module_type)}{at}"
 
     def where(path: str, mtype: str) -> str:
         rel = _relative_path(path, prefix_path)
@@ -1234,6 +1264,9 @@ def write_structured(
         mod, cls = fn.cls_key
         what = f"{_text(mod)}.{_text(cls)}" if mod else _text(cls)
         doc = f'    """PyTorch {what}."""'
+        if mod == ONNX_CLASS:
+            where = _text(fn.members[0][0].path, 60)
+            doc = f'    """Modules like {where} (ONNX node names: their class is not recorded)."""'
         if len(doc) > MAX_LINE:
             doc = f'    """PyTorch\n    {what}.\n    """'
         doc = [doc]
