@@ -389,6 +389,12 @@ def _header(
         names = graph.meta.get("output_names") or []
         name = f" {sanitize_text(names[k], 60)}" if k < len(names) else ""
         lines.append(f"    [{k}]{name}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+    batch = str(graph.meta.get("batch") or "dynamic")
+    if batch.startswith("static"):
+        lines.append(f"Batch: {batch} (the inputs' batch_size; the PyTorch model has no other).")
+    elif batch != "dynamic":
+        lines.append(f"Batch: {batch}: the PyTorch model is valid in that range only; this model")
+        lines.append("    was checked inside it only and does not refuse other sizes itself.")
     lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
     lines.append('"""')
     return "\n".join(lines) + "\n"
