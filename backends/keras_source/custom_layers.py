@@ -349,7 +349,7 @@ class Slice(keras.layers.Layer):
         if not isinstance(self.axis, (tuple, list)):
             spec = tuple((v,) for v in spec)
         index = [slice(None)] * len(x.shape)
-        for axis, start, stop, step in zip(*spec):
+        for axis, start, stop, step in zip(*spec, strict=True):
             index[axis] = slice(start, stop, step)
         return x[tuple(index)]
 ''',
@@ -919,7 +919,7 @@ class Roll(keras.layers.Layer):
         self.shifts, self.axes = tuple(shifts), tuple(axes)
 
     def call(self, x):
-        for shift, axis in zip(self.shifts, self.axes):
+        for shift, axis in zip(self.shifts, self.axes, strict=True):
             x = ops.roll(x, shift, axis=axis)
         return x
 ''',

@@ -94,7 +94,7 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
     if groups > 1 and depthwise and n in (1, 2):
         mult = out_ch // groups
         kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
-        kwargs = {"depth_multiplier": mult, **common}
+        kwargs = {**_non_default(depth_multiplier=(mult, 1)), **common}
         call = KerasCall(f"layers.DepthwiseConv{n}D", [x], (k,), kwargs)
     else:
         kernel = spatial_kernel(w)
