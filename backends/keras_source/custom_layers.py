@@ -201,8 +201,8 @@ class ReshapeTo(keras.layers.Layer):
         sizes, fill = ops.shape(x), iter(self.sizes_from)
         return ops.reshape(x, [sizes[next(fill)] if d == -1 else d for d in self.target])
 
-    def compute_output_shape(self, input_shape):
-        return tuple(None if d == -1 else d for d in self.target)
+    def compute_output_spec(self, x):  # the input's dtype: token ids and masks stay integers
+        return keras.KerasTensor(tuple(None if d == -1 else d for d in self.target), x.dtype)
 ''',
 )
 

@@ -417,7 +417,9 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
         kwargs = {"reverse": True} if const_a else {}
         return [KerasCall("Scalar", [x], (fn, value), kwargs)]
     kwargs = {"reverse": True} if const_a else {}
-    if arr.dtype.kind != "f":  # stored as float32, cast back in the layer
+    # Stored as float32. An integer or boolean constant meeting an integer/bool tensor is cast
+    # back in the layer; next to a float tensor it promotes to float, as in PyTorch.
+    if arr.dtype.kind != "f" and not x.type.is_float:
         kwargs["dtype_of_value"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
     call.weights = [_f32(arr)]
