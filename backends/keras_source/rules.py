@@ -564,6 +564,11 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
+    if a["mode"] == "cubic":
+        kwargs = {"align_corners": bool(a["align_corners"])}
+        if scales is not None:
+            kwargs["scales"] = tuple(float(s) for s in scales)
+        return [KerasCall("CubicResize", [x], (sizes,), kwargs)]
     kwargs: dict[str, Any] = {"mode": a["mode"]}
     if a["mode"] == "linear":
         kwargs["align_corners"] = bool(a["align_corners"])
