@@ -1,6 +1,6 @@
 """Hugging Face vision and audio models from small configs (random weights, no downloads), end to
 end: CLIPVisionModel, ViTModel, DeiTModel, SwinModel, Dinov2Model, ConvNextModel, MobileViTModel,
-SegformerModel, Whisper's encoder and Wav2Vec2Model.
+SegformerModel, Whisper's encoder and Wav2Vec2Model (base and large's layer-norm variant).
 
 Each model is transpiled on the Keras backend from a batch of 1 (the transpiler checks it at
 that batch and at another one), compared with PyTorch at batch 2 here, exported to a float32
@@ -118,10 +118,8 @@ def whisper_encoder():
     return T.WhisperModel(cfg).get_encoder(), (16, 40)
 
 
-def wav2vec2():
-    """Raw audio in (N, samples): conv feature extractor (GroupNorm on the first layer), the
-    grouped positional convolution, then the transformer."""
-    cfg = T.Wav2Vec2Config(
+def _wav2vec2_config(**kwargs) -> T.Wav2Vec2Config:
+    return T.Wav2Vec2Config(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -132,7 +130,20 @@ def wav2vec2():
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
         vocab_size=32,
+        **kwargs,
     )
+
+
+def wav2vec2():
+    """Raw audio in (N, samples): conv feature extractor (GroupNorm on the first layer, as in
+    wav2vec2-base), the grouped positional convolution, then the post-norm transformer."""
+    return T.Wav2Vec2Model(_wav2vec2_config()), (400,)
+
+
+def wav2vec2_layer_norm():
+    """wav2vec2-large's variant: LayerNorm over channels after every feature conv (a transpose
+    pair in PyTorch) and a pre-norm transformer."""
+    cfg = _wav2vec2_config(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
     return T.Wav2Vec2Model(cfg), (400,)
 
 
@@ -149,6 +160,7 @@ MODELS = {
         segformer,
         whisper_encoder,
         wav2vec2,
+        wav2vec2_layer_norm,
     )
 }
 DEFAULT = {"vit"}  # the cheap one in the default run
