@@ -872,17 +872,26 @@ add(
 
 for _name, _fn in [
     # PyTorch's bicubic (A = -0.75, borders clamped): up, down, both align_corners, scale_factor
-    ("bicubic-size", lambda y: F.interpolate(y, size=(17, 7), mode="bicubic")),
     (
-        "bicubic-ac",
-        lambda y: F.interpolate(y, size=(17, 7), mode="bicubic", align_corners=True),
+        "bicubic",
+        lambda y: (
+            F.interpolate(y, size=(17, 7), mode="bicubic"),
+            F.interpolate(y, size=(17, 7), mode="bicubic", align_corners=True),
+            F.interpolate(y, scale_factor=1.5, mode="bicubic"),
+        ),
     ),
-    ("bicubic-x1.5", lambda y: F.interpolate(y, scale_factor=1.5, mode="bicubic")),
     # area: adaptive average pooling to the output size (uneven windows at 10 -> 4)
-    ("area-size", lambda y: F.interpolate(y, size=(4, 5), mode="area")),
-    ("area-x0.5", lambda y: F.interpolate(y, scale_factor=0.5, mode="area")),
+    (
+        "area",
+        lambda y: (
+            F.interpolate(y, size=(4, 5), mode="area"),
+            F.interpolate(y, scale_factor=0.5, mode="area"),
+        ),
+    ),
     # negative padding crops; mixed with positive padding on other sides
-    ("pad-negative", lambda y: F.pad(y, (-1, 2, 1, -3))),
-    ("pad-negative-value", lambda y: F.pad(y, (0, -2, -1, 0, -2, 1), value=0.5)),
+    (
+        "pad-negative",
+        lambda y: (F.pad(y, (-1, 2, 1, -3)), F.pad(y, (0, -2, -1, 0, -2, 1), value=0.5)),
+    ),
 ]:
     add("resample", _name, lambda f=_fn: Front(f), SMALL)
