@@ -239,3 +239,20 @@ def test_resampling_export_path(tmp_path):
     assert result.report.tracer == "torch.export"
     assert_checks_ok(result)
     check_against_torch(model, torch.randn(2, 3, 6, 8), result)
+
+
+class _Crop(nn.Module):
+    def forward(self, x):
+        return F.pad(x, (-1, 2, 1, -2), value=0.5).relu()
+
+
+def test_constant_pad_nd_from_a_decomposed_program(tmp_path):
+    """A fully decomposed exported program records F.pad as aten.constant_pad_nd (value third)."""
+    x = torch.randn(2, 3, 6, 8)
+    batch = {0: torch.export.Dim("batch")}
+    program = torch.export.export(_Crop(), (x,), dynamic_shapes=(batch,)).run_decompositions()
+    targets = {str(n.target) for n in program.graph.nodes}
+    assert "aten.constant_pad_nd.default" in targets, targets
+    result = transpile(program, (x,), out_dir=tmp_path / "out")
+    assert_checks_ok(result)
+    check_against_torch(_Crop(), torch.randn(3, 3, 6, 8), result)

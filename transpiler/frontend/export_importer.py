@@ -351,6 +351,9 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
             return getitem(b, x, tuple(index))
 
         return convert_slice if getitem is not None else None
+    if target is _constant_pad:
+        pad = base.functions.get(F.pad)
+        return (lambda b, x, p, value=0.0: pad(b, x, p, "constant", value)) if pad else None
     interp = base.functions.get(F.interpolate)
     if interp is None:
         return None
