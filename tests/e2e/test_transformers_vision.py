@@ -256,3 +256,16 @@ def test_constant_pad_nd_from_a_decomposed_program(tmp_path):
     result = transpile(program, (x,), out_dir=tmp_path / "out")
     assert_checks_ok(result)
     check_against_torch(_Crop(), torch.randn(3, 3, 6, 8), result)
+
+
+def test_negative_padding_of_other_modes_is_refused(tmp_path):
+    """Only constant padding crops; reflect with a negative pad is refused, naming the call."""
+    from transpiler import TranspileError
+
+    class Reflect(nn.Module):
+        def forward(self, x):
+            return F.pad(x, (-1, 1), mode="reflect")
+
+    with pytest.raises(TranspileError, match="negative padding"):
+        transpile(Reflect(), torch.randn(1, 3, 8), out_dir=tmp_path / "out", tracer="fx")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
