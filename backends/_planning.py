@@ -14,7 +14,14 @@ import itertools
 
 import numpy as np
 
-__all__ = ["resize_axis", "cubic_taps", "pool_taps", "pad_pieces", "HELPER_IMPORTS"]
+__all__ = [
+    "resize_axis",
+    "cubic_taps",
+    "resize_builtins",
+    "pool_taps",
+    "pad_pieces",
+    "HELPER_IMPORTS",
+]
 
 
 def resize_axis(n, out, mode, align_corners=False, scale=None):
@@ -58,6 +65,63 @@ def cubic_taps(n, out, align_corners=False, scale=None):
     weight = np.stack([outer[0], inner[0], inner[1], outer[1]]).astype("float32")
     index = base.astype("int64")[None, :] + np.arange(-1, 3)[:, None]
     return np.clip(index, 0, n - 1).astype("int32"), weight
+
+
+def _interpolation_matrix(n, out, low, high=None, weight=None):
+    """The (out, n) matrix of a gather (high None) or linear plan, in float64."""
+    m = np.zeros((out, n))
+    rows = np.arange(out)
+    if high is None:
+        m[rows, low] = 1.0
+        return m
+    w = np.asarray(weight, np.float64).reshape(-1)
+    np.add.at(m, (rows, low), 1.0 - w)
+    np.add.at(m, (rows, high), w)
+    return m
+
+
+def _tf_resize_axis(n, out, kind):
+    """TensorFlow's (and TFLite's) resize kernels along one axis, in their float32 arithmetic:
+    kind 'bilinear' (half_pixel_centers), 'bilinear_align_corners', 'nearest' (half-pixel
+    centres, floor) or 'nearest_legacy' (neither: floor(dst * n / out))."""
+    f32 = np.float32
+    dst = np.arange(out, dtype=f32)
+    if kind == "bilinear_align_corners":
+        scale = f32((n - 1) / (out - 1)) if out > 1 else f32(0.0)
+    else:
+        scale = f32(n / out)
+    if kind.startswith("nearest"):
+        src = (dst + f32(0.5)) * scale if kind == "nearest" else dst * scale
+        return _interpolation_matrix(n, out, np.minimum(np.floor(src), n - 1).astype(int))
+    src = dst * scale if kind == "bilinear_align_corners" else (dst + f32(0.5)) * scale - f32(0.5)
+    low = np.floor(src)
+    high = np.minimum(np.ceil(src), n - 1).astype(int)
+    weight = (src - low).astype(np.float64)
+    return _interpolation_matrix(n, out, np.maximum(low, 0).astype(int), high, weight)
+
+
+def resize_builtins(ins, sizes, mode, align_corners=False, scales=None):
+    """The TF/TFLite resize kernels ('bilinear', 'bilinear_align_corners', 'nearest',
+    'nearest_legacy'; see ``_tf_resize_axis``) that compute PyTorch's interpolate exactly on
+    these static sizes (linear: the same interpolation weights within 1e-5, float32 rounding;
+    nearest: the same source index for every output position), as a tuple (empty: none does;
+    the gathers of ``resize_axis`` then stay). Used at conversion time only, never written into
+    a module."""
+    kinds = ("nearest", "nearest_legacy") if mode.startswith("nearest") else ("bilinear",)
+    if mode == "linear" and align_corners:
+        kinds = ("bilinear_align_corners",)
+    if mode not in ("nearest", "nearest-exact", "linear") or None in ins:
+        return ()
+    ok = []
+    for kind in kinds:
+        for axis, (n, out) in enumerate(zip(ins, sizes, strict=True)):
+            scale = scales[axis] if scales else None
+            want = _interpolation_matrix(n, out, *resize_axis(n, out, mode, align_corners, scale))
+            if np.abs(_tf_resize_axis(n, out, kind) - want).max() > 1e-5:
+                break
+        else:
+            ok.append(kind)
+    return tuple(ok)
 
 
 def pool_taps(pool_size, strides, dilation):

@@ -42,6 +42,9 @@ class TranspileResult:
     files: list[Path] = field(default_factory=list)
     tolerance: float = 1e-4
     saved_model_path: Path | None = None  # backend="tf": the SavedModel folder
+    # the model as transpile traced it (written.concrete_function), reused by to_tflite: no
+    # reload and no second trace; None where the backend has none (the files are then loaded)
+    _written: Any = field(default=None, repr=False, compare=False)
 
     @property
     def _writer(self) -> Backend:
@@ -58,7 +61,13 @@ class TranspileResult:
 
     def concrete_function(self) -> Any:
         """The model as a TF concrete function (dynamic batch), for TFLite and graph tooling."""
-        return self._writer.concrete_function(self.out_dir, self.graph)
+        traced = getattr(self._written, "concrete_function", None)
+        concrete = traced() if traced is not None else None
+        return (
+            concrete
+            if concrete is not None
+            else self._writer.concrete_function(self.out_dir, self.graph)
+        )
 
     def to_tflite(
         self,
@@ -376,4 +385,5 @@ def _write_and_verify(
         files=files,
         tolerance=tolerance,
         saved_model_path=path(writer.saved_model_dir),
+        _written=artifact,
     )

@@ -17,6 +17,7 @@ from transpiler.backends._layouts import (
     spatial_kernel,
     transposed_as_conv_kernel,
 )
+from transpiler.backends._planning import resize_builtins
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -553,6 +554,14 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
     n = x.rank - 2
     sizes, scales = tuple(a["sizes"]), a["scales"]
     ins = x.shape[1:-1]
+    # a 2-d resize that TF's (and TFLite's) resize kernels compute exactly: keras.layers.Resizing,
+    # which converts to one RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR. Keras' nearest is
+    # half-pixel on TF and JAX, floor on torch: both must match PyTorch's indices.
+    builtins = resize_builtins(ins, sizes, a["mode"], a["align_corners"], scales) if n == 2 else ()
+    kind = {"linear": "bilinear", "nearest": "nearest", "nearest-exact": "nearest"}[a["mode"]]
+    wanted = ("bilinear",) if kind == "bilinear" else ("nearest", "nearest_legacy")
+    if builtins and all(k in builtins for k in wanted):
+        return [KerasCall("layers.Resizing", [x], sizes, {"interpolation": kind})]
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(
         f is not None and abs(s * f - 1.0) < 1e-12 for s, f in zip(scales, factors, strict=True)
@@ -598,11 +607,10 @@ def _pad(node: Node, graph: Graph) -> list[KerasCall]:
 
 @emits("reshape")
 def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
+    # the IR's full target shape, batch -1 included: one RESHAPE with a constant shape
+    # (layers.Reshape reads the batch size at run time: SHAPE + STRIDED_SLICE + PACK, which
+    # split TFLite's XNNPACK partitions)
     x, shape = node.inputs[0], tuple(node.attrs["shape"])
-    rest = x.shape[1:]
-    keeps_batch = None not in rest and int(np.prod(rest)) == int(np.prod(shape[1:]))
-    if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
-        return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]

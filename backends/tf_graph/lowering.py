@@ -26,7 +26,13 @@ from transpiler.backends._layouts import (
     spatial_kernel,
     transposed_as_conv_kernel,
 )
-from transpiler.backends._planning import cubic_taps, pad_pieces, pool_taps, resize_axis
+from transpiler.backends._planning import (
+    cubic_taps,
+    pad_pieces,
+    pool_taps,
+    resize_axis,
+    resize_builtins,
+)
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -700,6 +706,12 @@ def _resize(node: Node, plan: Plan) -> Step:
     x, xv, a = plan.operand(node.inputs[0]), node.inputs[0], node.attrs
     sizes, scales, mode = tuple(a["sizes"]), a["scales"], a["mode"]
     ins = xv.shape[1:-1]
+    # a 2-d resize that one TF resize kernel computes exactly: that op (TFLite RESIZE_*)
+    builtins = (
+        resize_builtins(ins, sizes, mode, a["align_corners"], scales) if len(ins) == 2 else ()
+    )
+    if builtins:
+        return _builtin_resize(x, builtins[0], sizes)
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(
         f is not None and abs(s * f - 1.0) < 1e-12 for s, f in zip(scales, factors, strict=True)
@@ -760,6 +772,21 @@ def _cubic_resize(node: Node, x: Step, ins: tuple, sizes: tuple, scales: Any) ->
         return xs
 
     return step
+
+
+def _builtin_resize(x: Step, kind: str, sizes: tuple[int, ...]) -> Step:
+    """One ResizeBilinear / ResizeNearestNeighbor with the flags of ``kind`` (see
+    _planning.resize_builtins)."""
+    size = list(sizes)
+    if kind.startswith("bilinear"):
+        corners = kind == "bilinear_align_corners"
+        return lambda env: tf.raw_ops.ResizeBilinear(
+            images=x(env), size=size, align_corners=corners, half_pixel_centers=not corners
+        )
+    half = kind == "nearest"
+    return lambda env: tf.raw_ops.ResizeNearestNeighbor(
+        images=x(env), size=size, align_corners=False, half_pixel_centers=half
+    )
 
 
 # -- shape -------------------------------------------------------------------------------------
