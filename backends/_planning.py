@@ -20,6 +20,8 @@ __all__ = [
     "resize_builtins",
     "pool_taps",
     "pad_pieces",
+    "grid_source",
+    "grid_sample_taps",
     "HELPER_IMPORTS",
 ]
 
@@ -154,10 +156,62 @@ def pad_pieces(before, after, mode):
     return pieces + [tail] if after else pieces
 
 
+def grid_source(ops, coord, size, padding_mode, align_corners):
+    """F.grid_sample's source coordinate along one axis (size `size`) of normalized `coord` in
+    [-1, 1], in the order of operations of PyTorch's CPU kernel (GridSamplerKernel.cpp):
+    unnormalized, then clipped (border) or reflected and clipped (reflection). `ops`:
+    keras.ops, or the same functions over tf."""
+    if align_corners:
+        src = (coord + 1.0) * ((size - 1) / 2)
+        low, twice_span = 0.0, float(size - 1) * 2
+    else:
+        src = (coord + 1.0) * (size / 2) - 0.5
+        low, twice_span = -0.5, float(size) * 2
+    if padding_mode == "reflection":
+        if twice_span == 0:
+            return src * 0.0
+        t = ops.abs(src - low)
+        extra = t - ops.floor(t / twice_span) * twice_span
+        src = ops.minimum(extra, twice_span - extra) + low
+    if padding_mode in ("border", "reflection"):
+        src = ops.clip(src, 0.0, float(size - 1))
+    return src
+
+
+def grid_sample_taps(ops, grid, size, mode, padding_mode, align_corners):
+    """The taps of F.grid_sample on a (N, C, H, W) input of spatial `size` (H, W) at `grid`
+    (N, Ho, Wo, 2: x then y): per tap, the flat index y * W + x (int32, clipped into range) and
+    its weight (zero where the tap lies outside the input). The result is the sum over the taps,
+    in order, of the gathered values times the weights (bilinear: the nw, ne, sw, se corners;
+    nearest: one tap, rounded half to even as PyTorch's kernel rounds)."""
+    h, w = size
+    ix = grid_source(ops, grid[..., 0], w, padding_mode, align_corners)
+    iy = grid_source(ops, grid[..., 1], h, padding_mode, align_corners)
+    if mode == "nearest":
+        corners = [(ops.round(ix), ops.round(iy), None)]
+    else:
+        x0, y0 = ops.floor(ix), ops.floor(iy)
+        dw, dn = ix - x0, iy - y0
+        de, ds = 1.0 - dw, 1.0 - dn
+        x1, y1 = x0 + 1.0, y0 + 1.0
+        corners = [(x0, y0, ds * de), (x1, y0, ds * dw), (x0, y1, dn * de), (x1, y1, dn * dw)]
+    taps = []
+    for tx, ty, weight in corners:
+        inside = ops.logical_and(
+            ops.logical_and(tx >= 0, tx <= w - 1), ops.logical_and(ty >= 0, ty <= h - 1)
+        )
+        weight = ops.cast(inside, "float32") if weight is None else ops.where(inside, weight, 0.0)
+        index = ops.clip(ty, 0, h - 1) * w + ops.clip(tx, 0, w - 1)
+        taps.append((ops.cast(index, "int32"), weight))
+    return taps
+
+
 # the imports each function needs in the generated module ("numpy" is imported as np)
 HELPER_IMPORTS = {
     "resize_axis": ("numpy",),
     "cubic_taps": ("numpy",),
     "pool_taps": ("itertools",),
     "pad_pieces": (),
+    "grid_source": (),
+    "grid_sample_taps": (),
 }

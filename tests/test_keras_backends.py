@@ -2,8 +2,8 @@
 
 Models chosen to exercise the custom layers that touch shapes and dtypes (batch-merging
 reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention,
-per-sample and grouped transposed convs, adaptive pooling, padding modes, bicubic/area resize,
-roll, cropping). Each runs in one fresh process with KERAS_BACKEND=torch.
+per-sample and grouped transposed convs, adaptive pooling, padding modes, grid sampling,
+bicubic/area resize, roll, cropping). Each runs in one fresh process with KERAS_BACKEND=torch.
 (JAX, not a dependency here, was checked by hand: see the README.)
 """
 
@@ -52,6 +52,9 @@ class Mixed(nn.Module):
         y = F.interpolate(self.dilated(y), scale_factor=2, mode="nearest")  # layers.Resizing
         y = F.interpolate(y, size=(11, 13), mode="bilinear", align_corners=False)
         y = self.ln(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        grid = torch.tanh(y[:, :2] * 0.3).permute(0, 2, 3, 1) * 1.2
+        y = y + F.grid_sample(y, grid, "bilinear", "reflection", True)
+        y = y + F.grid_sample(y, grid, "nearest", "zeros", False)
         return self.pool(F.pad(y, (1, 2, 0, 1), mode="replicate"))
 
 

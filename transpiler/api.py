@@ -158,7 +158,7 @@ def transpile(
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
-    structure: str = "flat",
+    structure: str = "modules",
     dynamic_shapes: Any = "auto",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
@@ -185,9 +185,9 @@ def transpile(
             (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
             ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
             a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
-        structure: the keras backend's source form: ``"flat"`` (default: one statement per
-            layer) or ``"modules"`` (one Keras function per PyTorch module class, called like
-            the module tree). Both build the same layers, names and weights.
+        structure: the keras backend's source form: ``"modules"`` (default: one Keras
+            function per PyTorch module class, called like the module tree) or ``"flat"`` (one
+            statement per layer). Both build the same layers, names and weights.
         dynamic_shapes: input dimensions that stay dynamic besides the batch, in the spirit
             of ``torch.export``'s argument: one entry per input (a tuple, or a dict keyed by
             forward()'s argument names), each None, ``{axis: dim}`` or a tuple of one dim per
@@ -208,18 +208,26 @@ def transpile(
 
     from .frontend.onnx_importer import is_onnx_model
 
-    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
-        return _transpile_onnx(
-            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
-        )
-    writer = _check_backend(backend)
-    layouts = _check_layout(io_layout)
-    tolerance = _check_tolerance(tolerance)
     if structure not in STRUCTURES:
         raise TranspileError(
             f"unknown structure {structure!r}; valid choices: "
             f"{', '.join(repr(s) for s in STRUCTURES)}."
         )
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model,
+            example_inputs,
+            backend,
+            out_dir,
+            io_layout,
+            fold_batchnorm,
+            verify,
+            tolerance,
+            structure,
+        )
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
@@ -236,6 +244,7 @@ def transpile(
     report.imported_transposes = imported_transposes
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
+    run.graph.meta["batch"] = loaded.batch  # a bounded or static batch is said in the source
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
 
 
@@ -253,7 +262,15 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
 
 
 def _transpile_onnx(
-    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+    model,
+    example_inputs,
+    backend,
+    out_dir,
+    io_layout,
+    fold_batchnorm,
+    verify,
+    tolerance,
+    structure="modules",
 ) -> TranspileResult:
     """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
     against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
@@ -270,6 +287,7 @@ def _transpile_onnx(
     traced = time.perf_counter()
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
     graph = run.graph
+    graph.meta["structure"] = structure  # module paths from node names/metadata (issue 13)
     report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
     report.tracer = f"ONNX importer (checked with {imported.runtime})"
     report.notes.extend(imported.notes)

@@ -59,7 +59,7 @@ def write_keras(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "flat",
+    structure: str = "modules",
 ) -> tuple[EmittedModule, Any]:
     """Write model.py and the weights into ``folder``; returns the emitted module and the model."""
     emitted = emit_source(
@@ -128,7 +128,7 @@ class KerasWritten:
         folder: Path,
         model_name: str,
         layouts: tuple[str, str],
-        structure: str = "flat",
+        structure: str = "modules",
     ):
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         emitted, self.model = write_keras(
@@ -185,7 +185,7 @@ class KerasBackend(Backend):
     def write(
         self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
     ) -> KerasWritten:
-        structure = graph.meta.get("structure", "flat")
+        structure = graph.meta.get("structure", "modules")
         return KerasWritten(graph, folder, model_name, layouts, structure=structure)
 
     def keras_model(self, out_dir: Path) -> Any:

@@ -57,10 +57,6 @@ RULES: OpImplTable[Rule] = OpImplTable("the Keras backend")
 emits = RULES.register
 
 
-def _tensor_inputs(node: Node, graph: Graph) -> list[Value]:
-    return [v for v in node.inputs if not graph.is_constant(v)]
-
-
 def _non_default(**pairs: tuple[Any, Any]) -> dict[str, Any]:
     """Keyword arguments whose value differs from the Keras default (value, default)."""
     return {k: v for k, (v, default) in pairs.items() if v != default}
@@ -98,7 +94,7 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
     if groups > 1 and depthwise and n in (1, 2):
         mult = out_ch // groups
         kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
-        kwargs = {"depth_multiplier": mult, **common}
+        kwargs = {**_non_default(depth_multiplier=(mult, 1)), **common}
         call = KerasCall(f"layers.DepthwiseConv{n}D", [x], (k,), kwargs)
     else:
         kernel = spatial_kernel(w)
@@ -445,7 +441,10 @@ def _floor_divide(node: Node, graph: Graph) -> KerasCall:
 
 @emits("cat")
 def _cat(node: Node, graph: Graph) -> list[KerasCall]:
-    if any(graph.is_constant(v) for v in node.inputs):
+    # a constant operand is a Constant layer of its own (static) shape: right only where the
+    # result's shape is static too (a static batch); with a dynamic batch it would need a
+    # broadcast over the batch first
+    if None in node.output.shape and any(graph.is_constant(v) for v in node.inputs):
         raise TranspileError(f"cat with a constant operand at {node.source} is not supported yet")
     axis = node.attrs["axis"]
     axis = -1 if axis == node.output.rank - 1 else axis
@@ -655,6 +654,13 @@ def _take(node: Node, graph: Graph) -> list[KerasCall]:
         indices = graph.constant(index).tolist()
         return [KerasCall("Take", [x], (), {"axis": axis, "indices": indices})]
     return [KerasCall("Take", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("grid_sample")
+def _grid_sample(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    args = (a["mode"], a["padding_mode"], bool(a["align_corners"]))
+    return [KerasCall("GridSample", list(node.inputs), args, {}, list_input=True)]
 
 
 @emits("cumsum")

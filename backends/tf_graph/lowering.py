@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from transpiler.backends._layouts import (
 )
 from transpiler.backends._planning import (
     cubic_taps,
+    grid_sample_taps,
     pad_pieces,
     pool_taps,
     resize_axis,
@@ -303,6 +305,9 @@ def _pool(node: Node, plan: Plan) -> Step:
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
     padding = _padding(a["padding"])
+    if any(s > k for s, k in zip(stride, kernel, strict=True)):  # tf.nn.pool refuses these
+        raw = tf.nn.max_pool if node.op == "max_pool" else tf.nn.avg_pool
+        return lambda env: raw(x(env), kernel, stride, padding)
     return lambda env: tf.nn.pool(x(env), kernel, kind, strides=stride, padding=padding)
 
 
@@ -889,6 +894,40 @@ def _embedding(node: Node, plan: Plan) -> Step:
 def _take(node: Node, plan: Plan) -> Step:
     x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
     return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+# the functions grid_sample_taps calls, over tf (keras.ops in the Keras backend)
+_TF_OPS = SimpleNamespace(
+    abs=tf.abs,
+    floor=tf.floor,
+    minimum=tf.minimum,
+    clip=tf.clip_by_value,
+    round=tf.round,
+    logical_and=tf.logical_and,
+    cast=tf.cast,
+    where=tf.where,
+)
+
+
+@lowers("grid_sample")
+def _grid_sample(node: Node, plan: Plan) -> Step:
+    x, grid = (plan.operand(v) for v in node.inputs)
+    a = node.attrs
+    c, h, w = node.inputs[0].shape[1:]
+    ho, wo = node.inputs[1].shape[1:3]
+
+    def step(env: Env) -> Any:
+        flat = tf.reshape(x(env), (-1, c, h * w))
+        taps = grid_sample_taps(
+            _TF_OPS, grid(env), (h, w), a["mode"], a["padding_mode"], a["align_corners"]
+        )
+        out = 0.0
+        for index, weight in taps:
+            values = tf.gather(flat, tf.reshape(index, (-1, ho * wo)), axis=2, batch_dims=1)
+            out = out + values * tf.reshape(weight, (-1, 1, ho * wo))
+        return tf.reshape(out, (-1, c, ho, wo))
+
+    return step
 
 
 # -- sequence and transformer models (issue 12, s2-hf-text) --

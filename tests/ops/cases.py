@@ -635,6 +635,30 @@ for _name, _fn in [
 ]:
     add("more", _name, lambda f=_fn: Front(f), SMALL)
 
+
+# each mode, padding mode and align_corners value, and reflection (the most arithmetic) with both
+_GRID_MODES = [
+    ("bilinear", "zeros", False),
+    ("bilinear", "border", True),
+    ("bilinear", "reflection", False),
+    ("bilinear", "reflection", True),
+    ("nearest", "zeros", True),
+    ("nearest", "border", False),
+    ("nearest", "reflection", False),
+]
+
+
+def _grid_sample_all(y):
+    """F.grid_sample in the supported modes, padding modes and align_corners, on a grid computed
+    from the input (some points beyond [-1, 1], so the padding modes matter; tanh kept away from
+    saturation, where coordinates land on exact half-pixels and nearest's ties hang on the last
+    bit of float rounding)."""
+    grid = torch.tanh(y[:, :2, ::2, ::3] * 0.2).permute(0, 2, 3, 1) * 1.4
+    return torch.cat([F.grid_sample(y[:, 2:], grid, *mode) for mode in _GRID_MODES], 1)
+
+
+add("more", "grid-sample-modes", lambda: Front(_grid_sample_all), SMALL)
+
 for _name, _mod in [
     ("elu", lambda: nn.ELU(0.5)),
     ("softplus", lambda: nn.Softplus(2.0, 5.0)),
