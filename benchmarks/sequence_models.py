@@ -1,9 +1,11 @@
 """The README's sequence-model table: model, tracer, Transpose count, worst scaled error, seconds.
 
 Run from the repository root: ``python benchmarks/sequence_models.py rnn`` (recurrent layers and
-the CRNN), ``... blocks`` (a Llama-style decoder block, a cell loop, a dynamic-length tagger) or
+the CRNN), ``... blocks`` (a Llama-style decoder block, a cell loop, a dynamic-length tagger),
 ``... hf [name ...]`` (the Hugging Face models of tests/e2e/test_transformers.py from small
-configs, random weights, no downloads; all of them without names)."""
+configs, random weights, no downloads; all of them without names) or ``... vision [name ...]``
+(the vision and audio models of tests/e2e/test_transformers_vision.py, with two more columns:
+PyTorch's own permutes and the float32 TFLite export's worst scaled error)."""
 
 from __future__ import annotations
 
@@ -87,10 +89,32 @@ def blocks() -> None:
     row("Embedding → reshape → LSTM tagger, L=9", Tagger(), torch.randint(0, 50, (2, 9)))
 
 
+def vision(names: list[str]) -> None:
+    import tempfile
+
+    from test_transformers_vision import MODELS, build, torch_permutes
+
+    for name in names or list(MODELS):
+        model, shape = build(name)
+        example = (torch.randn(2, *shape, generator=torch.Generator().manual_seed(1)),)
+        start = time.perf_counter()
+        result = transpile(model, example)
+        seconds = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            result.to_tflite(f"{tmp}/model.tflite")
+        tflite = max(c.max_abs / (c.bound / 1e-4) for c in result.report.tflite[-1][2])
+        r = result.report
+        cells = [name, r.tracer, r.transpose_count, torch_permutes(model, example)]
+        cells += [f"{worst_scaled(result):.1e}", f"{tflite:.1e}", f"{seconds:.0f}"]
+        print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     what = sys.argv[1] if len(sys.argv) > 1 else "rnn"
     if what == "hf":
         hugging_face(sys.argv[2:])
+    elif what == "vision":
+        vision(sys.argv[2:])
     else:
         {"rnn": recurrent, "blocks": blocks}[what]()

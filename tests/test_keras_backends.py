@@ -2,8 +2,8 @@
 
 Models chosen to exercise the custom layers that touch shapes and dtypes (batch-merging
 reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention,
-per-sample and grouped transposed convs, adaptive pooling, padding modes, grid sampling). Each
-runs in one fresh process with KERAS_BACKEND=torch.
+per-sample and grouped transposed convs, adaptive pooling, padding modes, grid sampling,
+bicubic/area resize, roll, cropping). Each runs in one fresh process with KERAS_BACKEND=torch.
 (JAX, not a dependency here, was checked by hand: see the README.)
 """
 
@@ -58,6 +58,19 @@ class Mixed(nn.Module):
         return self.pool(F.pad(y, (1, 2, 0, 1), mode="replicate"))
 
 
+class Resample(nn.Module):
+    """Bicubic resize, roll (slices + concat), a crop by negative padding and area resize."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = F.interpolate(self.conv(x), size=(11, 13), mode="bicubic")
+        y = F.pad(torch.roll(y, (2, -3), (2, 3)), (-1, 2, 1, -2))
+        return F.interpolate(y, size=(4, 5), mode="area")
+
+
 def _models():
     vit = torchvision.models.VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64
@@ -68,6 +81,7 @@ def _models():
                 p.normal_(0, 0.05)
     return {
         "mixed": (Mixed(), (3, 16, 18)),
+        "resample": (Resample(), (3, 9, 10)),
         "vit-mini": (vit, (3, 32, 32)),
         "condconv": (_CondConv(), (4, 9, 10)),
         "shufflenet": (torchvision.models.shufflenet_v2_x0_5(), (3, 64, 64)),

@@ -69,6 +69,7 @@ OPS = [
     ("nn.functional.pad", "circular"), ("nn.functional.pixel_shuffle", ""),
     ("nn.functional.interpolate", "nearest"), ("nn.functional.interpolate", "bilinear"),
     ("nn.functional.interpolate", "linear"), ("nn.functional.scaled_dot_product_attention", ""),
+    ("nn.functional.interpolate", "bicubic"), ("nn.functional.interpolate", "area"),
 ]  # fmt: skip
 # the default run: the first sample of one op per family
 DEFAULT_OPS = [

@@ -196,7 +196,8 @@ _op("linear", "last_axis", 2, 3)
 _op("matmul", "fixed", 2, 2)  # numpy matmul semantics; runs in PyTorch's layout
 _op("einsum", "fixed", 1, None, equation=R)
 
-# Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear).
+# Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear), cubic
+# (PyTorch's bicubic: A = -0.75, borders clamped; 2 spatial axes).
 # scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
 _op("resize", "spatial", sizes=R, mode=R, align_corners=False, scales=None, **SPATIAL)
 # F.grid_sample: inputs x (N, C, H, W), grid (N, Ho, Wo, 2) of (x, y) in [-1, 1] -> (N, C, Ho, Wo).

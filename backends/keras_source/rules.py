@@ -559,7 +559,7 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
     # which converts to one RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR. Keras' nearest is
     # half-pixel on TF and JAX, floor on torch: both must match PyTorch's indices.
     builtins = resize_builtins(ins, sizes, a["mode"], a["align_corners"], scales) if n == 2 else ()
-    kind = {"linear": "bilinear", "nearest": "nearest", "nearest-exact": "nearest"}[a["mode"]]
+    kind = {"linear": "bilinear", "nearest": "nearest", "nearest-exact": "nearest"}.get(a["mode"])
     wanted = ("bilinear",) if kind == "bilinear" else ("nearest", "nearest_legacy")
     if builtins and all(k in builtins for k in wanted):
         return [KerasCall("layers.Resizing", [x], sizes, {"interpolation": kind})]
@@ -574,6 +574,11 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
+    if a["mode"] == "cubic":
+        kwargs = {"align_corners": bool(a["align_corners"])}
+        if scales is not None:
+            kwargs["scales"] = tuple(float(s) for s in scales)
+        return [KerasCall("CubicResize", [x], (sizes,), kwargs)]
     kwargs: dict[str, Any] = {"mode": a["mode"]}
     if a["mode"] == "linear":
         kwargs["align_corners"] = bool(a["align_corners"])

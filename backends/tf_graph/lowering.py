@@ -28,6 +28,7 @@ from transpiler.backends._layouts import (
     transposed_as_conv_kernel,
 )
 from transpiler.backends._planning import (
+    cubic_taps,
     grid_sample_taps,
     pad_pieces,
     pool_taps,
@@ -734,6 +735,8 @@ def _resize(node: Node, plan: Plan) -> Step:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
+    if mode == "cubic":
+        return _cubic_resize(node, x, ins, sizes, scales)
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
@@ -751,6 +754,26 @@ def _resize(node: Node, plan: Plan) -> Step:
             else:
                 lo, hi = tf.gather(xs, low, axis=axis), tf.gather(xs, high, axis=axis)
                 xs = lo + (hi - lo) * weight
+        return xs
+
+    return step
+
+
+def _cubic_resize(node: Node, x: Step, ins: tuple, sizes: tuple, scales: Any) -> Step:
+    """Bicubic resize: per axis, four gathers weighted by PyTorch's kernel (cubic_taps)."""
+    rank = node.inputs[0].rank
+    plans = []
+    for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
+        scale = scales[axis - 1] if scales else None
+        index, weight = cubic_taps(n, out, node.attrs["align_corners"], scale)
+        shape = [out if i == axis else 1 for i in range(rank)]
+        plans.append((axis, index, [w.reshape(shape) for w in weight]))
+
+    def step(env: Env) -> Any:
+        xs = x(env)
+        for axis, index, weights in plans:
+            taps = [tf.gather(xs, index[k], axis=axis) * weights[k] for k in range(4)]
+            xs = (taps[0] + taps[1]) + (taps[2] + taps[3])
         return xs
 
     return step
@@ -963,8 +986,23 @@ def _flip(node: Node, plan: Plan) -> Step:
 
 @lowers("roll")
 def _roll(node: Node, plan: Plan) -> Step:
-    x, a = plan.operand(node.inputs[0]), node.attrs
-    return lambda env: tf.roll(x(env), list(a["shifts"]), list(a["axes"]))
+    """Two slices concatenated per axis of known size (TFLite has no builtin roll)."""
+    x, a, shape = plan.operand(node.inputs[0]), node.attrs, node.inputs[0].shape
+
+    def step(env: Env) -> Any:
+        xs = x(env)
+        for shift, axis in zip(a["shifts"], a["axes"], strict=True):
+            n = shape[axis]
+            if n is None:
+                xs = tf.roll(xs, shift, axis)
+                continue
+            cut = n - shift % n
+            if cut != n:
+                head = (slice(None),) * axis
+                xs = tf.concat([xs[head + (slice(cut, None),)], xs[head + (slice(0, cut),)]], axis)
+        return xs
+
+    return step
 
 
 @lowers("rnn")

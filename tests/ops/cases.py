@@ -997,3 +997,33 @@ add("sequence", "topk-sort-values-indices", lambda: Front(_topk_sort), SMALL)
 add("sequence", "repeat-interleave-gqa", lambda: Front(_gqa), SMALL)
 add("sequence", "rmsnorm-module-hand-functional", _Norms, SMALL)
 add("sequence", "rotary-llama", _Rotary, SMALL)
+
+# ----------------------------------------------------------------------------------------------
+# Resampling and cropping of the Hugging Face vision models (issue 12, s2-hf-vision)
+# ----------------------------------------------------------------------------------------------
+
+for _name, _fn in [
+    # PyTorch's bicubic (A = -0.75, borders clamped): up, down, both align_corners, scale_factor
+    (
+        "bicubic",
+        lambda y: (
+            F.interpolate(y, size=(17, 7), mode="bicubic"),
+            F.interpolate(y, size=(17, 7), mode="bicubic", align_corners=True),
+            F.interpolate(y, scale_factor=1.5, mode="bicubic"),
+        ),
+    ),
+    # area: adaptive average pooling to the output size (uneven windows at 10 -> 4)
+    (
+        "area",
+        lambda y: (
+            F.interpolate(y, size=(4, 5), mode="area"),
+            F.interpolate(y, scale_factor=0.5, mode="area"),
+        ),
+    ),
+    # negative padding crops; mixed with positive padding on other sides
+    (
+        "pad-negative",
+        lambda y: (F.pad(y, (-1, 2, 1, -3)), F.pad(y, (0, -2, -1, 0, -2, 1), value=0.5)),
+    ),
+]:
+    add("resample", _name, lambda f=_fn: Front(f), SMALL)

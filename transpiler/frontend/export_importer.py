@@ -79,14 +79,19 @@ def _slice(x: torch.Tensor, dim: int = 0, start=None, end=None, step: int = 1) -
     return x[tuple(index)]
 
 
+def _constant_pad(x: torch.Tensor, pad: Sequence[int], value: float = 0.0) -> torch.Tensor:
+    """aten.constant_pad_nd takes the value third (F.pad takes the mode there)."""
+    return F.pad(x, pad, "constant", value)
+
+
 def _upsample_kwargs(mode: str, output_size: Any, rest: tuple) -> dict[str, Any]:
-    """aten.upsample_{nearest,bilinear}2d.vec arguments -> F.interpolate keywords. After
+    """aten.upsample_{nearest,bilinear,bicubic}2d.vec arguments -> F.interpolate keywords. After
     ``output_size`` come (scale_factors) or (align_corners, scale_factors)."""
     scales = rest[-1] if rest and not isinstance(rest[-1], bool) else None
     if output_size is None and scales is None:
         raise TranspileError("upsample without size or scale factors")
     kwargs: dict[str, Any] = {"mode": mode}
-    if mode == "bilinear":
+    if mode in ("bilinear", "bicubic"):
         kwargs["align_corners"] = bool(rest[0]) if rest else False
     if output_size is not None:
         kwargs["size"] = list(output_size)
@@ -280,6 +285,8 @@ def _build_table() -> None:
     _alias("call", _slice, aten.slice.Tensor)
     _alias("call", _upsample("nearest"), aten.upsample_nearest2d.vec)
     _alias("call", _upsample("bilinear"), aten.upsample_bilinear2d.vec)
+    _alias("call", _upsample("bicubic"), aten.upsample_bicubic2d.vec)
+    _alias("call", _constant_pad, aten.constant_pad_nd.default)
 
 
 _build_table()
@@ -379,6 +386,9 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
             return getitem(b, x, tuple(index))
 
         return convert_slice if getitem is not None else None
+    if target is _constant_pad:
+        pad = base.functions.get(F.pad)
+        return (lambda b, x, p, value=0.0: pad(b, x, p, "constant", value)) if pad else None
     interp = base.functions.get(F.interpolate)
     if interp is None:
         return None

@@ -1,5 +1,5 @@
-"""Resampling: F.interpolate / nn.Upsample (nearest, nearest-exact, (bi/tri)linear), and
-F.grid_sample (bilinear, nearest; zeros, border, reflection padding)."""
+"""Resampling: F.interpolate / nn.Upsample (nearest, nearest-exact, (bi/tri)linear, bicubic,
+area), and F.grid_sample (bilinear, nearest; zeros, border, reflection padding)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _MODES = {
     "linear": "linear",
     "bilinear": "linear",
     "trilinear": "linear",
+    "bicubic": "cubic",
 }
 
 
@@ -34,6 +35,8 @@ def interpolate(
     recompute_scale_factor=None,
     antialias=False,
 ):
+    if mode == "area":  # PyTorch defines it as adaptive average pooling to the output size
+        return b.op("adaptive_avg_pool", [input], output_size=tuple(b.out_type.shape[2:]))
     if mode not in _MODES:
         raise TranspileError(f"interpolate(mode={mode!r}) at {b.where()} is not supported yet")
     if antialias:

@@ -11,6 +11,7 @@ from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import axes, axis, dynamic_target, keeps_batch
+from .indexing import _slice
 
 
 def _reshape_to_traced(b: Builder, input):
@@ -147,11 +148,21 @@ def pad(b: Builder, input, pad, mode="constant", value=None):
         raise TranspileError(f"F.pad at {b.where()}: bad padding {pad}")
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise TranspileError(f"F.pad mode {mode!r} at {b.where()} is not supported")
-    if any(p < 0 for p in pad):
-        raise TranspileError(f"F.pad with negative padding (cropping) at {b.where()}")
+    if any(p < 0 for p in pad) and mode != "constant":
+        raise TranspileError(
+            f"F.pad(mode={mode!r}) with negative padding at {b.where()} is not supported "
+            "(negative constant padding, i.e. cropping, is): crop by slicing first"
+        )
     pairs = [(0, 0)] * input.rank
     for i in range(len(pad) // 2):
         pairs[input.rank - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    for ax, (before, after) in enumerate(pairs):  # negative padding crops (a slice)
+        if before < 0 or after < 0:
+            if ax == 0 and input.shape[0] is None:
+                raise TranspileError(f"F.pad at {b.where()} crops the batch axis")
+            stop = after if after < 0 else None
+            input = _slice(b, input, ax, max(0, -before), stop)
+    pairs = [(max(0, p), max(0, q)) for p, q in pairs]
     if all(p == (0, 0) for p in pairs):
         return input
     return b.op("pad", [input], pads=tuple(pairs), mode=mode, value=float(value or 0.0))
