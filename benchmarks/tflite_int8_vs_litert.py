@@ -47,6 +47,9 @@ from tflite_vs_litert import (
     state_digest,
 )
 
+from transpiler.quantize import quantize_input
+from transpiler.tflite import run_tflite
+
 MODELS = ("resnet18", "mobilenet_v2", "efficientnet_b0", "yolo11n")
 
 
@@ -59,9 +62,18 @@ def data(size: int, n_cal: int, n_held: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def outputs_per_sample(path: Path, xs: np.ndarray) -> list[list[np.ndarray]]:
-    """The file's outputs for each sample (batch 1; float I/O on both files)."""
+    """The file's float outputs for each sample (batch 1). Integer I/O (LiteRT-Torch's PT2E
+    files take and give int8) is quantized / dequantized with the tensors' parameters."""
+    blob = path.read_bytes()
+    return [run_tflite(blob, [x[None]]) for x in xs]
+
+
+def timed_call(path: Path, x: np.ndarray):
+    """A batch-1 call of the file (XNNPACK, one thread) on ``x``, quantized if its input is."""
     interp = interpreter(path)
-    return [[o.copy() for o in run_file(interp, x[None])] for x in xs]
+    (inp,) = interp.get_input_details()
+    xq = quantize_input(x, inp)
+    return lambda: run_file(interp, xq)
 
 
 def sqnr_db(refs: list[list[np.ndarray]], outs: list[list[np.ndarray]]) -> float:
@@ -136,9 +148,8 @@ def bench(name: str, args) -> dict:
             "quantize_s": seconds[k],
         }
     row["ours"]["worst_module"] = report.layers[0].module if report.layers else None
-    interps = {k: interpreter(p) for k, p in files.items()}
     times = time_interleaved(
-        {k: (lambda i=i: run_file(i, xs[:1])) for k, i in interps.items()},
+        {k: timed_call(p, xs[:1]) for k, p in files.items()},
         rounds=args.rounds,
         per_round=args.per_round,
         warmup=2,
