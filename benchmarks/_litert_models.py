@@ -8,6 +8,7 @@ conversion. It prints one JSON line with the timings.
 
     /tmp/litert-venv/bin/python benchmarks/_litert_models.py --model resnet18 \\
         --state W.pt --out resnet18.tflite [--channel-last] [--int8 CALIBRATION.npy]
+        [--aeq FLOAT.tflite]   # with --int8: AI Edge Quantizer on that float file instead
 """
 
 from __future__ import annotations
@@ -130,6 +131,29 @@ def _pt2e_int8(model, sample, calibration: str, channel_last: bool):
     return quantized, {"quant_config": QuantConfig(pt2e_quantizer=quantizer)}
 
 
+def aeq_int8(float_file: str, calibration: str, out: str, channel_last: bool) -> dict:
+    """LiteRT's other INT8 route: AI Edge Quantizer's ``static_wi8_ai8`` recipe (int8 weights,
+    int8 activations, min/max calibration) applied to LiteRT-Torch's float32 file."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    (signature, io), *_ = Interpreter(model_path=float_file).get_signature_list().items()
+    (arg,) = io["inputs"]
+    images = np.load(calibration)
+    if channel_last:
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    t0 = time.perf_counter()
+    qt = quantizer.Quantizer(float_file)
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    calibrated = qt.calibrate({signature: [{arg: x[None]} for x in images]})
+    blob = qt.quantize(calibrated).quantized_model
+    t1 = time.perf_counter()
+    with open(out, "wb") as f:
+        f.write(blob)
+    return {"quantize_s": t1 - t0, "convert_s": 0.0, "export_s": 0.0, "total_s": t1 - t0}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, choices=sorted(SPECS))
@@ -137,8 +161,12 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--channel-last", action="store_true")
     p.add_argument("--int8", default=None, help="calibration images, NCHW .npy (N, 3, H, W)")
+    p.add_argument("--aeq", default=None, help="quantize this float .tflite with AI Edge Quantizer")
     args = p.parse_args()
-    row = litert_convert(args.model, args.state, args.out, args.channel_last, args.int8)
+    if args.aeq:
+        row = aeq_int8(args.aeq, args.int8, args.out, args.channel_last)
+    else:
+        row = litert_convert(args.model, args.state, args.out, args.channel_last, args.int8)
     print("LITERT_RESULT " + json.dumps(row), flush=True)
 
 

@@ -6,15 +6,19 @@ calibration = standard-normal images from seed 1, held-out = standard-normal ima
 
 - ours: ``transpile`` + ``result.to_tflite(path, variant="int8", calibration=...)`` (int8
   weights per channel, int8 activations, float I/O), NHWC input;
-- LiteRT-Torch: its documented PT2E path (``litert_torch.quantize.pt2e_quantizer.PT2EQuantizer``
-  with ``get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)``, torchao's
+- LiteRT-Torch, two routes, both run in subprocesses with LiteRT-Torch's python
+  (benchmarks/_litert_models.py), NHWC input through ``litert_torch.to_channel_last_io``:
+  "pt2e", its documented PT2E path (``litert_torch.quantize.pt2e_quantizer.PT2EQuantizer`` with
+  ``get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)``, torchao's
   ``prepare_pt2e`` / calibration / ``convert_pt2e``, then ``litert_torch.convert(...,
-  quant_config=QuantConfig(pt2e_quantizer=...))``), NHWC input through ``to_channel_last_io``,
-  run in a subprocess with LiteRT-Torch's python (benchmarks/_litert_models.py).
+  quant_config=QuantConfig(pt2e_quantizer=...))``); "aeq", AI Edge Quantizer (a dependency of
+  litert-torch) with its ``static_wi8_ai8`` recipe on LiteRT-Torch's float32 file (the one
+  benchmarks/tflite_vs_litert.py keeps in ``--float-work``; made here if missing).
 
 Per file: end-to-end SQNR against float PyTorch on the held-out inputs, size, ops left in float
 (ops with a float32 output other than DEQUANTIZE), and latency (tf.lite.Interpreter, XNNPACK,
-one thread, batch 1, the two files timed alternately, median).
+one thread, batch 1, the three files timed round-robin, median). Both LiteRT files have int8
+I/O; ours float I/O: inputs are quantized / outputs dequantized with the files' parameters.
 
     python benchmarks/tflite_int8_vs_litert.py
     python benchmarks/tflite_int8_vs_litert.py --models resnet18,yolo11n --calibration 16 \\
@@ -113,18 +117,17 @@ def bench(name: str, args) -> dict:
     np.save(cal_file, cal)
     files = {
         "ours": work / f"{name}.ours.int8.tflite",
-        "litert": work / f"{name}.litert.int8.tflite",
+        "pt2e": work / f"{name}.litert.int8.tflite",
+        "aeq": work / f"{name}.litert.aeq.tflite",
     }
-    timing = convert_litert(
-        name,
-        state,
-        state_digest(model),
-        files["litert"],
-        args.litert_python,
-        args.reuse_litert,
-        extra=("--int8", str(cal_file)),
-    )
-    seconds = {"litert": timing["total_s"]}
+    digest, py, reuse = state_digest(model), args.litert_python, args.reuse_litert
+    calibrate = ("--int8", str(cal_file))
+    timing = {"pt2e": convert_litert(name, state, digest, files["pt2e"], py, reuse, calibrate)}
+    float_file = Path(args.float_work) / f"{name}.litert.tflite"  # kept by tflite_vs_litert.py
+    convert_litert(name, state, digest, float_file, py, reuse=True)
+    aeq = (*calibrate, "--aeq", str(float_file))
+    timing["aeq"] = convert_litert(name, state, digest, files["aeq"], py, reuse, aeq)
+    seconds = {k: t["total_s"] for k, t in timing.items()}
     if args.litert_only:
         return {"model": name, "litert": timing}
 
@@ -156,23 +159,24 @@ def bench(name: str, args) -> dict:
     )
     for k, samples in times.items():
         row[k]["latency_ms"] = 1e3 * statistics.median(samples)
-    row["latency_ratio"] = row["ours"]["latency_ms"] / row["litert"]["latency_ms"]
     return row
 
 
 def table(rows: list[dict]) -> str:
+    sides = ("ours", "pt2e", "aeq")
     lines = [
-        "| model | SQNR dB ours / LiteRT | MB ours / LiteRT | latency ms ours / LiteRT (ratio) "
-        "| float ops ours / LiteRT | quantize s ours / LiteRT |",
+        "| model | SQNR dB | MB | latency ms | ops in float | quantize s |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        o, t = r["ours"], r["litert"]
+
+        def cells(key: str, fmt: str, r=r) -> str:
+            return " / ".join(format(r[k][key], fmt) for k in sides)
+
         lines.append(
-            f"| {r['model']} {r['input']} | {o['sqnr_db']:.1f} / {t['sqnr_db']:.1f} | "
-            f"{o['size_mb']:.1f} / {t['size_mb']:.1f} | {o['latency_ms']:.1f} / "
-            f"{t['latency_ms']:.1f} ({r['latency_ratio']:.2f}) | {o['float_ops']} / "
-            f"{t['float_ops']} | {o['quantize_s']:.0f} / {t['quantize_s']:.0f} |"
+            f"| {r['model']} {r['input']} | {cells('sqnr_db', '.1f')} | {cells('size_mb', '.1f')} "
+            f"| {cells('latency_ms', '.1f')} | {cells('float_ops', 'd')} "
+            f"| {cells('quantize_s', '.0f')} |"
         )
     return "\n".join(lines)
 
@@ -184,6 +188,7 @@ def main() -> None:
     p.add_argument("--held-out", type=int, default=4)
     p.add_argument("--litert-python", default=LITERT_PYTHON)
     p.add_argument("--work", default="/tmp/int8_vs_litert")
+    p.add_argument("--float-work", default="/tmp/tflite_vs_litert", help="LiteRT float files")
     p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same data")
     p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
     p.add_argument("--rounds", type=int, default=5)
@@ -206,7 +211,8 @@ def main() -> None:
         kept[name] = row | {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         out.write_text(json.dumps([kept[k] for k in SPECS if k in kept], indent=1))
     if not args.litert_only:
-        print("\n" + table([r for r in rows if "error" not in r]))
+        print("\nEach cell: ours / LiteRT-Torch PT2E / LiteRT-Torch float + AI Edge Quantizer")
+        print(table([r for r in rows if "error" not in r]))
     for r in rows:
         if "error" in r:
             print(f"\n{r['model']}: {r['error']}")
