@@ -38,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _harness import ROOT, time_interleaved
+from _harness import ROOT
 from _litert_models import SPECS
 from tflite_vs_litert import (
     LITERT_PYTHON,
+    alternating,
     convert_litert,
     interpreter,
     nhwc,
@@ -151,11 +152,10 @@ def bench(name: str, args) -> dict:
             "quantize_s": seconds[k],
         }
     row["ours"]["worst_module"] = report.layers[0].module if report.layers else None
-    times = time_interleaved(
+    times = alternating(
         {k: timed_call(p, xs[:1]) for k, p in files.items()},
         rounds=args.rounds,
         per_round=args.per_round,
-        warmup=2,
     )
     for k, samples in times.items():
         row[k]["latency_ms"] = 1e3 * statistics.median(samples)
@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--float-work", default="/tmp/tflite_vs_litert", help="LiteRT float files")
     p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same data")
     p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_int8_vs_litert.json"))
     args = p.parse_args()

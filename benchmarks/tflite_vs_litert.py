@@ -8,6 +8,8 @@ weights go to both converters through a saved state_dict:
 - LiteRT-Torch: ``litert_torch.convert`` + ``export``, timed inside a subprocess run with
   LiteRT-Torch's python (a throwaway venv, see BENCHMARKS.md), with the same I/O layout
   (``litert_torch.to_channel_last_io`` for NHWC input and NHWC feature-map outputs).
+  Conversion times include neither process's imports (LiteRT-Torch's subprocess wall time,
+  imports included, is recorded as ``process_s``).
 
 Then both ``.tflite`` files are loaded in THIS process by the same interpreter
 (``tf.lite.Interpreter``, default delegates = XNNPACK, ``num_threads=1``, batch 1) and timed
@@ -16,9 +18,10 @@ op histogram, TRANSPOSE count, XNNPACK partitions (DELEGATE nodes after delegati
 whether it takes another batch size, and max error against PyTorch on a held-out input.
 
     python benchmarks/tflite_vs_litert.py                      # every model, ~30 min loaded
-    python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 5
+    python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 12 --per-round 3
     python benchmarks/tflite_vs_litert.py --litert-only        # LiteRT files alone, first
     python benchmarks/tflite_vs_litert.py --reuse-litert       # then take them from --work
+    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours   # re-time kept files
 
 Options: ``--litert-python /tmp/litert-venv/bin/python``, ``--work /tmp/tflite_vs_litert``
 (files kept there), ``--json benchmarks/results/tflite_vs_litert.json`` (rows merged by model).
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _harness import ROOT, time_interleaved
+from _harness import ROOT
 from _litert_models import SPECS, build
 
 LITERT_PYTHON = "/tmp/litert-venv/bin/python"
@@ -160,18 +163,55 @@ def max_error(refs: list[np.ndarray], outs: list[np.ndarray]) -> tuple[float, fl
 # ------------------------------------------------------------------------------------------------
 
 
-def convert_ours(model, name: str, work: Path) -> tuple[Path, dict]:
+def convert_ours(model, name: str, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
+    """transpile + float32 to_tflite, timed; with ``reuse``, a file kept from the same weights
+    and the same commit of this repository is taken."""
     from transpiler import transpile
 
     spec = SPECS[name]
+    path, meta = work / f"{name}.ours.tflite", work / f"{name}.ours.json"
+    key = f"{digest} {git_revision()}"
+    if reuse and path.exists() and meta.exists():
+        timing = json.loads(meta.read_text())
+        if timing.get("key") == key:
+            return path, timing | {"reused": True}
     example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
-    path = work / f"{name}.ours.tflite"
     t0 = time.perf_counter()
     result = transpile(model, example, io_layout=spec.io_layout, out_dir=work / f"{name}.ours")
     t1 = time.perf_counter()
     result.to_tflite(path)
     t2 = time.perf_counter()
-    return path, {"transpile_s": t1 - t0, "to_tflite_s": t2 - t1, "total_s": t2 - t0}
+    timing = {"transpile_s": t1 - t0, "to_tflite_s": t2 - t1, "total_s": t2 - t0, "key": key}
+    meta.write_text(json.dumps(timing))
+    return path, timing
+
+
+def git_revision() -> str:
+    """The last commit that changed the converter's code (transpiler/, backends/, passes/), with
+    a marker when those files are modified in the checkout."""
+
+    def git(*a: str) -> str:
+        cmd = ["git", "-C", str(ROOT), *a, "--", "transpiler", "backends", "passes"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+
+    return git("log", "-1", "--format=%h") + ("+dirty" if git("status", "-s", "-uno") else "")
+
+
+def alternating(candidates: dict, rounds: int, per_round: int, warmup: int = 2) -> dict:
+    """Seconds per call of each candidate, round-robin, the order reversed every other round
+    (neither file always runs right after the other)."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in candidates}
+    names = list(candidates)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                candidates[k]()
+                samples[k].append(time.perf_counter() - t0)
+    return samples
 
 
 def convert_litert(
@@ -226,7 +266,7 @@ def bench(name: str, args) -> dict:
     )
     if args.litert_only:
         return row | {"litert": {"conversion": conv["litert"]}}
-    files["ours"], conv["ours"] = convert_ours(model, name, work)
+    files["ours"], conv["ours"] = convert_ours(model, name, work, digest, args.reuse_ours)
 
     held = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(7))
     refs = references(model, name, held)
@@ -237,11 +277,10 @@ def bench(name: str, args) -> dict:
         err, scale = max_error(refs, run_file(interps[k], x))
         row[k] = tflite_stats(files[k]) | {"max_abs_err": err, "max_abs_ref": scale}
         row[k]["conversion"] = conv[k]
-    times = time_interleaved(
+    times = alternating(
         {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()},
         rounds=args.rounds,
         per_round=args.per_round,
-        warmup=2,
     )
     for k, samples in times.items():
         row[k]["latency_ms"] = 1e3 * statistics.median(samples)
@@ -294,8 +333,9 @@ def main() -> None:
     p.add_argument("--litert-python", default=LITERT_PYTHON)
     p.add_argument("--work", default="/tmp/tflite_vs_litert")
     p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same weights")
+    p.add_argument("--reuse-ours", action="store_true", help="keep ours of same weights+commit")
     p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
     args = p.parse_args()
