@@ -191,6 +191,7 @@ def main() -> None:
     p.add_argument("--float-work", default="/tmp/tflite_vs_litert", help="LiteRT float files")
     p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same data")
     p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
+    p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_int8_vs_litert.json"))
@@ -198,6 +199,9 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}
+    if args.print:
+        print(table([r for r in kept.values() if "error" not in r]))
+        return
     rows = []
     for name in args.models.split(","):
         try:

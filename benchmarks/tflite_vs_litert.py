@@ -335,6 +335,7 @@ def main() -> None:
     p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same weights")
     p.add_argument("--reuse-ours", action="store_true", help="keep ours of same weights+commit")
     p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
+    p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
@@ -342,6 +343,10 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}
+    if args.print:
+        good = [r for r in kept.values() if "error" not in r]
+        print(table(good) + "\n\n" + histogram_diff(good))
+        return
     rows = []
     for name in args.models.split(","):
         try:
