@@ -104,6 +104,18 @@ def float_ops(path: Path) -> int:
     )
 
 
+def litert_int8(route: str, name: str, state, digest: str, files: dict, cal_file, args) -> dict:
+    """One LiteRT INT8 file ("pt2e" or "aeq"), converted in LiteRT-Torch's venv; its timing."""
+    py, reuse = args.litert_python, args.reuse_litert
+    calibrate = ("--int8", str(cal_file))
+    if route == "pt2e":
+        return convert_litert(name, state, digest, files["pt2e"], py, reuse, calibrate)
+    float_file = Path(args.float_work) / f"{name}.litert.tflite"  # kept by tflite_vs_litert.py
+    convert_litert(name, state, digest, float_file, py, reuse=True)
+    aeq = (*calibrate, "--aeq", str(float_file))
+    return convert_litert(name, state, digest, files["aeq"], py, reuse, aeq)
+
+
 def bench(name: str, args) -> dict:
     from transpiler import transpile
 
@@ -121,13 +133,15 @@ def bench(name: str, args) -> dict:
         "pt2e": work / f"{name}.litert.int8.tflite",
         "aeq": work / f"{name}.litert.aeq.tflite",
     }
-    digest, py, reuse = state_digest(model), args.litert_python, args.reuse_litert
-    calibrate = ("--int8", str(cal_file))
-    timing = {"pt2e": convert_litert(name, state, digest, files["pt2e"], py, reuse, calibrate)}
-    float_file = Path(args.float_work) / f"{name}.litert.tflite"  # kept by tflite_vs_litert.py
-    convert_litert(name, state, digest, float_file, py, reuse=True)
-    aeq = (*calibrate, "--aeq", str(float_file))
-    timing["aeq"] = convert_litert(name, state, digest, files["aeq"], py, reuse, aeq)
+    timing, failed = {}, {}
+    for route in ("pt2e", "aeq"):
+        try:
+            timing[route] = litert_int8(
+                route, name, state, state_digest(model), files, cal_file, args
+            )
+        except RuntimeError as exc:  # that route's row says why; the others still run
+            failed[route] = {"error": str(exc).splitlines()[-1][:300], "log": str(exc)[-2000:]}
+            del files[route]
     seconds = {k: t["total_s"] for k, t in timing.items()}
     if args.litert_only:
         return {"model": name, "litert": timing}
@@ -151,6 +165,7 @@ def bench(name: str, args) -> dict:
             "float_ops": float_ops(path),
             "quantize_s": seconds[k],
         }
+    row |= failed
     row["ours"]["worst_module"] = report.layers[0].module if report.layers else None
     times = alternating(
         {k: timed_call(p, xs[:1]) for k, p in files.items()},
@@ -171,7 +186,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
 
         def cells(key: str, fmt: str, r=r) -> str:
-            return " / ".join(format(r[k][key], fmt) for k in sides)
+            return " / ".join("fails" if "error" in r[k] else format(r[k][key], fmt) for k in sides)
 
         lines.append(
             f"| {r['model']} {r['input']} | {cells('sqnr_db', '.1f')} | {cells('size_mb', '.1f')} "

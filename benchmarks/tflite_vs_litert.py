@@ -221,13 +221,19 @@ def convert_litert(
     its timing row. With ``reuse``, a file kept from the same weights and options is taken."""
     meta = out.with_suffix(".json")
     key = " ".join([digest, *extra])
-    if reuse and out.exists() and meta.exists():
+    if reuse and meta.exists():
         timing = json.loads(meta.read_text())
-        if timing.get("key") == key:
+        if timing.get("key") == key and "error" in timing:  # it failed on these inputs before
+            raise RuntimeError(timing["error"])
+        if timing.get("key") == key and out.exists():
             return timing | {"reused": True}
     cmd = [python, str(WORKER), "--model", name, "--state", str(state), "--out", str(out)]
     cmd += ["--channel-last"] if SPECS[name].io_layout != "nchw" else []
-    timing = run_worker([*cmd, *extra]) | {"key": key}
+    try:
+        timing = run_worker([*cmd, *extra]) | {"key": key}
+    except RuntimeError as exc:
+        meta.write_text(json.dumps({"key": key, "error": str(exc)}))
+        raise
     meta.write_text(json.dumps(timing))
     return timing
 
