@@ -189,7 +189,7 @@ def table(rows: list[dict]) -> str:
             return " / ".join("fails" if "error" in r[k] else format(r[k][key], fmt) for k in sides)
 
         lines.append(
-            f"| {r['model']} {r['input']} | {cells('sqnr_db', '.1f')} | {cells('size_mb', '.1f')} "
+            f"| {r['model']} {r['input']} | {cells('sqnr_db', '.2f')} | {cells('size_mb', '.1f')} "
             f"| {cells('latency_ms', '.1f')} | {cells('float_ops', 'd')} "
             f"| {cells('quantize_s', '.0f')} |"
         )
