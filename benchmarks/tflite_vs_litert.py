@@ -17,7 +17,8 @@ alternately (round-robin, median per file; compare the ratio: the machine is sha
 op histogram, TRANSPOSE count, XNNPACK partitions (DELEGATE nodes after delegation), size,
 whether it takes another batch size, and max error against PyTorch on a held-out input.
 
-    python benchmarks/tflite_vs_litert.py                      # every model, ~30 min loaded
+    python benchmarks/tflite_vs_litert.py       # every model: over 1 h on 2 loaded cores; vit_b_16
+                                                 # needs ~7 GB for our TFLite conversion
     python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 12 --per-round 3
     python benchmarks/tflite_vs_litert.py --litert-only        # LiteRT files alone, first
     python benchmarks/tflite_vs_litert.py --reuse-litert       # then take them from --work
