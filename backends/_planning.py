@@ -14,7 +14,15 @@ import itertools
 
 import numpy as np
 
-__all__ = ["resize_axis", "pool_taps", "pad_pieces", "HELPER_IMPORTS"]
+__all__ = [
+    "resize_axis",
+    "resize_builtins",
+    "pool_taps",
+    "pad_pieces",
+    "grid_source",
+    "grid_sample_taps",
+    "HELPER_IMPORTS",
+]
 
 
 def resize_axis(n, out, mode, align_corners=False, scale=None):
@@ -34,6 +42,63 @@ def resize_axis(n, out, mode, align_corners=False, scale=None):
     low = np.minimum(np.floor(src), n - 1).astype("int32")
     high = np.minimum(low + 1, n - 1)
     return low, high, (src - low).astype("float32")
+
+
+def _interpolation_matrix(n, out, low, high=None, weight=None):
+    """The (out, n) matrix of a gather (high None) or linear plan, in float64."""
+    m = np.zeros((out, n))
+    rows = np.arange(out)
+    if high is None:
+        m[rows, low] = 1.0
+        return m
+    w = np.asarray(weight, np.float64).reshape(-1)
+    np.add.at(m, (rows, low), 1.0 - w)
+    np.add.at(m, (rows, high), w)
+    return m
+
+
+def _tf_resize_axis(n, out, kind):
+    """TensorFlow's (and TFLite's) resize kernels along one axis, in their float32 arithmetic:
+    kind 'bilinear' (half_pixel_centers), 'bilinear_align_corners', 'nearest' (half-pixel
+    centres, floor) or 'nearest_legacy' (neither: floor(dst * n / out))."""
+    f32 = np.float32
+    dst = np.arange(out, dtype=f32)
+    if kind == "bilinear_align_corners":
+        scale = f32((n - 1) / (out - 1)) if out > 1 else f32(0.0)
+    else:
+        scale = f32(n / out)
+    if kind.startswith("nearest"):
+        src = (dst + f32(0.5)) * scale if kind == "nearest" else dst * scale
+        return _interpolation_matrix(n, out, np.minimum(np.floor(src), n - 1).astype(int))
+    src = dst * scale if kind == "bilinear_align_corners" else (dst + f32(0.5)) * scale - f32(0.5)
+    low = np.floor(src)
+    high = np.minimum(np.ceil(src), n - 1).astype(int)
+    weight = (src - low).astype(np.float64)
+    return _interpolation_matrix(n, out, np.maximum(low, 0).astype(int), high, weight)
+
+
+def resize_builtins(ins, sizes, mode, align_corners=False, scales=None):
+    """The TF/TFLite resize kernels ('bilinear', 'bilinear_align_corners', 'nearest',
+    'nearest_legacy'; see ``_tf_resize_axis``) that compute PyTorch's interpolate exactly on
+    these static sizes (linear: the same interpolation weights within 1e-5, float32 rounding;
+    nearest: the same source index for every output position), as a tuple (empty: none does;
+    the gathers of ``resize_axis`` then stay). Used at conversion time only, never written into
+    a module."""
+    kinds = ("nearest", "nearest_legacy") if mode.startswith("nearest") else ("bilinear",)
+    if mode == "linear" and align_corners:
+        kinds = ("bilinear_align_corners",)
+    if mode not in ("nearest", "nearest-exact", "linear") or None in ins:
+        return ()
+    ok = []
+    for kind in kinds:
+        for axis, (n, out) in enumerate(zip(ins, sizes, strict=True)):
+            scale = scales[axis] if scales else None
+            want = _interpolation_matrix(n, out, *resize_axis(n, out, mode, align_corners, scale))
+            if np.abs(_tf_resize_axis(n, out, kind) - want).max() > 1e-5:
+                break
+        else:
+            ok.append(kind)
+    return tuple(ok)
 
 
 def pool_taps(pool_size, strides, dilation):
@@ -66,5 +131,61 @@ def pad_pieces(before, after, mode):
     return pieces + [tail] if after else pieces
 
 
+def grid_source(ops, coord, size, padding_mode, align_corners):
+    """F.grid_sample's source coordinate along one axis (size `size`) of normalized `coord` in
+    [-1, 1], in the order of operations of PyTorch's CPU kernel (GridSamplerKernel.cpp):
+    unnormalized, then clipped (border) or reflected and clipped (reflection). `ops`:
+    keras.ops, or the same functions over tf."""
+    if align_corners:
+        src = (coord + 1.0) * ((size - 1) / 2)
+        low, twice_span = 0.0, float(size - 1) * 2
+    else:
+        src = (coord + 1.0) * (size / 2) - 0.5
+        low, twice_span = -0.5, float(size) * 2
+    if padding_mode == "reflection":
+        if twice_span == 0:
+            return src * 0.0
+        t = ops.abs(src - low)
+        extra = t - ops.floor(t / twice_span) * twice_span
+        src = ops.minimum(extra, twice_span - extra) + low
+    if padding_mode in ("border", "reflection"):
+        src = ops.clip(src, 0.0, float(size - 1))
+    return src
+
+
+def grid_sample_taps(ops, grid, size, mode, padding_mode, align_corners):
+    """The taps of F.grid_sample on a (N, C, H, W) input of spatial `size` (H, W) at `grid`
+    (N, Ho, Wo, 2: x then y): per tap, the flat index y * W + x (int32, clipped into range) and
+    its weight (zero where the tap lies outside the input). The result is the sum over the taps,
+    in order, of the gathered values times the weights (bilinear: the nw, ne, sw, se corners;
+    nearest: one tap, rounded half to even as PyTorch's kernel rounds)."""
+    h, w = size
+    ix = grid_source(ops, grid[..., 0], w, padding_mode, align_corners)
+    iy = grid_source(ops, grid[..., 1], h, padding_mode, align_corners)
+    if mode == "nearest":
+        corners = [(ops.round(ix), ops.round(iy), None)]
+    else:
+        x0, y0 = ops.floor(ix), ops.floor(iy)
+        dw, dn = ix - x0, iy - y0
+        de, ds = 1.0 - dw, 1.0 - dn
+        x1, y1 = x0 + 1.0, y0 + 1.0
+        corners = [(x0, y0, ds * de), (x1, y0, ds * dw), (x0, y1, dn * de), (x1, y1, dn * dw)]
+    taps = []
+    for tx, ty, weight in corners:
+        inside = ops.logical_and(
+            ops.logical_and(tx >= 0, tx <= w - 1), ops.logical_and(ty >= 0, ty <= h - 1)
+        )
+        weight = ops.cast(inside, "float32") if weight is None else ops.where(inside, weight, 0.0)
+        index = ops.clip(ty, 0, h - 1) * w + ops.clip(tx, 0, w - 1)
+        taps.append((ops.cast(index, "int32"), weight))
+    return taps
+
+
 # the imports each function needs in the generated module ("numpy" is imported as np)
-HELPER_IMPORTS = {"resize_axis": ("numpy",), "pool_taps": ("itertools",), "pad_pieces": ()}
+HELPER_IMPORTS = {
+    "resize_axis": ("numpy",),
+    "pool_taps": ("itertools",),
+    "pad_pieces": (),
+    "grid_source": (),
+    "grid_sample_taps": (),
+}

@@ -12,11 +12,13 @@ from .layout import layout
 from .manager import PassContext, PassError, PassRecord, PassResult, run_pipeline
 from .normalize_padding import normalize_padding
 from .prune_conv_taps import prune_conv_taps
+from .split_sparse_taps import split_sparse_taps
 
 DEFAULT_PIPELINE = [
     prune_conv_taps,  # taps that only read zero padding go (large dilations on small maps)
     normalize_padding,  # first: pads/ceil_mode become explicit in NCHW, before layout remaps pads
     fold_batchnorm,  # before layout, so folded convs are plain conv2d (or BN becomes mul+add)
+    split_sparse_taps,  # after folding: a dilated conv whose taps mostly read padding -> 1x1s
     layout,  # NCHW -> NHWC; transposes only where a consumer cannot do without
     cancel_transposes,  # T(p)∘T(q) -> T(p∘q), identity transposes dropped
     dead_code,  # last: drops what folding/layout left unused (old weights, dead nodes)
@@ -34,5 +36,6 @@ __all__ = [
     "layout",
     "normalize_padding",
     "prune_conv_taps",
+    "split_sparse_taps",
     "run_pipeline",
 ]

@@ -94,6 +94,19 @@ EXACT = {
     "unbatched-adaptive-avg": (nn.AdaptiveAvgPool2d(1), [(3, 8, 8)]),
     "unbatched-adaptive-max": (Fn(lambda x: F.adaptive_max_pool2d(x, 2)), [(3, 8, 8)]),
     "unbatched-maxpool-dilation-padding": (Fn(lambda x: F.max_pool2d(x, 3, 1, 1, 2)), [(3, 8, 8)]),
+    "maxpool2d-return-indices": (nn.MaxPool2d(2, return_indices=True), [(2, 3, 8, 8)]),
+    "maxpool2d-indices-pad-dilation-ceil-ties": (
+        Fn(lambda x: F.max_pool2d(x.round(), 3, 2, 1, 2, ceil_mode=True, return_indices=True)),
+        [(2, 3, 9, 10)],
+    ),
+    "maxpool1d-indices-unbatched": (
+        Fn(lambda x: F.max_pool1d(x, 3, 2, 1, return_indices=True)),
+        [(3, 11)],
+    ),
+    "maxpool3d-indices": (
+        Fn(lambda x: F.max_pool3d(x, 2, 2, 1, ceil_mode=True, return_indices=True)),
+        [(2, 2, 5, 6, 5)],
+    ),
     "max-min-dim-values-indices": (
         Fn(lambda x: (*torch.max(x, 1), *torch.min(x, -1, keepdim=True), x.argmax(2))),
         [(2, 3, 4, 5)],
@@ -126,7 +139,13 @@ def test_exact(name, tmp_path):
 
 @pytest.mark.parametrize("io_layout", ["nhwc"])
 @pytest.mark.parametrize(
-    "name", ["const-rank1-right-aligned", "max-min-dim-values-indices", "per-sample-depthwise"]
+    "name",
+    [
+        "const-rank1-right-aligned",
+        "max-min-dim-values-indices",
+        "per-sample-depthwise",
+        "maxpool2d-indices-pad-dilation-ceil-ties",
+    ],
 )
 def test_exact_tf_nhwc(name, io_layout, tmp_path):
     model, shapes = EXACT[name]
@@ -137,6 +156,37 @@ def test_exact_tf_nhwc(name, io_layout, tmp_path):
     )
     check_against_torch(model, inputs, result, io_layout)
     check_against_torch(model, tuple(torch.randn((3, *s[1:])) for s in shapes), result, io_layout)
+
+
+UNBATCHED_CONV = {
+    "conv1d": (nn.Conv1d(3, 4, 3, padding=1), (3, 10)),
+    "conv2d": (nn.Conv2d(3, 4, 3, stride=2), (3, 9, 8)),
+    "conv1d-cat-constant": (
+        Fn(lambda x: torch.cat([F.conv1d(x, torch.ones(4, 3, 3)), torch.ones(2, 8)], 0)),
+        (3, 10),
+    ),
+    "conv-transpose1d": (nn.ConvTranspose1d(3, 4, 3, stride=2), (3, 10)),
+    "conv-transpose2d": (
+        Fn(lambda x: F.conv_transpose2d(x, torch.ones(3, 2, 2, 2), stride=2) + x.mean()),
+        (3, 5, 6),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "io_layout"), [*((n, "nchw") for n in UNBATCHED_CONV), ("conv2d", "nhwc")]
+)
+def test_unbatched_conv_converts_with_a_static_leading_axis(name, io_layout, tmp_path):
+    """PyTorch's unbatched conv form (C, *spatial) has no batch axis: converted exactly with
+    static shapes, checked at the example's shape only, and said so (not a dynamic batch)."""
+    model, shape = UNBATCHED_CONV[name]
+    model.eval()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    result = transpile(model, x, io_layout=io_layout, out_dir=tmp_path / "out")
+    assert result.report.batch == f"static: {shape[0]}"
+    assert {c.batch_size for c in result.report.checks} == {shape[0]}
+    assert any("unbatched" in n for n in result.report.notes)
+    check_against_torch(model, (torch.randn(shape),), result, io_layout)
 
 
 REFUSED = {
@@ -163,3 +213,12 @@ def test_refused(name, tmp_path):
     with pytest.raises(TranspileError, match=match):
         transpile(model.eval(), inputs, verify=False, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_maxpool_indices_through_torch_export(tmp_path):
+    """aten.max_pool2d_with_indices (torch.export's form) converts like F.max_pool2d's indices."""
+    model = nn.MaxPool2d(3, 2, 1, return_indices=True).eval()
+    x = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(3))
+    result = transpile(model, x, tracer="export", verify=False, out_dir=tmp_path / "out")
+    check_against_torch(model, (x,), result)
+    check_against_torch(model, (torch.randn(4, 3, 9, 8),), result)

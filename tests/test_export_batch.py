@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from helpers import assert_checks_ok, stable_seed
 
-from transpiler import TranspileError, UnsupportedOpError, transpile
+from transpiler import TranspileError, transpile
 
 
 class Guarded(nn.Module):
@@ -93,6 +93,7 @@ def test_bounded_position_table_converts_exactly():
     assert_checks_ok(result)
     assert result.report.batch == "dynamic, 1 <= N <= 64"
     assert result.report.outputs == ["[0]: float32 (N, 8)"]
+    assert "Batch: dynamic, 1 <= N <= 64: the PyTorch model" in result.source_path.read_text()
     fn = result.load()
     for n in (3, 7, 64):
         _same(fn, model, torch.randn(n, 2, 4))
@@ -115,6 +116,7 @@ def test_static_batch_is_said_and_honoured(tmp_path):
     assert all(c.ok for c in result.report.checks)
     assert any("static" in n for n in result.report.notes)
     assert "batch_size=2" in result.source_path.read_text()
+    assert "Batch: static: 2" in result.source_path.read_text()
     assert result.keras_model().inputs[0].shape[0] == 2
     _same(result.load(), model, torch.randn(2, 2, 6))
 
@@ -144,12 +146,13 @@ def test_second_run_failure_names_the_run():
 
 
 @pytest.mark.slow
-def test_raft_small_is_refused_clearly_not_misreported():
-    """torchvision raft_small: torch.export specializes its batch (a guard it cannot prove);
-    the conversion then stops at the operations we do not convert (grid sampling), listed,
-    instead of failing in a second run at another batch."""
+def test_raft_small_converts_exactly_at_its_static_batch():
+    """torchvision raft_small (weights=None): F.grid_sample and InstanceNorm convert; torch.export
+    specializes its batch (a guard from torch.chunk it cannot prove, ``(3B - 1) // B == 2``), so
+    the model is converted for batch 1 and says so, checked at that batch."""
     import torchvision
 
+    torch.manual_seed(stable_seed("raft"))
     raft = torchvision.models.optical_flow.raft_small(weights=None).eval()
 
     class Raft(nn.Module):
@@ -160,9 +163,52 @@ def test_raft_small_is_refused_clearly_not_misreported():
         def forward(self, a, b):
             return self.raft(a, b, num_flow_updates=1)[-1]
 
+    model = Raft().eval()
     x = (torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
-    with pytest.raises(UnsupportedOpError, match="grid_sampler"):
-        transpile(Raft().eval(), x)
+    result = transpile(model, x)
+    assert all(c.ok for c in result.report.checks) and result.report.checks
+    assert result.report.batch == "static: 1"
+    assert any("static" in n for n in result.report.notes)
+    assert result.keras_model().inputs[0].shape[0] == 1
+    _same(result.load(), model, torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
+
+
+@pytest.mark.slow
+def test_diffusers_unet2d_keeps_its_batch_bound():
+    """diffusers' UNet2DModel (a small config, random weights): torch.export refuses an unbounded
+    batch and suggests ``max=63``; converted exactly with that bound, stated in the report and
+    the generated source. Needs the `diffusers` package (test extra)."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(stable_seed("unet2d"))
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=8,
+    ).eval()
+
+    class Denoise(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, x):
+            return self.unet(x, 3).sample
+
+    model = Denoise().eval()
+    result = transpile(model, torch.randn(1, 3, 16, 16))
+    assert_checks_ok(result)
+    assert result.report.batch == "dynamic, 1 <= N <= 63"
+    assert "Batch: dynamic, 1 <= N <= 63" in result.source_path.read_text()
+    fn = result.load()
+    for n in (2, 5):
+        _same(fn, model, torch.randn(n, 3, 16, 16))
 
 
 def test_structure_check_names_the_node_that_lost_the_batch():

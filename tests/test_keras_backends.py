@@ -1,8 +1,9 @@
 """The generated model.py on Keras' PyTorch backend: the same file, other numbers engine.
 
 Models chosen to exercise the custom layers that touch shapes and dtypes (batch-merging
-reshapes, resize with computed indices, attention, per-sample and grouped transposed convs,
-adaptive pooling, padding modes). Each runs in one fresh process with KERAS_BACKEND=torch.
+reshapes, resize with computed indices and keras.layers.Resizing, dilated convs, attention,
+per-sample and grouped transposed convs, adaptive pooling, padding modes, grid sampling). Each
+runs in one fresh process with KERAS_BACKEND=torch.
 (JAX, not a dependency here, was checked by hand: see the README.)
 """
 
@@ -44,11 +45,16 @@ class Mixed(nn.Module):
         self.up = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1, groups=2)
         self.pool = nn.AdaptiveAvgPool2d((3, 5))
         self.ln = nn.LayerNorm(8)
+        self.dilated = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
 
     def forward(self, x):
         y = self.up(self.conv(x))
+        y = F.interpolate(self.dilated(y), scale_factor=2, mode="nearest")  # layers.Resizing
         y = F.interpolate(y, size=(11, 13), mode="bilinear", align_corners=False)
         y = self.ln(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        grid = torch.tanh(y[:, :2] * 0.3).permute(0, 2, 3, 1) * 1.2
+        y = y + F.grid_sample(y, grid, "bilinear", "reflection", True)
+        y = y + F.grid_sample(y, grid, "nearest", "zeros", False)
         return self.pool(F.pad(y, (1, 2, 0, 1), mode="replicate"))
 
 

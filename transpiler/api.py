@@ -42,6 +42,9 @@ class TranspileResult:
     files: list[Path] = field(default_factory=list)
     tolerance: float = 1e-4
     saved_model_path: Path | None = None  # backend="tf": the SavedModel folder
+    # the model as transpile traced it (written.concrete_function), reused by to_tflite: no
+    # reload and no second trace; None where the backend has none (the files are then loaded)
+    _written: Any = field(default=None, repr=False, compare=False)
 
     @property
     def _writer(self) -> Backend:
@@ -58,7 +61,13 @@ class TranspileResult:
 
     def concrete_function(self) -> Any:
         """The model as a TF concrete function (dynamic batch), for TFLite and graph tooling."""
-        return self._writer.concrete_function(self.out_dir, self.graph)
+        traced = getattr(self._written, "concrete_function", None)
+        concrete = traced() if traced is not None else None
+        return (
+            concrete
+            if concrete is not None
+            else self._writer.concrete_function(self.out_dir, self.graph)
+        )
 
     def to_tflite(
         self,
@@ -149,7 +158,7 @@ def transpile(
     tolerance: float = 1e-4,
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
-    structure: str = "flat",
+    structure: str = "modules",
     dynamic_shapes: Any = "auto",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
@@ -176,9 +185,9 @@ def transpile(
             (``torch.export``: follows Python control flow on shapes; needs example_inputs) or
             ``"auto"`` (fx, falling back to export when fx cannot trace). ``model`` may also be
             a ``torch.export.ExportedProgram`` (e.g. from a ``.pt2`` file).
-        structure: the keras backend's source form: ``"flat"`` (default: one statement per
-            layer) or ``"modules"`` (one Keras function per PyTorch module class, called like
-            the module tree). Both build the same layers, names and weights.
+        structure: the keras backend's source form: ``"modules"`` (default: one Keras
+            function per PyTorch module class, called like the module tree) or ``"flat"`` (one
+            statement per layer). Both build the same layers, names and weights.
         dynamic_shapes: input dimensions that stay dynamic besides the batch, in the spirit
             of ``torch.export``'s argument: one entry per input (a tuple, or a dict keyed by
             forward()'s argument names), each None, ``{axis: dim}`` or a tuple of one dim per
@@ -199,18 +208,26 @@ def transpile(
 
     from .frontend.onnx_importer import is_onnx_model
 
-    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
-        return _transpile_onnx(
-            model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
-        )
-    writer = _check_backend(backend)
-    layouts = _check_layout(io_layout)
-    tolerance = _check_tolerance(tolerance)
     if structure not in STRUCTURES:
         raise TranspileError(
             f"unknown structure {structure!r}; valid choices: "
             f"{', '.join(repr(s) for s in STRUCTURES)}."
         )
+    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
+        return _transpile_onnx(
+            model,
+            example_inputs,
+            backend,
+            out_dir,
+            io_layout,
+            fold_batchnorm,
+            verify,
+            tolerance,
+            structure,
+        )
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
@@ -227,6 +244,7 @@ def transpile(
     report.imported_transposes = imported_transposes
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
+    run.graph.meta["batch"] = loaded.batch  # a bounded or static batch is said in the source
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
 
 
@@ -244,7 +262,15 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
 
 
 def _transpile_onnx(
-    model, example_inputs, backend, out_dir, io_layout, fold_batchnorm, verify, tolerance
+    model,
+    example_inputs,
+    backend,
+    out_dir,
+    io_layout,
+    fold_batchnorm,
+    verify,
+    tolerance,
+    structure="modules",
 ) -> TranspileResult:
     """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
     against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
@@ -261,6 +287,7 @@ def _transpile_onnx(
     traced = time.perf_counter()
     run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
     graph = run.graph
+    graph.meta["structure"] = structure  # module paths from node names/metadata (issue 13)
     report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
     report.tracer = f"ONNX importer (checked with {imported.runtime})"
     report.notes.extend(imported.notes)
@@ -376,4 +403,5 @@ def _write_and_verify(
         files=files,
         tolerance=tolerance,
         saved_model_path=path(writer.saved_model_dir),
+        _written=artifact,
     )

@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--structure",
-        default="flat",
+        default="modules",
         choices=["modules", "flat"],
-        help="keras backend: flat (default: one statement per layer) or modules (one Keras "
-        "function per PyTorch module class)",
+        help="keras backend: modules (default: one Keras function per PyTorch module class) "
+        "or flat (one statement per layer)",
     )
     p.add_argument(
         "--input-shape",

@@ -417,6 +417,12 @@ def _take(node: Node, x, idx):
     return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
 
 
+@evaluates("grid_sample")
+def _grid_sample(node: Node, x, grid):
+    a = node.attrs
+    return F.grid_sample(x, grid, a["mode"], a["padding_mode"], a["align_corners"])
+
+
 # -- sequence and transformer models (issue 12, s2-hf-text) --
 @evaluates("take_along_axis")
 def _take_along_axis(node: Node, x, idx):

@@ -199,6 +199,9 @@ _op("einsum", "fixed", 1, None, equation=R)
 # Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear).
 # scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
 _op("resize", "spatial", sizes=R, mode=R, align_corners=False, scales=None, **SPATIAL)
+# F.grid_sample: inputs x (N, C, H, W), grid (N, Ho, Wo, 2) of (x, y) in [-1, 1] -> (N, C, Ho, Wo).
+# mode: bilinear, nearest; padding_mode: zeros, border, reflection. Runs in PyTorch's layout.
+_op("grid_sample", "fixed", 2, 2, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 # Unary elementwise.
 for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"):

@@ -209,7 +209,9 @@ def _tf_dtype(io_dtype: str) -> Any:
 def _converter(frozen: Any, batches: list[list[np.ndarray]]) -> Any:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    from .tflite import converter_for
+
+    converter = converter_for(frozen)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def representative():
@@ -278,7 +280,9 @@ def convert_int16x8(frozen: Any, batches: list[list[np.ndarray]], io_dtype: str)
 def float_reference(frozen: Any) -> bytes:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    from .tflite import converter_for
+
+    converter = converter_for(frozen)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
 

@@ -93,7 +93,7 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
     if variant not in FLOAT_VARIANTS:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
     frozen = concrete if _is_frozen(concrete) else convert_variables_to_constants_v2(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter = converter_for(frozen)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -106,6 +106,27 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
             f"TFLite conversion failed ({type(exc).__name__}: {str(exc)[:500]}); an op may need "
             "Flex (the TF runtime), which this export refuses."
         ) from exc
+
+
+def converter_for(frozen: Any) -> Any:
+    """A TFLiteConverter for a frozen concrete function. The converter would freeze it again (a
+    full variables-to-constants pass and a prune, seconds on a large model) although it has no
+    variables left: it gets the frozen GraphDef as is, with the dilated convolutions folded out
+    of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A converter without that
+    hook gets a re-wrapped function instead."""
+    import tensorflow as tf
+
+    from .tflite_graph import fold_dilated_convs, native_dilated_convs
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    if not hasattr(converter, "_freeze_concrete_function"):
+        return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
+    graph_def = frozen.graph.as_graph_def()
+    fold_dilated_convs(graph_def)
+    inputs = [t for t in frozen.inputs if t.dtype.name != "resource"]
+    outputs = list(frozen.outputs)
+    converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, frozen)  # noqa: SLF001
+    return converter
 
 
 def _is_frozen(concrete: Any) -> bool:

@@ -200,6 +200,38 @@ def check_numerics(
         )
 
 
+def _run_written(written: Any, arrays: list[np.ndarray], expected: int, what: str) -> list:
+    """The generated model's outputs on ``arrays``, as a list of ``expected`` outputs."""
+    outs = written.run(*arrays)
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    if len(outs) != expected:
+        raise TranspileError(
+            f"internal error: the generated model returns {len(outs)} outputs on {what}, "
+            f"the reference {expected}; please report it with the model."
+        )
+    return outs
+
+
+def _mismatch(report: Report, what: str, reference: str, unit: str) -> TranspileError:
+    """The error for a failed numeric check: the worst output against ``reference`` (e.g.
+    "PyTorch (float64)"), and the first diverging ``unit`` (PyTorch module, ONNX node)."""
+    d = report.divergence
+    where = (
+        f"; first diverging {unit}: {d.module_path!r} ({d.module_type}), "
+        f"{report.backend} layer {d.layer!r}, max abs error {d.max_abs:.3g} > {d.bound:.3g}"
+        if d
+        else ""
+    )
+    worst = max((c for c in report.checks if not c.ok), key=lambda c: c.max_rel)
+    against = reference.format(reference=worst.reference)
+    return TranspileError(
+        f"numeric check failed on {what}: output {worst.output_index} differs from {against} "
+        f"by {worst.describe()} (bound {worst.bound:.3g}){where}. Nothing was written. This is "
+        "a converter bug: please report it with the model; e.report has the details.",
+        report=report,
+    )
+
+
 def _check_set(
     written, graph, imported, reference, inputs, layouts, tolerance, report, what, scale=1.0
 ) -> None:
@@ -207,13 +239,7 @@ def _check_set(
     arrays = [to_layout(x.numpy(), layouts[0]) for x in inputs]
     if scale == 1.0:  # kept for later exports' checks (TFLite), against float32 PyTorch
         report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs32]))
-    outs = written.run(*arrays)
-    outs = list(outs) if isinstance(outs, tuple) else [outs]
-    if len(outs) != len(refs32):
-        raise TranspileError(
-            f"internal error: the generated model returns {len(outs)} outputs on {what}, "
-            f"PyTorch {len(refs32)}; please report it with the model."
-        )
+    outs = _run_written(written, arrays, len(refs32), what)
     failed = False
     shapes = tuple(tuple(x.shape) for x in inputs)
     for k, (y, ref32) in enumerate(zip(outs, refs32, strict=True)):
@@ -245,21 +271,7 @@ def _check_set(
         )
     if failed:
         report.divergence = _diagnose(written, graph, imported, inputs, arrays, tolerance)
-        d = report.divergence
-        where = (
-            f"; first diverging PyTorch module: {d.module_path!r} ({d.module_type}), "
-            f"{report.backend} layer {d.layer!r}, max abs error {d.max_abs:.3g} > {d.bound:.3g}"
-            if d
-            else ""
-        )
-        worst = max((c for c in report.checks if not c.ok), key=lambda c: c.max_rel)
-        raise TranspileError(
-            f"numeric check failed on {what}: output {worst.output_index} differs from "
-            f"PyTorch ({worst.reference}) by {worst.describe()} (bound {worst.bound:.3g})"
-            f"{where}. Nothing was written. This is a converter bug: please report it with the "
-            "model; e.report has the details.",
-            report=report,
-        )
+        raise _mismatch(report, what, "PyTorch ({reference})", "PyTorch module")
 
 
 def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:
@@ -429,8 +441,9 @@ def check_numerics_onnx(
         refs = [r.astype(np.float32) if r.dtype.kind == "f" else r for r in refs]
         arrays = [to_layout(x, layouts[0]) for x in inputs]
         report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs]))
-        outs = written.run(*arrays)
-        outs = list(outs) if isinstance(outs, tuple) else [outs]
+        batch = inputs[0].shape[0] if inputs[0].ndim else 1
+        what = f"the inputs of batch {batch}"
+        outs = _run_written(written, arrays, len(refs), what)
         failed = False
         for k, (y, ref) in enumerate(zip(outs, refs, strict=True)):
             y = from_layout(np.asarray(y), layouts[1])
@@ -442,35 +455,10 @@ def check_numerics_onnx(
             err, rel, bound = _error(y, ref, tolerance)
             failed |= err > bound
             shapes = tuple(tuple(x.shape) for x in inputs)
-            report.checks.append(
-                Check(
-                    inputs[0].shape[0] if inputs[0].ndim else 1,
-                    k,
-                    err,
-                    rel,
-                    bound,
-                    err <= bound,
-                    shapes,
-                )
-            )
+            report.checks.append(Check(batch, k, err, rel, bound, err <= bound, shapes))
         if failed:
             report.divergence = _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance)
-            where = (
-                f"; first diverging ONNX node: {report.divergence.module_path!r} "
-                f"({report.divergence.module_type}), {report.backend} layer "
-                f"{report.divergence.layer!r}, max abs error {report.divergence.max_abs:.3g} > "
-                f"{report.divergence.bound:.3g}"
-                if report.divergence
-                else ""
-            )
-            worst = max((c for c in report.checks if not c.ok), key=lambda c: c.max_rel)
-            raise TranspileError(
-                f"numeric check failed at batch {worst.batch_size}: output {worst.output_index} "
-                f"differs from the ONNX runtime by {worst.max_abs:.3g} (bound {worst.bound:.3g})"
-                f"{where}. Nothing was written. This is a converter bug: please report it with "
-                "the model; e.report has the details.",
-                report=report,
-            )
+            raise _mismatch(report, what, "the ONNX runtime", "ONNX node")
 
 
 def _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:

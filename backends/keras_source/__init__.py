@@ -59,7 +59,7 @@ def write_keras(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "flat",
+    structure: str = "modules",
 ) -> tuple[EmittedModule, Any]:
     """Write model.py and the weights into ``folder``; returns the emitted module and the model."""
     emitted = emit_source(
@@ -89,22 +89,24 @@ def write_keras(
     return emitted, model
 
 
-def count_tf_transposes(model: Any) -> int | None:
-    """Transpose ops in the graph of ``tf.function(model)`` (None off the TensorFlow backend)."""
+def count_tf_transposes(model: Any, function: Any = None) -> int | None:
+    """Transpose ops in the graph of ``tf.function(model)`` (None off the TensorFlow backend);
+    ``function``: that tf.function when the caller has it (traced once, shared)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
         return None
-    return count_transposes(keras_function(model).get_concrete_function())
+    return count_transposes((function or keras_function(model)).get_concrete_function())
 
 
-def make_callable(model: Any, n_outputs: int) -> Callable[..., Any]:
+def make_callable(model: Any, n_outputs: int, function: Any = None) -> Callable[..., Any]:
     """numpy (or tensors) in, numpy out. On TensorFlow the model runs as one ``tf.function``
-    with a dynamic batch (a graph: faster than eager, and without eager's per-shape caches)."""
+    with a dynamic batch (a graph: faster than eager, and without eager's per-shape caches);
+    ``function``: that tf.function when the caller has it."""
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        function = keras_function(model)
+        function = function or keras_function(model)
         return numpy_callable(function, function.input_signature, n_outputs)
 
     def fn(*arrays: Any) -> Any:
@@ -126,7 +128,7 @@ class KerasWritten:
         folder: Path,
         model_name: str,
         layouts: tuple[str, str],
-        structure: str = "flat",
+        structure: str = "modules",
     ):
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         emitted, self.model = write_keras(
@@ -138,13 +140,28 @@ class KerasWritten:
             structure=structure,
         )
         self.files = [SOURCE_FILE, WEIGHTS_FILE]
-        self.run = make_callable(self.model, n_out)
+        import keras
+
+        # one tf.function (one trace, dynamic batch) for the check, the Transpose count and
+        # the TFLite export (concrete_function)
+        self.function = (
+            keras_function(self.model) if keras.backend.backend() == "tensorflow" else None
+        )
+        self.run = make_callable(self.model, n_out, self.function)
         self.value_layers = emitted.value_layers
         self.module_layers = emitted.module_layers
-        self.transpose_count = count_tf_transposes(self.model)
+        self.transpose_count = count_tf_transposes(self.model, self.function)
         self.batchnorm_layers = sum(
             1 for layer in self.model.layers if type(layer).__name__ == "BatchNormalization"
         )
+
+    def concrete_function(self) -> Any:
+        """The model's concrete function (dynamic batch), traced once (None off TensorFlow)."""
+        if self.function is None:
+            return None
+        concrete = self.function.get_concrete_function()
+        concrete._transpiler_owner = (self.model, self.function)  # keeps the variables alive
+        return concrete
 
     def probe(self, arrays: list[Any], names: list[str]) -> list[Any]:
         """Outputs of the named layers on ``arrays``."""
@@ -168,7 +185,7 @@ class KerasBackend(Backend):
     def write(
         self, graph: Graph, folder: Path, *, model_name: str, layouts: tuple[str, str]
     ) -> KerasWritten:
-        structure = graph.meta.get("structure", "flat")
+        structure = graph.meta.get("structure", "modules")
         return KerasWritten(graph, folder, model_name, layouts, structure=structure)
 
     def keras_model(self, out_dir: Path) -> Any:

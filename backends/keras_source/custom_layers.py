@@ -349,7 +349,7 @@ class Slice(keras.layers.Layer):
         if not isinstance(self.axis, (tuple, list)):
             spec = tuple((v,) for v in spec)
         index = [slice(None)] * len(x.shape)
-        for axis, start, stop, step in zip(*spec):
+        for axis, start, stop, step in zip(*spec, strict=True):
             index[axis] = slice(start, stop, step)
         return x[tuple(index)]
 ''',
@@ -408,13 +408,12 @@ class GroupedConvTranspose(keras.layers.Layer):
     """Transposed convolution with groups ('valid', channels-last), which Keras' ConvNDTranspose
     lacks: one transposed convolution per group, concatenated."""
 
-    def __init__(self, filters, kernel_size, groups, strides=None, dilation_rate=None, **kwargs):
+    def __init__(self, filters, kernel_size, groups, strides=None, **kwargs):
         use_bias = kwargs.pop("use_bias", True)
         super().__init__(**kwargs)
         n = len(kernel_size)
         self.filters, self.kernel_size, self.groups = filters, tuple(kernel_size), groups
         self.strides = tuple(strides or (1,) * n)
-        self.dilation_rate = tuple(dilation_rate or (1,) * n)
         self.use_bias = use_bias
 
     def build(self, input_shape):
@@ -429,11 +428,7 @@ class GroupedConvTranspose(keras.layers.Layer):
         for g in range(self.groups):
             part = x[..., g * step : (g + 1) * step]
             kernel = self.kernel[..., g * step : (g + 1) * step]
-            outs.append(
-                ops.conv_transpose(
-                    part, kernel, self.strides, "valid", dilation_rate=self.dilation_rate
-                )
-            )
+            outs.append(ops.conv_transpose(part, kernel, self.strides, "valid"))
         y = ops.concatenate(outs, axis=-1)
         return y + self.bias if self.use_bias else y
 ''',
@@ -851,6 +846,34 @@ class TopK(keras.layers.Layer):
 )
 
 _layer(
+    "GridSample",
+    '''
+class GridSample(keras.layers.Layer):
+    """F.grid_sample of x (N, C, H, W) at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo): the sum over
+    the taps of grid_sample_taps of the gathered values times their weights."""
+
+    def __init__(self, mode, padding_mode, align_corners, **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.padding_mode, self.align_corners = mode, padding_mode, align_corners
+
+    def call(self, inputs):
+        x, grid = inputs
+        c, h, w = x.shape[1:]
+        points = grid.shape[1] * grid.shape[2]
+        flat = ops.reshape(x, (-1, c, h * w))
+        taps = grid_sample_taps(
+            ops, grid, (h, w), self.mode, self.padding_mode, self.align_corners
+        )
+        out = 0.0
+        for index, weight in taps:
+            values = ops.take_along_axis(flat, ops.reshape(index, (-1, 1, points)), axis=2)
+            out = out + values * ops.reshape(weight, (-1, 1, points))
+        return ops.reshape(out, (-1, c, grid.shape[1], grid.shape[2]))
+''',
+    helpers=(_planning.grid_source, _planning.grid_sample_taps),
+)
+
+_layer(
     "CumSum",
     '''
 class CumSum(keras.layers.Layer):
@@ -896,7 +919,7 @@ class Roll(keras.layers.Layer):
         self.shifts, self.axes = tuple(shifts), tuple(axes)
 
     def call(self, x):
-        for shift, axis in zip(self.shifts, self.axes):
+        for shift, axis in zip(self.shifts, self.axes, strict=True):
             x = ops.roll(x, shift, axis=axis)
         return x
 ''',

@@ -90,6 +90,9 @@ def _call_lines(target: str, ctor: str, args: list[str], call_arg: str, indent: 
     one = f"{indent}{target} = {ctor}({', '.join(args)})({call_arg})"
     if len(one) <= MAX_LINE:
         return [one]
+    head = f"{indent}{target} = {ctor}({', '.join(args)})("
+    if len(head) <= MAX_LINE and len(f"{indent}    {call_arg}") <= MAX_LINE:
+        return [head, f"{indent}    {call_arg}", f"{indent})"]  # as ruff splits: the last call
     inner = f"{indent}    {', '.join(args)}"
     if len(inner) <= MAX_LINE:
         return [f"{indent}{target} = {ctor}(", inner, f"{indent})({call_arg})"]
@@ -145,7 +148,7 @@ def emit_source(
     model_name: str,
     input_layouts: list[str],
     output_layouts: list[str],
-    structure: str = "flat",
+    structure: str = "modules",
 ) -> EmittedModule:
     """The module's source and weights; ``structure``: "flat" or "modules" (see structure.py)."""
     if structure not in STRUCTURES:
@@ -386,6 +389,12 @@ def _header(
         names = graph.meta.get("output_names") or []
         name = f" {sanitize_text(names[k], 60)}" if k < len(names) else ""
         lines.append(f"    [{k}]{name}: {v.type.dtype} {_shape_doc(v)}{layout_note(v, lay)}")
+    batch = str(graph.meta.get("batch") or "dynamic")
+    if batch.startswith("static"):
+        lines.append(f"Batch: {batch} (the inputs' batch_size; the PyTorch model has no other).")
+    elif batch != "dynamic":
+        lines.append(f"Batch: {batch}: the PyTorch model is valid in that range only; this model")
+        lines.append("    was checked inside it only and does not refuse other sizes itself.")
     lines.append(f"Weights: {WEIGHTS_FILE} beside this file (load_model() reads it).")
     lines.append('"""')
     return "\n".join(lines) + "\n"

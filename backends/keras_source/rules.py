@@ -17,6 +17,7 @@ from transpiler.backends._layouts import (
     spatial_kernel,
     transposed_as_conv_kernel,
 )
+from transpiler.backends._planning import resize_builtins
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -56,10 +57,6 @@ RULES: OpImplTable[Rule] = OpImplTable("the Keras backend")
 emits = RULES.register
 
 
-def _tensor_inputs(node: Node, graph: Graph) -> list[Value]:
-    return [v for v in node.inputs if not graph.is_constant(v)]
-
-
 def _non_default(**pairs: tuple[Any, Any]) -> dict[str, Any]:
     """Keyword arguments whose value differs from the Keras default (value, default)."""
     return {k: v for k, (v, default) in pairs.items() if v != default}
@@ -97,7 +94,7 @@ def _conv(node: Node, graph: Graph) -> list[KerasCall]:
     if groups > 1 and depthwise and n in (1, 2):
         mult = out_ch // groups
         kernel = w.reshape(groups, mult, *k).transpose(*range(2, 2 + n), 0, 1)
-        kwargs = {"depth_multiplier": mult, **common}
+        kwargs = {**_non_default(depth_multiplier=(mult, 1)), **common}
         call = KerasCall(f"layers.DepthwiseConv{n}D", [x], (k,), kwargs)
     else:
         kernel = spatial_kernel(w)
@@ -444,7 +441,10 @@ def _floor_divide(node: Node, graph: Graph) -> KerasCall:
 
 @emits("cat")
 def _cat(node: Node, graph: Graph) -> list[KerasCall]:
-    if any(graph.is_constant(v) for v in node.inputs):
+    # a constant operand is a Constant layer of its own (static) shape: right only where the
+    # result's shape is static too (a static batch); with a dynamic batch it would need a
+    # broadcast over the batch first
+    if None in node.output.shape and any(graph.is_constant(v) for v in node.inputs):
         raise TranspileError(f"cat with a constant operand at {node.source} is not supported yet")
     axis = node.attrs["axis"]
     axis = -1 if axis == node.output.rank - 1 else axis
@@ -553,6 +553,14 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
     n = x.rank - 2
     sizes, scales = tuple(a["sizes"]), a["scales"]
     ins = x.shape[1:-1]
+    # a 2-d resize that TF's (and TFLite's) resize kernels compute exactly: keras.layers.Resizing,
+    # which converts to one RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR. Keras' nearest is
+    # half-pixel on TF and JAX, floor on torch: both must match PyTorch's indices.
+    builtins = resize_builtins(ins, sizes, a["mode"], a["align_corners"], scales) if n == 2 else ()
+    kind = {"linear": "bilinear", "nearest": "nearest", "nearest-exact": "nearest"}[a["mode"]]
+    wanted = ("bilinear",) if kind == "bilinear" else ("nearest", "nearest_legacy")
+    if builtins and all(k in builtins for k in wanted):
+        return [KerasCall("layers.Resizing", [x], sizes, {"interpolation": kind})]
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(
         f is not None and abs(s * f - 1.0) < 1e-12 for s, f in zip(scales, factors, strict=True)
@@ -593,11 +601,10 @@ def _pad(node: Node, graph: Graph) -> list[KerasCall]:
 
 @emits("reshape")
 def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
+    # the IR's full target shape, batch -1 included: one RESHAPE with a constant shape
+    # (layers.Reshape reads the batch size at run time: SHAPE + STRIDED_SLICE + PACK, which
+    # split TFLite's XNNPACK partitions)
     x, shape = node.inputs[0], tuple(node.attrs["shape"])
-    rest = x.shape[1:]
-    keeps_batch = None not in rest and int(np.prod(rest)) == int(np.prod(shape[1:]))
-    if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
-        return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
@@ -642,6 +649,13 @@ def _take(node: Node, graph: Graph) -> list[KerasCall]:
         indices = graph.constant(index).tolist()
         return [KerasCall("Take", [x], (), {"axis": axis, "indices": indices})]
     return [KerasCall("Take", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("grid_sample")
+def _grid_sample(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    args = (a["mode"], a["padding_mode"], bool(a["align_corners"]))
+    return [KerasCall("GridSample", list(node.inputs), args, {}, list_input=True)]
 
 
 @emits("cumsum")

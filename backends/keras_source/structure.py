@@ -256,10 +256,33 @@ def _class_of(path: str, stmts: list[Stmt], paths: list[str], modules: dict) -> 
     info = modules.get(path)
     if info:
         return (str(info[1]), str(info[0]))
+    onnx = any(
+        s.node is not None and s.node.source is not None and s.node.source.torch_op[:5] == "onnx "
+        for s, p in zip(stmts, paths, strict=True)
+        if _under(p, path)
+    )
+    if onnx:
+        return _onnx_class(path, any(p.startswith(path + ".") for p in paths))
     for s, p in zip(stmts, paths, strict=True):
         if p == path and s.node is not None and s.node.source is not None:
             return ("", s.node.source.module_type)
     return ("", "")
+
+
+ONNX_CLASS = "<onnx>"  # a module known from ONNX node names only: its class was not recorded
+
+
+def _onnx_class(path: str, has_children: bool) -> tuple[str, str]:
+    """A class key for a module the ONNX exporter left only a path for (TorchScript exporter
+    names: ``/layer1/layer1.0/conv1/Conv``): one op's nodes stay inline like a torch layer;
+    other modules are keyed by their attribute name (``layer1.0`` -> ``layer_block``,
+    ``downsample`` -> ``downsample``), and instances group by structure as usual."""
+    parts = path.split(".")
+    if not has_children:
+        return ("torch.nn.onnx", parts[-1])
+    attrs = [p for p in parts if not p.isdigit()]
+    base = re.sub(r"\d+$", "", attrs[-1] if attrs else "") or "module"
+    return (ONNX_CLASS, f"{base}_block" if parts[-1].isdigit() else base)
 
 
 def _candidates(stmts: list[Stmt], paths: list[str], modules: dict) -> list[_Instance]:
@@ -375,6 +398,10 @@ class _Function:
     exprs: dict[str, str] = field(default_factory=dict)  # derived params/flags -> expression
     defaults: dict[str, str] = field(default_factory=dict)  # optional params -> default text
     inputs: list[str] = field(default_factory=list)
+    # template item -> (the usual child function, the other one): C3k2's m.0 is a Bottleneck,
+    # or a C3k where c3k=True; written ``if c3k: ... else: ...`` under the flag flags[("alt", t)]
+    alts: dict[int, tuple[_Function, _Function]] = field(default_factory=dict)
+    alt_slots: dict[int, dict[int, list]] = field(default_factory=dict)  # t -> id(fn) -> slots
 
 
 def _refs(inst: _Instance, stmts: list[Stmt]) -> dict[int, tuple]:
@@ -400,7 +427,8 @@ def _bare_sig(item: Any, inst: _Instance, stmts: list[Stmt]) -> tuple:
         for n, (k, _) in enumerate(s.args)
         if not (k in _SOFT and s.ctor.startswith("layers."))
     )
-    return ("stmt", s.ctor, keys, s.list_input, _rest(s.layer, inst.prefix))
+    # the arity is part of the signature: a Concatenate of 3 inputs is not one of 4 (C2f)
+    return ("stmt", s.ctor, keys, s.list_input, len(s.inputs), _rest(s.layer, inst.prefix))
 
 
 def _skeleton(inst: _Instance, stmts: list[Stmt]) -> tuple:
@@ -418,22 +446,43 @@ def _values(item: Any, stmts: list[Stmt]) -> dict[Any, str]:
     return {k if k is not None else n: text for n, (k, text) in enumerate(stmts[item].args)}
 
 
-def _merge(a: _Instance, b: _Instance, stmts: list[Stmt]) -> tuple[dict, dict] | None:
-    """How ``b`` is ``a`` without some blocks: ({block: substitute ref}, a item -> b item)."""
+def _alternative(x: Any, y: Any, a: _Instance, b: _Instance) -> bool:
+    """Two child calls that differ only in the function called (same name rest and arity)."""
+    return (
+        isinstance(x, _Instance)
+        and isinstance(y, _Instance)
+        and x.function is not y.function
+        and x.rest(a.prefix) == y.rest(b.prefix)
+        and len(x.ext) == len(y.ext)
+        and len(x.outs) == len(y.outs)
+    )
+
+
+def _merge(a: _Instance, b: _Instance, stmts: list[Stmt]) -> tuple[dict, dict, dict] | None:
+    """How ``b`` is ``a`` without some blocks and with some child calls calling another
+    function: ({block: substitute ref}, a item -> b item, {a item: b's function})."""
     sa = [_bare_sig(i, a, stmts) for i in a.items]
     sb = [_bare_sig(i, b, stmts) for i in b.items]
-    if len(a.ext) != len(b.ext):
+    if len(a.ext) != len(b.ext) or len(a.outs) != len(b.outs):
         return None
     ops = difflib.SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes()
-    if any(tag not in ("equal", "delete") for tag, *_ in ops):
-        return None
     mapping: dict[int, int] = {}
     blocks: list[tuple[int, int]] = []
-    for tag, i1, i2, j1, _ in ops:
+    alts: dict[int, _Function] = {}
+    for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             mapping.update({i1 + d: j1 + d for d in range(i2 - i1)})
-        else:
+        elif tag == "delete":
             blocks.append((i1, i2))
+        elif (
+            tag == "replace"
+            and i2 - i1 == j2 - j1
+            and all(_alternative(a.items[i1 + d], b.items[j1 + d], a, b) for d in range(i2 - i1))
+        ):
+            mapping.update({i1 + d: j1 + d for d in range(i2 - i1)})
+            alts.update({i1 + d: b.items[j1 + d].function for d in range(i2 - i1)})
+        else:
+            return None
     ref_a, ref_b = _refs(a, stmts), _refs(b, stmts)
     wires_a = [[ref_a[k] for k in _item_inputs(i, stmts)] for i in a.items]
     outs_a = [ref_a[k] for k in a.outs]
@@ -480,7 +529,7 @@ def _merge(a: _Instance, b: _Instance, stmts: list[Stmt]) -> tuple[dict, dict] |
             return None
     if [move(r) for r in outs_a] != outs_b:
         return None
-    return found, mapping
+    return found, mapping, alts
 
 
 def _group(instances: list[_Instance], stmts: list[Stmt], names: _Names) -> list[_Function]:
@@ -500,12 +549,15 @@ def _group(instances: list[_Instance], stmts: list[Stmt], names: _Names) -> list
             merged = _merge(a, other[0], stmts)
             if merged is None:
                 continue
-            blocks, mapping = merged
+            blocks, mapping, alts = merged
             if any(fn.blocks.get(k, v) != v for k, v in blocks.items()) or _overlap(
                 [*fn.blocks, *blocks]
             ):
                 continue
+            if any(t in fn.alts and fn.alts[t][1] is not f for t, f in alts.items()):
+                continue  # two alternatives at most
             fn.blocks.update(blocks)
+            fn.alts.update({t: (a.items[t].function, f) for t, f in alts.items()})
             # the same mapping holds for every member of the bucket (equal skeletons)
             fn.members += [(m, mapping) for m in other]
             pending.remove(other)
@@ -532,45 +584,31 @@ def _parameterize(fn: _Function, stmts: list[Stmt], module_names: set[str]) -> N
     scope = _Names({"name", "x", *module_names})
     for t, item in enumerate(a.items):
         present = [(inst.items[m[t]] if t in m else None) for inst, m in fn.members]
-        values = [_values(i, stmts) if i is not None else None for i in present]
-        keys: list[Any] = []
-        for v in values:
-            for k in v or {}:
-                if k not in keys:
-                    keys.append(k)
-        soft_ok = not isinstance(item, _Instance) and stmts[item].ctor.startswith("layers.")
-        defaults = item.function.defaults if isinstance(item, _Instance) else {}
-        slots = []
-        for key in keys:
-            vec = []
-            for v in values:
-                if v is None:
-                    vec.append(None)
-                elif key in v:
-                    vec.append(v[key])
-                elif soft_ok and key in _SOFT:
-                    vec.append(_soft_default(key, values))
-                else:
-                    vec.append(defaults.get(key, "None"))
-            texts = {x for x in vec if x is not None}
-            if len(texts) == 1:
-                text = texts.pop()
-                missing_everywhere = all(v is None or key not in v for v in values)
-                if not missing_everywhere:
-                    slots.append((key, text, None))
-                continue
-            pname = _find_param(params, vec)
-            if pname is None:
-                pname = _param_name(key, item, a, stmts, params, scope)
-                params[pname] = list(vec)
-            else:
-                params[pname] = [
-                    p if p is not None else q for p, q in zip(params[pname], vec, strict=True)
-                ]
-            slots.append((key, None, pname))
-        fn.slots[t] = slots
+        if t not in fn.alts:
+            fn.slots[t] = _slots(item, present, a, stmts, params, scope)
+            continue
+        # C3k2's m.0: the usual function's arguments, then the other one's
+        usual, other = fn.alts[t]
+        counts = [
+            sum(1 for i in present if i is not None and i.function is f) for f in (usual, other)
+        ]
+        if counts[1] > counts[0]:
+            usual, other = other, usual
+            fn.alts[t] = (usual, other)
+        fn.alt_slots[t] = {}
+        for f in (usual, other):
+            sub = [i if i is not None and i.function is f else None for i in present]
+            first = next(i for i in sub if i is not None)
+            fn.alt_slots[t][id(f)] = _slots(first, sub, a, stmts, params, scope)
+        fn.slots[t] = []
     fn.params = list(params)
     fn.defaults = {p: "None" for p, vec in params.items() if None in vec}
+    for t, (_, other) in sorted(fn.alts.items()):
+        base = snake_case(other.cls_key[1].split(".")[-1]) or "variant"
+        # not the function's own name: the flag would hide it (C3k2's c3k -> use_c3k)
+        flag = scope.create(f"use_{base}" if base in scope.used else base)
+        fn.flags[("alt", t)] = flag
+        fn.defaults[flag] = "False"
     for block in sorted(fn.blocks):
         first = a.items[block[0]]
         rest = (
@@ -581,11 +619,16 @@ def _parameterize(fn: _Function, stmts: list[Stmt], module_names: set[str]) -> N
         flag = scope.create(re.sub(r"_\d+$", "", rest or "") or "branch")
         fn.flags[block] = flag
         fn.defaults[flag] = "False"
-    flags = {
-        flag: ["True" if block[0] in m else "False" for _, m in fn.members]
-        for block, flag in fn.flags.items()
-    }
+
+    def flag_vector(key: tuple) -> list[str]:
+        if key[0] == "alt":
+            other = fn.alts[key[1]][1]
+            return [str(inst.items[m[key[1]]].function is other) for inst, m in fn.members]
+        return ["True" if key[0] in m else "False" for _, m in fn.members]
+
+    flags = {flag: flag_vector(key) for key, flag in fn.flags.items()}
     _derive(fn, params, flags, fn.slots)
+    _resolve(fn)
     fn.params = [p for p in params if p not in fn.exprs]
     for n, (inst, _) in enumerate(fn.members):
         ordered = {
@@ -595,6 +638,80 @@ def _parameterize(fn: _Function, stmts: list[Stmt], module_names: set[str]) -> N
         }
         ordered |= {f: vec[n] for f, vec in flags.items() if f not in fn.exprs and vec[n] == "True"}
         inst.call_values = ordered
+
+
+def _slots(
+    item: Any,
+    present: list[Any],
+    a: _Instance,
+    stmts: list[Stmt],
+    params: dict[str, list[str | None]],
+    scope: _Names,
+) -> list[tuple[Any, str | None, str | None]]:
+    """One template item's arguments: (key, literal text, None) where the members agree,
+    (key, None, parameter) where they differ; ``present``: each member's item (None: absent)."""
+    values = [_values(i, stmts) if i is not None else None for i in present]
+    keys: list[Any] = []
+    for v in values:
+        for k in v or {}:
+            if k not in keys:
+                keys.append(k)
+    soft_ok = not isinstance(item, _Instance) and stmts[item].ctor.startswith("layers.")
+    defaults = item.function.defaults if isinstance(item, _Instance) else {}
+    slots = []
+    for key in keys:
+        vec = []
+        for v in values:
+            if v is None:
+                vec.append(None)
+            elif key in v:
+                vec.append(v[key])
+            elif soft_ok and key in _SOFT:
+                vec.append(_soft_default(key, values))
+            else:
+                vec.append(defaults.get(key, "None"))
+        if key == "padding" and soft_ok and stmts[item].ctor in _CONVS:
+            _pointwise_padding(vec, values)
+        texts = {x for x in vec if x is not None}
+        if len(texts) == 1:
+            text = texts.pop()
+            missing_everywhere = all(v is None or key not in v for v in values)
+            if not missing_everywhere:
+                slots.append((key, text, None))
+            continue
+        pname = _find_param(params, vec)
+        if pname is None:
+            pname = _param_name(key, item, a, stmts, params, scope)
+            params[pname] = list(vec)
+        else:
+            params[pname] = [
+                p if p is not None else q for p, q in zip(params[pname], vec, strict=True)
+            ]
+        slots.append((key, None, pname))
+    return slots
+
+
+_CONVS = {"layers.Conv1D", "layers.Conv2D", "layers.Conv3D"}
+_ONES = re.compile(r"1|\((1, )*1,?\)")
+
+
+def _pointwise_padding(vec: list[str | None], values: list[dict | None]) -> None:
+    """A 1x1 conv pads nothing with "same" or "valid" alike (at any stride): its padding takes
+    the value the other instances with its stride have, so ``padding`` can follow from
+    ``strides`` (YOLO's Conv: ``"valid" if strides != (1, 1) else "same"``)."""
+    kernels = [None if v is None else str(v.get(1, v.get("kernel_size", ""))) for v in values]
+    pointwise = [k is not None and bool(_ONES.fullmatch(k)) for k in kernels]
+    if not any(pointwise) or all(pointwise):
+        return
+    default = _soft_default("strides", values)
+    strides = [None if v is None else v.get("strides", default) for v in values]
+    by_stride: dict[str, set[str]] = {}
+    for p, st, text in zip(pointwise, strides, vec, strict=True):
+        if not p and st is not None and text is not None:
+            by_stride.setdefault(st, set()).add(text)
+    for n, (p, st) in enumerate(zip(pointwise, strides, strict=True)):
+        if p and len(by_stride.get(st, ())) == 1:
+            vec[n] = next(iter(by_stride[st]))
 
 
 def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
@@ -611,7 +728,13 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
             if pname is not None:
                 uses[pname] = uses.get(pname, 0) + 1
     both = {**params, **flags}
-    bases = [p for p, vec in params.items() if None not in vec and len(set(vec)) == 2]
+    # two instances agree on anything by chance (cspdarknet's stages 1 and 4: "if stop != 64:"
+    # for two more blocks); a stride deciding the padding is the rule, not chance
+    bases = [
+        p
+        for p, vec in params.items()
+        if None not in vec and len(set(vec)) == 2 and (len(fn.members) > 2 or "strides" in p)
+    ]
     # strides before padding: a keyword string follows from a number, not the other way
     bases.sort(key=lambda p: (params[p][0].startswith('"'), -uses.get(p, 0)))
     used_as_base: set[str] = set()
@@ -649,6 +772,28 @@ def _derive(fn: _Function, params: dict, flags: dict, slots: dict) -> None:
 
 
 _INT = re.compile(r"-?\d+")
+_STRING_OR_NAME = re.compile(r'("(?:[^"\\]|\\.)*")|\b([A-Za-z_]\w*)\b')
+
+
+def _resolve(fn: _Function) -> None:
+    """Expressions written in parameters only: one derived from a parameter that was itself
+    derived later (a flag ``stop != 64`` where ``stop`` became ``filters // 2``) is rewritten in
+    terms of the remaining parameters (``filters // 2 != 64``)."""
+
+    def expand(text: str, seen: frozenset[str]) -> str:
+        def sub(m: re.Match) -> str:
+            word = m.group(2)
+            if word is None or word not in fn.exprs or word in seen:
+                return m.group(0)
+            inner = expand(fn.exprs[word], seen | {word})
+            return inner if _ATOM.fullmatch(inner) else f"({inner})"
+
+        return _STRING_OR_NAME.sub(sub, text)
+
+    fn.exprs = {k: expand(e, frozenset({k})) for k, e in fn.exprs.items()}
+
+
+_ATOM = re.compile(r"[A-Za-z_]\w*|-?\d+")
 
 
 def _derive_ratios(fn: _Function, params: dict) -> None:
@@ -657,15 +802,20 @@ def _derive_ratios(fn: _Function, params: dict) -> None:
     if len(fn.members) < 2:
         return
     ints = {
-        p: [int(t) for t in vec]
+        p: [None if t is None else int(t) for t in vec]
         for p, vec in params.items()
-        if p not in fn.exprs and None not in vec and all(_INT.fullmatch(t) for t in vec)
+        if p not in fn.exprs
+        and sum(t is not None for t in vec) >= 2
+        and all(t is None or _INT.fullmatch(t) for t in vec)
     }
     names = list(ints)
     for i, q in enumerate(names):
         for p in names[:i]:
-            pv, qv = ints[p], ints[q]
-            if p in fn.exprs or len(set(pv)) < 2 or 0 in pv or 0 in qv:
+            if p in fn.exprs or None in ints[p]:
+                continue  # p is known for every member; q may be for some (an alternative's)
+            pairs = [(x, y) for x, y in zip(ints[p], ints[q], strict=True) if y is not None]
+            pv, qv = [x for x, _ in pairs], [y for _, y in pairs]
+            if len(set(pv)) < 2 or 0 in pv or 0 in qv:
                 continue
             if all(b % a == 0 for a, b in zip(pv, qv, strict=True)):
                 ks = {b // a for a, b in zip(pv, qv, strict=True)}
@@ -741,6 +891,10 @@ def _call_text(target: str, head: str, args: list[str], tail: str, indent: str) 
     one = f"{lead}{head}({', '.join(args)}){tail}"
     if len(one) <= MAX_LINE:
         return [one]
+    if tail.startswith("(") and tail.endswith(")"):  # as ruff splits: the last call first
+        first = f"{lead}{head}({', '.join(args)})("
+        if len(first) <= MAX_LINE and len(f"{indent}    {tail[1:-1]}") <= MAX_LINE:
+            return [first, f"{indent}    {tail[1:-1]}", f"{indent})"]
     inner = f"{indent}    {', '.join(args)}"
     if len(inner) <= MAX_LINE:
         return [f"{lead}{head}(", inner, f"{indent}){tail}"]
@@ -756,6 +910,9 @@ def _comment(node: Node | None, prefix_path: str) -> str | None:
         reason = re.sub(r"graph (in|out)put \d+", r"graph \1puts", node.attrs.get("reason", ""))
         return f"# transpose: {_text(_relative(reason, prefix_path))}"
     src = node.source
+    if src.torch_op.startswith("onnx "):  # the ONNX frontend: op type and node name
+        at = f" node {_text(src.source_line)}" if src.source_line else ""
+        return f"# onnx: {_text(src.module_type)}{at}"
 
     def where(path: str, mtype: str) -> str:
         rel = _relative_path(path, prefix_path)
@@ -799,11 +956,15 @@ class _Writer:
         self.last_comment: str | None = None
         self.seen_comments: set[str] = set()
         self.bound: dict[str, tuple] = {}  # variable name -> the value it holds now
+        self.hoisted: set[str] = set()  # derived parameters assigned at the top
 
     def param(self, name: str) -> str:
-        """A parameter's name, or the expression it follows from."""
+        """A parameter's name, or the expression it follows from (a conditional expression is
+        a local assigned at the top: ``padding = "valid" if strides != (1, 1) else "same"``)."""
         expr = self.fn.exprs.get(name) if self.fn else None
-        return expr or name
+        if expr is None or name in self.hoisted:
+            return name
+        return expr
 
     def layer_name(self, layer: str) -> str:
         if not self.inst.prefix:
@@ -822,6 +983,15 @@ class _Writer:
             fn.inputs = [var[("in", n)] for n in range(len(inst.ext))]
             for p in [*fn.params, *fn.flags.values()]:
                 self.names.used.add(p)
+            in_slots = {p for row in fn.slots.values() for _, _, p in row if p is not None}
+            in_slots |= {
+                p for alt in fn.alt_slots.values() for row in alt.values() for _, _, p in row if p
+            }
+            for p, expr in fn.exprs.items():
+                if " if " in expr and p in in_slots:
+                    self.hoisted.add(p)
+                    self.names.used.add(p)
+                    self.lines.append(f"{self.indent}{p} = {expr}")
         wires = [[ref[k] for k in _item_inputs(i, self.stmts)] for i in inst.items]
         outs = [ref[k] for k in inst.outs]
         last_use: dict[tuple, int] = {}
@@ -847,7 +1017,7 @@ class _Writer:
             for r in outs:
                 if r[0] == "it" and i1 <= r[1] < i2:
                     block_out[i2 - 1] = r
-        in_block_end = -1
+        in_block_end, keep = -1, False
         for j, item in enumerate(inst.items):
             if j in block_at:
                 i1, i2 = block_at[j]
@@ -867,11 +1037,18 @@ class _Writer:
                     var[target] = self.names.create(hint)
                     self.bound[var[target]] = target
                     self.lines.append(f"{self.indent}{var[target]} = {var[sub]}")
-                self.lines.append(
-                    f"{self.indent}if {fn.exprs.get(fn.flags[(i1, i2)], fn.flags[(i1, i2)])}:"
-                )
+                # a comment shared by the block and what follows it (the explicit pad of a
+                # strided conv, then the conv) is said once, above the ``if``
+                shared = self._own_comment(inst.items[i1])
+                after = self._own_comment(inst.items[i2]) if i2 < len(inst.items) else None
+                keep = shared is not None and shared == after
+                if keep and shared != self.last_comment:
+                    limit = MAX_LINE - len(self.indent)
+                    short = shared if len(shared) <= limit else shared[: limit - 3] + "..."
+                    self.lines.append(self.indent + short)
+                self.lines.append(f"{self.indent}if {self.param(fn.flags[(i1, i2)])}:")
                 self.indent += "    "
-                self.last_comment = None
+                self.last_comment = shared if keep else None
                 in_block_end = i2 - 1
             names = self._targets(j, item, wires, last_use, var, block_out, root_inputs)
             self._emit(j, item, wires[j], names, var)
@@ -880,7 +1057,8 @@ class _Writer:
                 self.bound[name] = ("it", j, o)
             if j == in_block_end:
                 self.indent = self.indent[:-4]
-                self.last_comment = None
+                if not keep:
+                    self.last_comment = None
         self.outs = [var[r] for r in outs]
         return var
 
@@ -890,8 +1068,9 @@ class _Writer:
         s = self.stmts[item]
         if s.node is not None and s.node.meta.get("local"):
             return str(s.node.meta["local"])
-        rest = _rest(s.layer, self.inst.prefix)
-        return rest or s.layer
+        rest = _rest(s.layer, self.inst.prefix) or s.layer
+        # a local named after what the op does: "split", not aten's "split_with_sizes"
+        return re.sub(r"(^|_)unsafe_", r"\1", rest).replace("_with_sizes", "")
 
     def _targets(self, j, item, wires, last_use, var, block_out, root_inputs) -> list[str]:
         if not isinstance(item, _Instance) and self.stmts[item].node is None:
@@ -937,29 +1116,47 @@ class _Writer:
             return [self.names.create("out")]
         return [self.names.create(self._hint(item))]
 
+    def _own_comment(self, item: Any) -> str | None:
+        """The comment line a statement carries (None: a module call, or none)."""
+        if isinstance(item, _Instance):
+            return None
+        s = self.stmts[item]
+        own = s.node is not None and s.node.meta.get("note")
+        if not own and s.comment_node is not None and s.comment_node.meta.get("note"):
+            return None  # a helper of a noted step: the step's own note comes with it
+        return _comment(s.node if own else s.comment_node, self.inst.path)
+
     def _emit(self, j: int, item: Any, wire: list[tuple], names: list[str], var) -> None:
         ins = [var[r] for r in wire]
         target = ", ".join(names)
         slots = self.fn.slots.get(j, []) if self.fn else None
         if isinstance(item, _Instance):
             self.last_comment = None
-            args = list(ins)
-            if slots is None:
-                args += [f"{k}={v}" for k, v in item.call_values.items()]
-            else:
-                args += [f"{k}={v if v is not None else self.param(p)}" for k, v, p in slots]
             rest = item.rest(self.inst.prefix)
-            if rest is None:
-                args.append(f"name={json.dumps(item.prefix)}")
-            else:
-                args.append(f'name=f"{{name}}_{rest}"')
-            self.lines += _call_text(target, item.function.name, args, "", self.indent)
+            where = (
+                f"name={json.dumps(item.prefix)}" if rest is None else f'name=f"{{name}}_{rest}"'
+            )
+
+            def call(function: _Function, slots: list | None, indent: str) -> list[str]:
+                args = list(ins)
+                if slots is None:
+                    args += [f"{k}={v}" for k, v in item.call_values.items()]
+                else:
+                    args += [f"{k}={v if v is not None else self.param(p)}" for k, v, p in slots]
+                return _call_text(target, function.name, [*args, where], "", indent)
+
+            if self.fn is None or j not in self.fn.alts:
+                self.lines += call(item.function, slots, self.indent)
+                return
+            usual, other = self.fn.alts[j]
+            inner = self.indent + "    "
+            self.lines.append(f"{self.indent}if {self.param(self.fn.flags[('alt', j)])}:")
+            self.lines += call(other, self.fn.alt_slots[j][id(other)], inner)
+            self.lines.append(f"{self.indent}else:")
+            self.lines += call(usual, self.fn.alt_slots[j][id(usual)], inner)
             return
         s = self.stmts[item]
-        own = s.node is not None and s.node.meta.get("note")
-        comment = _comment(s.node if own else s.comment_node, self.inst.path)
-        if not own and s.comment_node is not None and s.comment_node.meta.get("note"):
-            comment = None  # a helper of a noted step: the step's own note comes with it
+        comment = self._own_comment(item)
         if comment and " at " in comment and comment in self.seen_comments:
             comment = None  # the same torch line again (a loop in forward): said once
         if comment and comment != self.last_comment:
@@ -1028,12 +1225,27 @@ def write_structured(
     module_names = _Names(set(reserved) | set(dir(builtins)) | _LOCAL_WORDS)
     module_names.used |= {s.hint for s in stmts if s.node is None}  # the model's input names
     functions: list[_Function] = []
-    for height in sorted(by_height):
+    pending = sorted((i for h in by_height.values() for i in h), key=lambda i: (i.height, i.start))
+    while pending:
+        # a class is grouped once every instance's children have their functions: all its
+        # instances at once, whatever their heights (C3k2 holding a Bottleneck or a C3k)
         classes: dict[tuple[str, str], list[_Instance]] = {}
-        for inst in sorted(by_height[height], key=lambda i: i.start):
+        for inst in pending:
             classes.setdefault(inst.cls_key, []).append(inst)
-        for group in classes.values():
+        ready = [
+            group
+            for group in classes.values()
+            if all(c.function is not None for i in group for c in i.children)
+        ]
+        if not ready:  # a class nested in itself: its instances height by height
+            low = min(i.height for i in pending)
+            ready = [[i for i in g if i.height == low] for g in classes.values()]
+            ready = [g for g in ready if g]
+        for group in ready:
+            group.sort(key=lambda i: i.start)
             functions += _group(group, stmts, module_names)
+        done = {id(i) for g in ready for i in g}
+        pending = [i for i in pending if id(i) not in done]
 
     blocks = []
     for fn in functions:
@@ -1052,6 +1264,9 @@ def write_structured(
         mod, cls = fn.cls_key
         what = f"{_text(mod)}.{_text(cls)}" if mod else _text(cls)
         doc = f'    """PyTorch {what}."""'
+        if mod == ONNX_CLASS:
+            where = _text(fn.members[0][0].path, 60)
+            doc = f'    """Modules like {where} (ONNX node names: their class is not recorded)."""'
         if len(doc) > MAX_LINE:
             doc = f'    """PyTorch\n    {what}.\n    """'
         doc = [doc]

@@ -161,6 +161,12 @@ class TFWritten:
         self.transpose_count = count_transposes(self.module.serve.get_concrete_function())
         self.batchnorm_layers = sum(1 for n in graph.nodes if n.op == "batch_norm")
 
+    def concrete_function(self) -> Any:
+        """The traced ``serve`` function (dynamic batch), which reads ``module``'s variables."""
+        concrete = self.module.serve.get_concrete_function()
+        concrete._transpiler_owner = self.module
+        return concrete
+
     def probe(self, arrays: list[Any], names: list[str]) -> list[Any]:
         """Intermediate values (by op name), run eagerly."""
         tf = _tf()

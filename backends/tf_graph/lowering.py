@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,13 @@ from transpiler.backends._layouts import (
     spatial_kernel,
     transposed_as_conv_kernel,
 )
-from transpiler.backends._planning import pad_pieces, pool_taps, resize_axis
+from transpiler.backends._planning import (
+    grid_sample_taps,
+    pad_pieces,
+    pool_taps,
+    resize_axis,
+    resize_builtins,
+)
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
@@ -297,6 +304,9 @@ def _pool(node: Node, plan: Plan) -> Step:
         return dilated
     kind = "MAX" if node.op == "max_pool" else "AVG"
     padding = _padding(a["padding"])
+    if any(s > k for s, k in zip(stride, kernel, strict=True)):  # tf.nn.pool refuses these
+        raw = tf.nn.max_pool if node.op == "max_pool" else tf.nn.avg_pool
+        return lambda env: raw(x(env), kernel, stride, padding)
     return lambda env: tf.nn.pool(x(env), kernel, kind, strides=stride, padding=padding)
 
 
@@ -700,6 +710,12 @@ def _resize(node: Node, plan: Plan) -> Step:
     x, xv, a = plan.operand(node.inputs[0]), node.inputs[0], node.attrs
     sizes, scales, mode = tuple(a["sizes"]), a["scales"], a["mode"]
     ins = xv.shape[1:-1]
+    # a 2-d resize that one TF resize kernel computes exactly: that op (TFLite RESIZE_*)
+    builtins = (
+        resize_builtins(ins, sizes, mode, a["align_corners"], scales) if len(ins) == 2 else ()
+    )
+    if builtins:
+        return _builtin_resize(x, builtins[0], sizes)
     factors = [o // i if i and o % i == 0 else None for i, o in zip(ins, sizes, strict=True)]
     exact_scales = scales is None or all(
         f is not None and abs(s * f - 1.0) < 1e-12 for s, f in zip(scales, factors, strict=True)
@@ -738,6 +754,21 @@ def _resize(node: Node, plan: Plan) -> Step:
         return xs
 
     return step
+
+
+def _builtin_resize(x: Step, kind: str, sizes: tuple[int, ...]) -> Step:
+    """One ResizeBilinear / ResizeNearestNeighbor with the flags of ``kind`` (see
+    _planning.resize_builtins)."""
+    size = list(sizes)
+    if kind.startswith("bilinear"):
+        corners = kind == "bilinear_align_corners"
+        return lambda env: tf.raw_ops.ResizeBilinear(
+            images=x(env), size=size, align_corners=corners, half_pixel_centers=not corners
+        )
+    half = kind == "nearest"
+    return lambda env: tf.raw_ops.ResizeNearestNeighbor(
+        images=x(env), size=size, align_corners=False, half_pixel_centers=half
+    )
 
 
 # -- shape -------------------------------------------------------------------------------------
@@ -840,6 +871,40 @@ def _embedding(node: Node, plan: Plan) -> Step:
 def _take(node: Node, plan: Plan) -> Step:
     x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
     return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+# the functions grid_sample_taps calls, over tf (keras.ops in the Keras backend)
+_TF_OPS = SimpleNamespace(
+    abs=tf.abs,
+    floor=tf.floor,
+    minimum=tf.minimum,
+    clip=tf.clip_by_value,
+    round=tf.round,
+    logical_and=tf.logical_and,
+    cast=tf.cast,
+    where=tf.where,
+)
+
+
+@lowers("grid_sample")
+def _grid_sample(node: Node, plan: Plan) -> Step:
+    x, grid = (plan.operand(v) for v in node.inputs)
+    a = node.attrs
+    c, h, w = node.inputs[0].shape[1:]
+    ho, wo = node.inputs[1].shape[1:3]
+
+    def step(env: Env) -> Any:
+        flat = tf.reshape(x(env), (-1, c, h * w))
+        taps = grid_sample_taps(
+            _TF_OPS, grid(env), (h, w), a["mode"], a["padding_mode"], a["align_corners"]
+        )
+        out = 0.0
+        for index, weight in taps:
+            values = tf.gather(flat, tf.reshape(index, (-1, ho * wo)), axis=2, batch_dims=1)
+            out = out + values * tf.reshape(weight, (-1, 1, ho * wo))
+        return tf.reshape(out, (-1, c, ho, wo))
+
+    return step
 
 
 # -- sequence and transformer models (issue 12, s2-hf-text) --

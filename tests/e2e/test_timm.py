@@ -34,12 +34,15 @@ MODELS = {
 }
 
 
+# the structured source (the default); the flat one in the slow run
+@pytest.mark.parametrize("structure", ["modules", pytest.param("flat", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_timm_model(name, tmp_path):
+def test_timm_model(name, structure, tmp_path):
     size, tracer, transposes = MODELS[name]
     torch.manual_seed(0)
     model = randomize_zero_weights(randomize_bn(timm.create_model(name, pretrained=False))).eval()
-    result = transpile(model, torch.randn(1, 3, size, size), out_dir=tmp_path / "out")
+    x = torch.randn(1, 3, size, size)
+    result = transpile(model, x, out_dir=tmp_path / "out", structure=structure)
     assert_checks_ok(result)
     assert result.report.tracer == (
         "torch.export" if tracer == "export" else "torch.fx symbolic_trace"

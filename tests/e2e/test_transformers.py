@@ -146,9 +146,10 @@ def _tokens(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("structure", ["modules", "flat"])
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_hf_model(name: str, batch: int, tmp_path):
+def test_hf_model(name: str, batch: int, structure: str, tmp_path):
     """Batch 1 and 2, two sequence lengths (the second one transpiled again where the model
     keeps its sequence length static), and the float32 TFLite export checked too."""
     torch.manual_seed(0)
@@ -156,7 +157,7 @@ def test_hf_model(name: str, batch: int, tmp_path):
     n_inputs = 1 if name in IDS_ONLY else 2
     for length in (9, 6):
         example = _tokens(batch, length, 0)[:n_inputs]
-        result = transpile(model, example, out_dir=tmp_path / f"out{length}")
+        result = transpile(model, example, out_dir=tmp_path / f"out{length}", structure=structure)
         assert_checks_ok(result)
         check_against_torch(model, example, result)
         check_against_torch(model, _tokens(3, length, 1)[:n_inputs], result)

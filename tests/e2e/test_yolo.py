@@ -30,18 +30,31 @@ def _flat(out):
     return [t for o in out for t in _flat(o)]
 
 
+# the structured source (the default) in the default run; the flat form in the slow one
+STRUCTURES = ["modules", pytest.param("flat", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml", "yolo11n-cls.yaml"])
-def test_yolo_keras_and_tflite(cfg, tmp_path):
+def test_yolo_keras_and_tflite(cfg, structure, tmp_path):
     model = _yolo(cfg)
     x = torch.randn(1, 3, 320, 320)
-    result = transpile(model, x, io_layout=("nhwc", "nchw"), out_dir=tmp_path / "out")
+    result = transpile(
+        model, x, io_layout=("nhwc", "nchw"), out_dir=tmp_path / "out", structure=structure
+    )
     assert_checks_ok(result)
     assert result.report.tracer == "torch.export"
     source = result.source_path.read_text()
     assert len(source.splitlines()) < 1000, "the generated file must stay reviewable"
-    assert 'name="model_0_conv"' in source  # layers named after the PyTorch module paths
+    # layers named after the PyTorch module paths, in both forms
     assert result.keras_model().get_layer("model_0_conv") is not None
-    assert "model.0.conv (Conv2d) + model.0.bn (BatchNorm2d, folded)" in source
+    if structure == "flat":
+        assert 'name="model_0_conv"' in source
+        assert "model.0.conv (Conv2d) + model.0.bn (BatchNorm2d, folded)" in source
+    else:  # one function per Ultralytics block class, called per instance
+        assert "def conv(" in source and 'name="model_0"' in source
+        assert "# torch: conv (Conv2d) + bn (BatchNorm2d, folded)" in source
+        assert len(source.splitlines()) < 420
 
     # another batch: the contract's bound, and 1e-3 relative to each output's own magnitude
     # (random-weight heads can give outputs far below 1, where the contract's bound is loose)

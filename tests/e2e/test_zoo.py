@@ -116,13 +116,15 @@ def _params():
     for name, spec in ZOO.items():
         for io_layout in LAYOUTS:
             marks = [pytest.mark.slow] if spec.slow else []
-            yield pytest.param(name, io_layout, id=f"{name}-{io_layout}", marks=marks)
+            yield pytest.param(name, io_layout, "modules", id=f"{name}-{io_layout}", marks=marks)
+        # the flat source (structure="flat"), in the slow run
+        yield pytest.param(name, "nchw", "flat", id=f"{name}-nchw-flat", marks=pytest.mark.slow)
 
 
-def _transpile(model, example, io_layout, out_dir):
+def _transpile(model, example, io_layout, out_dir, structure="modules"):
     """transpile(), with the transpiler's own errors turned into readable test failures."""
     try:
-        return transpile(model, example, io_layout=io_layout, out_dir=out_dir)
+        return transpile(model, example, io_layout=io_layout, out_dir=out_dir, structure=structure)
     except UnsupportedOpError as exc:  # the message lists every unsupported op
         message = f"UnsupportedOpError: {exc}"
     except TranspileError as exc:
@@ -131,8 +133,8 @@ def _transpile(model, example, io_layout, out_dir):
     pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
 
 
-@pytest.mark.parametrize(("name", "io_layout"), list(_params()))
-def test_zoo(name: str, io_layout: str, tmp_path):
+@pytest.mark.parametrize(("name", "io_layout", "structure"), list(_params()))
+def test_zoo(name: str, io_layout: str, structure: str, tmp_path):
     spec = ZOO[name]
     seed = stable_seed("zoo", name)
     torch.manual_seed(seed)
@@ -141,7 +143,7 @@ def test_zoo(name: str, io_layout: str, tmp_path):
     (example,) = random_inputs([shape], batch=1, seed=seed)
 
     start = time.perf_counter()
-    result = _transpile(model, example, io_layout, tmp_path / "out")
+    result = _transpile(model, example, io_layout, tmp_path / "out", structure)
     print(f"{name}-{io_layout}: transpile {time.perf_counter() - start:.1f} s")
 
     assert_checks_ok(result)

@@ -187,6 +187,16 @@ CONV_CONFIGS: list[tuple[str, dict, list[tuple[int, int]]]] = [
     ("dw-k3-p1", dict(out_channels=4, kernel_size=3, padding=1, groups=4), [(15, 15)]),
     ("dw-k3-s2-p1", dict(out_channels=4, kernel_size=3, stride=2, padding=1, groups=4), [(16, 16)]),
     ("dw-mult2-k3-p1", dict(kernel_size=3, padding=1, groups=4), [(15, 15)]),
+    (
+        "dw-k3-d2-p2",
+        dict(out_channels=4, kernel_size=3, padding=2, dilation=2, groups=4),
+        [(15, 16)],
+    ),
+    (
+        "dw-k5-same-d3",
+        dict(out_channels=4, kernel_size=5, padding="same", dilation=3, groups=4),
+        [(16, 16)],
+    ),
     ("dw-mult2-k5-s2-p2", dict(kernel_size=5, stride=2, padding=2, groups=4), [(16, 16)]),
     ("nobias-k3-p1", dict(kernel_size=3, padding=1, bias=False), [(15, 15)]),
     ("dw-nobias-k3-s2", dict(kernel_size=3, stride=2, groups=4, bias=False), [(15, 15)]),
@@ -609,12 +619,45 @@ for _name, _fn in [
     ("interp-bilinear-size", lambda y: F.interpolate(y, size=(7, 17), mode="bilinear")),
     ("interp-nearest-size", lambda y: F.interpolate(y, size=(7, 17))),
     ("interp-nearest-exact", lambda y: F.interpolate(y, scale_factor=1.5, mode="nearest-exact")),
+    # down, non-integer and recomputed scales: TF's resize kernels where they match, else gathers
+    ("interp-bilinear-down", lambda y: F.interpolate(y, scale_factor=0.5, mode="bilinear")),
+    ("interp-nearest-down", lambda y: F.interpolate(y, scale_factor=0.5)),
+    ("interp-nearest-x1.5", lambda y: F.interpolate(y, scale_factor=1.5)),
+    ("interp-bilinear-x1.7", lambda y: F.interpolate(y, scale_factor=1.7, mode="bilinear")),
+    (
+        "interp-bilinear-ac-down",
+        lambda y: F.interpolate(y, size=(4, 5), mode="bilinear", align_corners=True),
+    ),
     ("pixel-shuffle", lambda y: F.pixel_shuffle(y, 2)),
     ("pixel-unshuffle", lambda y: F.pixel_unshuffle(y, 2)),
     ("shape-arith-interp", lambda y: F.interpolate(y, size=(y.shape[2] * 2, y.shape[3] // 2))),
     ("shape-arith-view", lambda y: y.view(y.shape[0], y.shape[1] // 2, -1).softmax(-1)),
 ]:
     add("more", _name, lambda f=_fn: Front(f), SMALL)
+
+
+# each mode, padding mode and align_corners value, and reflection (the most arithmetic) with both
+_GRID_MODES = [
+    ("bilinear", "zeros", False),
+    ("bilinear", "border", True),
+    ("bilinear", "reflection", False),
+    ("bilinear", "reflection", True),
+    ("nearest", "zeros", True),
+    ("nearest", "border", False),
+    ("nearest", "reflection", False),
+]
+
+
+def _grid_sample_all(y):
+    """F.grid_sample in the supported modes, padding modes and align_corners, on a grid computed
+    from the input (some points beyond [-1, 1], so the padding modes matter; tanh kept away from
+    saturation, where coordinates land on exact half-pixels and nearest's ties hang on the last
+    bit of float rounding)."""
+    grid = torch.tanh(y[:, :2, ::2, ::3] * 0.2).permute(0, 2, 3, 1) * 1.4
+    return torch.cat([F.grid_sample(y[:, 2:], grid, *mode) for mode in _GRID_MODES], 1)
+
+
+add("more", "grid-sample-modes", lambda: Front(_grid_sample_all), SMALL)
 
 for _name, _mod in [
     ("elu", lambda: nn.ELU(0.5)),

@@ -77,8 +77,10 @@ def test_deeplab_head_end_to_end(backend, tmp_path):
         for n in result.graph.nodes
         if n.op == "conv"
     )
-    # 1x1 branch, rate 12 (3x3 kept), rates 24 and 36 (now 1x1), pooling branch, projection
-    assert shapes == [(1, 1)] * 5 + [(3, 3)], shapes
+    # 1x1 branch, rates 24 and 36 (now 1x1), pooling branch, projection; rate 12 keeps its
+    # 3x3 taps here, and split_sparse_taps computes them as nine 1x1 convs on their windows
+    assert shapes == [(1, 1)] * (5 + 9), shapes
+    assert [p for p in result.report.passes if p.name == "split_sparse_taps"][0].changed
     check_against_torch(model, torch.randn(3, 32, 14, 14), result.load(), "nchw")
 
 

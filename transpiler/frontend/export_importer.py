@@ -55,6 +55,15 @@ def _embedding(weight: torch.Tensor, indices: torch.Tensor, *rest: Any) -> torch
     return F.embedding(indices, weight)
 
 
+def _instance_norm(
+    x: torch.Tensor, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, *_
+) -> torch.Tensor:
+    """aten.instance_norm takes the affine parameters before the statistics."""
+    return F.instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps
+    )
+
+
 def _index(x: torch.Tensor, indices: Sequence[Any]) -> torch.Tensor:
     """aten.index.Tensor: one index tensor per leading dim (None: the whole dim)."""
     return x[tuple(slice(None) if i is None else i for i in indices)]
@@ -172,6 +181,10 @@ def _build_table() -> None:
     _alias(fn, F.max_pool1d, aten.max_pool1d.default)
     _alias(fn, F.max_pool2d, aten.max_pool2d.default)
     _alias(fn, F.max_pool3d, aten.max_pool3d.default)
+    for n in (1, 2, 3):  # max pooling with its indices
+        if hasattr(aten, f"max_pool{n}d_with_indices"):
+            overload = getattr(aten, f"max_pool{n}d_with_indices").default
+            _alias(fn, getattr(F, f"max_pool{n}d_with_indices"), overload)
     _alias(fn, F.avg_pool1d, aten.avg_pool1d.default)
     _alias(fn, F.avg_pool2d, aten.avg_pool2d.default)
     _alias(fn, F.avg_pool3d, aten.avg_pool3d.default)
@@ -232,6 +245,8 @@ def _build_table() -> None:
     _alias(fn, torch.cumsum, aten.cumsum.default)
     _alias(fn, torch.flip, aten.flip.default)
     _alias(fn, torch.roll, aten.roll.default)
+    _alias(fn, torch.grid_sampler, aten.grid_sampler.default)
+    _alias(fn, torch.grid_sampler_2d, aten.grid_sampler_2d.default)
     _alias(fn, torch.index_select, aten.index_select.default)
     _alias(fn, torch.floor, aten.floor.default)
     _alias(fn, torch.ceil, aten.ceil.default)
@@ -258,6 +273,7 @@ def _build_table() -> None:
     _alias(fn, torch.repeat_interleave, aten.repeat_interleave.self_int)
     _alias(fn, F.rms_norm, aten.rms_norm.default)
     _alias("call", _embedding, aten.embedding.default)
+    _alias("call", _instance_norm, aten.instance_norm.default)
     _alias("call", _index, aten.index.Tensor)
     _alias("call", _bn_inference, aten._native_batch_norm_legit_no_training.default)
     _alias("call", _sym_size, aten.sym_size.int)
@@ -335,6 +351,13 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
     if target is _embedding:
         emb = base.functions.get(F.embedding)
         return (lambda b, weight, indices, *rest: emb(b, indices, weight)) if emb else None
+    if target is _instance_norm:
+        inorm = base.functions.get(F.instance_norm)
+
+        def convert_instance_norm(b, x, weight, bias, mean, var, use_stats, momentum, eps, *_):
+            return inorm(b, x, mean, var, weight, bias, use_stats, momentum, eps)
+
+        return convert_instance_norm if inorm is not None else None
     if target is _index:
         getitem = base.functions.get(operator.getitem)
 

@@ -31,6 +31,7 @@ import torch.fx as fx
 from .._pytree import flatten
 from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
+from ..signature import BatchSpec, alternate_inputs
 from .registry import DEFAULT_REGISTRY, ConverterRegistry
 
 __all__ = [
@@ -213,6 +214,10 @@ class ImportedModel:
     root: torch.nn.Module
     # shapes of the traced graph's flattened outputs in the two runs (example, other batch)
     output_shapes: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] = ([], [])
+    # set when the import made the batch static itself (PyTorch's unbatched conv form), with
+    # the second run's inputs it used instead of the caller's
+    batch: BatchSpec | None = None
+    inputs_b: list[torch.Tensor] | None = None
 
     def run_values(self, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
         """Every fx node's value on ``inputs``, by node name (what an IR value's ``torch_ref``
@@ -370,6 +375,13 @@ def import_model(
     depends = _input_dependence(fx_graph)
     value_depends = _input_dependence(fx_graph, through_shapes=False)
     run_a = _shape_run(fx_graph, model, inputs_a, value_depends, None)
+    unbatched = _unbatched_conv(fx_graph, model, run_a)
+    batch = None
+    if unbatched is not None and [x.shape for x in inputs_a] != [x.shape for x in inputs_b]:
+        # PyTorch's unbatched conv form (C, *spatial): there is no batch axis to vary, the
+        # leading axis is the channels the weight fixes. Static shapes, said in the report.
+        batch = BatchSpec(static=int(inputs_a[0].shape[0]), why=unbatched)
+        inputs_b = alternate_inputs(list(inputs_a), batch=batch)
     run_b = _shape_run(fx_graph, model, inputs_b, value_depends, inputs_a)
 
     # computed from static shapes only (e.g. a detection head's anchor grid): equal in both
@@ -464,7 +476,35 @@ def import_model(
         [tuple(t.shape) for t in flatten(run.values.get(out)) if isinstance(t, torch.Tensor)]
         for run in (run_a, run_b)
     ]
-    return ImportedModel(graph, fx_graph, model, (shapes[0], shapes[1]))
+    return ImportedModel(graph, fx_graph, model, (shapes[0], shapes[1]), batch, list(inputs_b))
+
+
+_CONV_FUNCTIONS = {f"conv{k}{n}d" for k in ("", "_transpose") for n in (1, 2, 3)}
+
+
+def _unbatched_conv(fx_graph: fx.Graph, model: torch.nn.Module, run: _Run) -> str | None:
+    """Why the model has no batch axis, when a convolution in the example run takes PyTorch's
+    unbatched form (an input of rank ``n + 1`` for an ``n``-d kernel); else None."""
+    for node in fx_graph.nodes:
+        if node.op == "call_module":
+            module = _get_attr(model, str(node.target))
+            if not isinstance(module, torch.nn.modules.conv._ConvNd):
+                continue
+            rank, name = len(module.kernel_size) + 2, type(module).__name__
+        elif node.op == "call_function" and _op_name(node) in _CONV_FUNCTIONS:
+            weight = run.values.get(node.args[1]) if len(node.args) > 1 else None
+            if not isinstance(weight, torch.Tensor):
+                continue
+            rank, name = weight.dim(), _op_name(node)
+        else:
+            continue
+        x = run.values.get(node.args[0]) if node.args else None
+        if isinstance(x, torch.Tensor) and x.dim() == rank - 1:
+            return (
+                f"{name} at {node.name} takes PyTorch's unbatched form {tuple(x.shape)}, "
+                "channels first with no batch axis"
+            )
+    return None
 
 
 def _shape_run(

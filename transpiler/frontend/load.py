@@ -203,7 +203,12 @@ def _load_fx(
             inputs_b = resize_dynamic(inputs_b, dynamic)
         notes = []
     imported = import_model(root, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
-    return Loaded(imported, root, inputs_a, inputs_b, FX, example_inputs is None, notes)
+    loaded = Loaded(imported, root, inputs_a, inputs_b, FX, example_inputs is None, notes)
+    if imported.batch is not None:  # the import found no batch axis (unbatched conv form)
+        loaded.inputs_b = imported.inputs_b or inputs_b
+        loaded.batch = imported.batch.describe()
+        loaded.notes.append(imported.batch.note() or "")
+    return loaded
 
 
 def _load_export(

@@ -304,6 +304,30 @@ def module_path(node_name: str, op_type: str) -> str:
     return path
 
 
+def torch_scopes(node: Any) -> tuple[str | None, dict[str, tuple[str, str]]]:
+    """The PyTorch module path and classes ``torch.onnx.export(dynamo=True)`` recorded in a
+    node's metadata (``pkg.torch.onnx.name_scopes`` / ``class_hierarchy``: the module stack
+    down to the aten op): ("layer1.0.bn1", {"layer1.0": ("BasicBlock", "torchvision...")}).
+    (None, {}) when absent (the TorchScript exporter records only node names)."""
+    import ast
+
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "None"))
+        classes = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "None"))
+    except (ValueError, SyntaxError):
+        return None, {}
+    if not isinstance(scopes, list) or not isinstance(classes, list):
+        return None, {}
+    if len(scopes) != len(classes) or len(scopes) < 2:
+        return None, {}
+    modules = {}
+    for path, cls in zip(scopes[:-1], classes[:-1], strict=True):  # the last: the aten op
+        module, _, short = str(cls).rpartition(".")
+        modules[str(path)] = (short, module)
+    return str(scopes[-2]), modules
+
+
 # -- the import -----------------------------------------------------------------------------------
 
 
@@ -468,6 +492,9 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
     _precheck(proto, value_depends)
 
     graph = Graph()
+    # module path -> (class, Python module): known where torch.onnx.export (dynamo) recorded
+    # them in each node's metadata; the structured Keras writer groups by class (issue 13)
+    graph.meta["modules"] = {}
     opset = _default_opset(proto)
     b = OnnxBuilder(graph, opset)
     env: dict[str, Any] = {}
@@ -495,9 +522,11 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                     env[o] = run_a[o]
             continue
         b.node = node
-        b.source = SourceInfo(
-            module_path(node.name, node.op_type), node.op_type, f"onnx {node.op_type}", node.name
-        )
+        path, classes = torch_scopes(node)
+        graph.meta["modules"].update(classes)
+        if path is None:
+            path = module_path(node.name, node.op_type)
+        b.source = SourceInfo(path, node.op_type, f"onnx {node.op_type}", node.name)
         b.out_types = [
             _tensor_type(run_a[o], run_b.get(o) if run_b else None) if o in run_a else None
             for o in outs

@@ -45,20 +45,23 @@ def keeps_batch(b: Any, inputs: Any, shape: tuple, what: str) -> None:
         )
 
 
-def batched(b: Any, input: Value, n: int, what: str, build: Any) -> Value:
+def batched(b: Any, input: Value, n: int, what: str, build: Any, out_type: Any = None) -> Any:
     """Run ``build(x, out_type)`` on a batched input: PyTorch's unbatched form of an
     ``n``-d spatial op (rank ``n + 1``: channels and spatial axes) gets a batch axis of 1 first
-    and loses it after, as PyTorch documents; any other rank is refused."""
+    and loses it after, as PyTorch documents; any other rank is refused. ``out_type``: the
+    result's type (default: the traced node's), or a tuple of types when ``build`` returns a
+    tuple of values (max pooling with its indices)."""
     from ...ir import TensorType
 
+    out = out_type if out_type is not None else b.out_type
     if input.rank == n + 2:
-        return build(input, b.out_type)
+        return build(input, out)
     if input.rank != n + 1:
         raise TranspileError(
             f"{what} at {b.where()} takes a rank-{n + 2} (batched) or rank-{n + 1} (unbatched) "
             f"input, got rank {input.rank} {tuple(input.shape)}"
         )
-    if sum(d is None for d in input.shape) > 1 or sum(d is None for d in b.out_type.shape) > 1:
+    if sum(d is None for d in input.shape) > 1:
         raise TranspileError(f"{what} at {b.where()}: an unbatched input with several dynamic axes")
     shape = (1, *input.shape)
     x = b.op(
@@ -67,9 +70,22 @@ def batched(b: Any, input: Value, n: int, what: str, build: Any) -> Value:
         TensorType(shape, input.type.dtype),
         shape=tuple(-1 if d is None else d for d in shape),
     )
-    out = b.out_type
-    y = build(x, TensorType((1, *out.shape), out.dtype))
-    return b.op("reshape", [y], out, shape=tuple(-1 if d is None else d for d in out.shape))
+    several = isinstance(out, tuple)
+    outs = out if several else (out,)
+    if any(sum(d is None for d in t.shape) > 1 for t in outs):
+        raise TranspileError(f"{what} at {b.where()}: an unbatched input with several dynamic axes")
+    ys = build(
+        x,
+        tuple(TensorType((1, *t.shape), t.dtype) for t in outs)
+        if several
+        else TensorType((1, *out.shape), out.dtype),
+    )
+    ys = ys if several else (ys,)
+    res = tuple(
+        b.op("reshape", [y], t, shape=tuple(-1 if d is None else d for d in t.shape))
+        for y, t in zip(ys, outs, strict=True)
+    )
+    return res if several else res[0]
 
 
 def dynamic_target(b: Any, x: Any, shape: tuple, what: str = "reshape") -> tuple:

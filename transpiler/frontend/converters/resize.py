@@ -1,11 +1,14 @@
-"""Resampling: F.interpolate / nn.Upsample (nearest, nearest-exact, (bi/tri)linear)."""
+"""Resampling: F.interpolate / nn.Upsample (nearest, nearest-exact, (bi/tri)linear), and
+F.grid_sample (bilinear, nearest; zeros, border, reflection padding)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import TranspileError
+from ...ir import Value
 from ..fx_importer import Builder
 from ..registry import converts
 
@@ -60,3 +63,49 @@ def upsample_module(b: Builder, m: nn.Upsample, input):
     return interpolate(
         b, input, m.size, m.scale_factor, m.mode, align, getattr(m, "recompute_scale_factor", None)
     )
+
+
+_GRID_MODES = ("bilinear", "nearest", "bicubic")
+_GRID_PADDINGS = ("zeros", "border", "reflection")
+
+
+# F.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None)
+@converts(F.grid_sample)
+def grid_sample(b: Builder, input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
+    where = f"grid_sample at {b.where()}"
+    if not isinstance(grid, Value) or input.rank != 4 or grid.rank != 4 or grid.shape[-1] != 2:
+        raise TranspileError(
+            f"{where}: only 2-d sampling (a (N, C, H, W) input, a (N, Ho, Wo, 2) grid) is supported"
+        )
+    if mode not in ("bilinear", "nearest") or padding_mode not in _GRID_PADDINGS:
+        raise TranspileError(
+            f"{where}: mode={mode!r}, padding_mode={padding_mode!r} is not supported (modes "
+            f"bilinear and nearest; padding modes {', '.join(_GRID_PADDINGS)})"
+        )
+    if None in input.shape[1:] or None in grid.shape[1:]:
+        raise TranspileError(
+            f"{where} on an input or grid of dynamic spatial size; pass example_inputs with a "
+            "fixed size."
+        )
+    return b.op(
+        "grid_sample",
+        [input, grid],
+        mode=mode,
+        padding_mode=padding_mode,
+        align_corners=bool(align_corners),
+    )
+
+
+# torch.grid_sampler(input, grid, interpolation_mode, padding_mode, align_corners): the modes as
+# integers (torch.export's aten.grid_sampler and aten.grid_sampler_2d)
+@converts(torch.grid_sampler, torch.grid_sampler_2d)
+def grid_sampler(
+    b: Builder, input, grid, interpolation_mode=0, padding_mode=0, align_corners=False
+):
+    mode = int(b.static(interpolation_mode, "the interpolation mode"))
+    padding = int(b.static(padding_mode, "the padding mode"))
+    if not (0 <= mode < len(_GRID_MODES) and 0 <= padding < len(_GRID_PADDINGS)):
+        raise TranspileError(
+            f"grid_sampler at {b.where()}: unknown mode {mode} or padding {padding}"
+        )
+    return grid_sample(b, input, grid, _GRID_MODES[mode], _GRID_PADDINGS[padding], align_corners)
