@@ -1,0 +1,379 @@
+"""Float32 TFLite side by side with LiteRT-Torch (Google's PyTorch -> TFLite converter).
+
+For each model (random weights, BatchNorm statistics randomized as the tests do), the same
+weights go to both converters through a saved state_dict:
+
+- ours: ``transpile`` (with its numeric check) + ``result.to_tflite(path)`` (float32), timed in
+  this process (the first model also pays the process's one-time framework loading);
+- LiteRT-Torch: ``litert_torch.convert`` + ``export``, timed inside a subprocess run with
+  LiteRT-Torch's python (a throwaway venv, see BENCHMARKS.md), with the same I/O layout
+  (``litert_torch.to_channel_last_io`` for NHWC input and NHWC feature-map outputs).
+  Conversion times include neither process's imports (LiteRT-Torch's subprocess wall time,
+  imports included, is recorded as ``process_s``).
+
+Then both ``.tflite`` files are loaded in THIS process by the same interpreter
+(``tf.lite.Interpreter``, default delegates = XNNPACK, ``num_threads=1``, batch 1) and timed
+alternately (round-robin, median per file; compare the ratio: the machine is shared). Per file:
+op histogram, TRANSPOSE count, XNNPACK partitions (DELEGATE nodes after delegation), size,
+whether it takes another batch size, and max error against PyTorch on a held-out input.
+
+    python benchmarks/tflite_vs_litert.py       # every model: over 1 h on 2 loaded cores; vit_b_16
+                                                 # needs ~7 GB for our TFLite conversion
+    python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 12 --per-round 3
+    python benchmarks/tflite_vs_litert.py --litert-only        # LiteRT files alone, first
+    python benchmarks/tflite_vs_litert.py --reuse-litert       # then take them from --work
+    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours   # re-time kept files
+
+Options: ``--litert-python /tmp/litert-venv/bin/python``, ``--work /tmp/tflite_vs_litert``
+(files kept there), ``--json benchmarks/results/tflite_vs_litert.json`` (rows merged by model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from _harness import ROOT
+from _litert_models import SPECS, build
+
+LITERT_PYTHON = "/tmp/litert-venv/bin/python"
+WORKER = Path(__file__).resolve().parent / "_litert_models.py"
+
+
+# ------------------------------------------------------------------------------------------------
+# Models, inputs, references
+# ------------------------------------------------------------------------------------------------
+
+
+def prepared_model(name: str):
+    """The benchmark's model: built as in `_litert_models.build`, BatchNorms randomized."""
+    from helpers import randomize_bn
+
+    return randomize_bn(build(name)).eval()
+
+
+def state_digest(model) -> str:
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def flat(out) -> list[np.ndarray]:
+    if isinstance(out, torch.Tensor):
+        return [out.detach().numpy()]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [a for o in out for a in flat(o)]
+
+
+def nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def references(model, name: str, x: torch.Tensor) -> list[np.ndarray]:
+    """PyTorch's outputs on ``x`` in the exported files' output layouts."""
+    spec = SPECS[name]
+    with torch.no_grad():
+        outs = flat(model(x))
+    out_layout = spec.io_layout if isinstance(spec.io_layout, str) else spec.io_layout[1]
+    if out_layout == "nhwc":
+        outs = [nhwc(o) if o.ndim == 4 else o for o in outs]
+    return outs
+
+
+# ------------------------------------------------------------------------------------------------
+# TFLite files: interpreter, statistics, errors
+# ------------------------------------------------------------------------------------------------
+
+
+def interpreter(path: Path, batch: int = 1, delegates: bool = True):
+    """tf.lite.Interpreter, one thread, input resized to ``batch``, tensors allocated (with
+    ``delegates`` the default XNNPACK delegate is applied here)."""
+    import tensorflow as tf
+    from tensorflow.lite.python.interpreter import OpResolverType
+
+    kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(
+            model_path=str(path), num_threads=1, experimental_op_resolver_type=kind
+        )
+    (inp,) = interp.get_input_details()
+    if list(inp["shape"])[0] != batch:
+        interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
+    interp.allocate_tensors()
+    return interp
+
+
+def tflite_stats(path: Path) -> dict:
+    """Op histogram, TRANSPOSE count, XNNPACK partitions, size, dynamic batch."""
+    plain = interpreter(path, delegates=False)
+    ops = Counter(d["op_name"] for d in plain._get_ops_details())
+    delegated = interpreter(path)
+    n_delegate = sum(d["op_name"] == "DELEGATE" for d in delegated._get_ops_details())
+    dynamic = int(plain.get_input_details()[0]["shape_signature"][0]) == -1
+    if dynamic:  # and it really runs at another batch size
+        two = interpreter(path, batch=2, delegates=False)
+        x = np.zeros(two.get_input_details()[0]["shape"], np.float32)
+        dynamic = all(o.shape[0] == 2 for o in run_file(two, x))
+    return {
+        "size_mb": path.stat().st_size / 1e6,
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "n_ops": sum(ops.values()),
+        "transpose": ops.get("TRANSPOSE", 0),
+        "xnnpack_partitions": n_delegate,
+        "dynamic_batch": dynamic,
+    }
+
+
+def run_file(interp, x: np.ndarray) -> list[np.ndarray]:
+    (inp,) = interp.get_input_details()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+def max_error(refs: list[np.ndarray], outs: list[np.ndarray]) -> tuple[float, float]:
+    """(max |y - y_torch| over every output, max |y_torch|); each reference is matched with an
+    unused output of the same shape (converters may reorder outputs)."""
+    pool = list(outs)
+    err = 0.0
+    for ref in refs:
+        k = next((i for i, o in enumerate(pool) if o.shape == ref.shape), None)
+        if k is None:
+            raise ValueError(f"no output of shape {ref.shape} in {[o.shape for o in outs]}")
+        err = max(err, float(np.abs(pool.pop(k).astype(np.float64) - ref).max()))
+    return err, max(float(np.abs(r).max()) for r in refs)
+
+
+# ------------------------------------------------------------------------------------------------
+# The two conversions
+# ------------------------------------------------------------------------------------------------
+
+
+def convert_ours(model, name: str, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
+    """transpile + float32 to_tflite, timed; with ``reuse``, a file kept from the same weights
+    and the same commit of this repository is taken."""
+    from transpiler import transpile
+
+    spec = SPECS[name]
+    path, meta = work / f"{name}.ours.tflite", work / f"{name}.ours.json"
+    key = f"{digest} {git_revision()}"
+    if reuse and path.exists() and meta.exists():
+        timing = json.loads(meta.read_text())
+        if timing.get("key") == key:
+            return path, timing | {"reused": True}
+    example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
+    t0 = time.perf_counter()
+    result = transpile(model, example, io_layout=spec.io_layout, out_dir=work / f"{name}.ours")
+    t1 = time.perf_counter()
+    result.to_tflite(path)
+    t2 = time.perf_counter()
+    timing = {"transpile_s": t1 - t0, "to_tflite_s": t2 - t1, "total_s": t2 - t0, "key": key}
+    meta.write_text(json.dumps(timing))
+    return path, timing
+
+
+def git_revision() -> str:
+    """The last commit that changed the converter's code (transpiler/, backends/, passes/), with
+    a marker when those files are modified in the checkout."""
+
+    def git(*a: str) -> str:
+        cmd = ["git", "-C", str(ROOT), *a, "--", "transpiler", "backends", "passes"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+
+    return git("log", "-1", "--format=%h") + ("+dirty" if git("status", "-s", "-uno") else "")
+
+
+def alternating(candidates: dict, rounds: int, per_round: int, warmup: int = 2) -> dict:
+    """Seconds per call of each candidate, round-robin, the order reversed every other round
+    (neither file always runs right after the other)."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in candidates}
+    names = list(candidates)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                candidates[k]()
+                samples[k].append(time.perf_counter() - t0)
+    return samples
+
+
+def convert_litert(
+    name: str, state: Path, digest: str, out: Path, python: str, reuse: bool, extra=()
+) -> dict:
+    """Convert with LiteRT-Torch in a subprocess (``extra``: more worker options, e.g. INT8);
+    its timing row. With ``reuse``, a file kept from the same weights and options is taken."""
+    meta = out.with_suffix(".json")
+    key = " ".join([digest, *extra])
+    if reuse and meta.exists():
+        timing = json.loads(meta.read_text())
+        if timing.get("key") == key and "error" in timing:  # it failed on these inputs before
+            raise RuntimeError(timing["error"])
+        if timing.get("key") == key and out.exists():
+            return timing | {"reused": True}
+    cmd = [python, str(WORKER), "--model", name, "--state", str(state), "--out", str(out)]
+    cmd += ["--channel-last"] if SPECS[name].io_layout != "nchw" else []
+    try:
+        timing = run_worker([*cmd, *extra]) | {"key": key}
+    except RuntimeError as exc:
+        meta.write_text(json.dumps({"key": key, "error": str(exc)}))
+        raise
+    meta.write_text(json.dumps(timing))
+    return timing
+
+
+def run_worker(cmd: list[str]) -> dict:
+    """Run a LiteRT-Torch conversion subprocess; its timing row (or its error's last lines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = ""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    for line in proc.stdout.splitlines():
+        if line.startswith("LITERT_RESULT "):
+            return json.loads(line.split(" ", 1)[1]) | {"process_s": wall}
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+    raise RuntimeError("LiteRT-Torch conversion failed:\n" + "\n".join(tail))
+
+
+# ------------------------------------------------------------------------------------------------
+# One model
+# ------------------------------------------------------------------------------------------------
+
+
+def bench(name: str, args) -> dict:
+    spec = SPECS[name]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = prepared_model(name)
+    state = work / f"{name}.pt"
+    torch.save(model.state_dict(), state)
+    digest = state_digest(model)
+    row: dict = {"model": name, "input": f"{spec.size}x{spec.size}", "io_layout": spec.io_layout}
+    files, conv = {"litert": work / f"{name}.litert.tflite"}, {}
+    conv["litert"] = convert_litert(
+        name, state, digest, files["litert"], args.litert_python, args.reuse_litert
+    )
+    if args.litert_only:
+        return row | {"litert": {"conversion": conv["litert"]}}
+    files["ours"], conv["ours"] = convert_ours(model, name, work, digest, args.reuse_ours)
+
+    held = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(7))
+    refs = references(model, name, held)
+    in_layout = spec.io_layout if isinstance(spec.io_layout, str) else spec.io_layout[0]
+    x = nhwc(held.numpy()) if in_layout == "nhwc" else held.numpy()
+    interps = {k: interpreter(p) for k, p in files.items()}
+    for k in files:
+        err, scale = max_error(refs, run_file(interps[k], x))
+        row[k] = tflite_stats(files[k]) | {"max_abs_err": err, "max_abs_ref": scale}
+        row[k]["conversion"] = conv[k]
+    times = alternating(
+        {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()},
+        rounds=args.rounds,
+        per_round=args.per_round,
+    )
+    for k, samples in times.items():
+        row[k]["latency_ms"] = 1e3 * statistics.median(samples)
+    row["latency_ratio"] = row["ours"]["latency_ms"] / row["litert"]["latency_ms"]
+    row["conversion_ratio"] = conv["ours"]["total_s"] / conv["litert"]["total_s"]
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | latency ours / LiteRT ms (ratio) | XNNPACK partitions ours / LiteRT "
+        "| TRANSPOSE ours / LiteRT | ops ours / LiteRT | MB ours / LiteRT "
+        "| max err ours / LiteRT | conversion s ours / LiteRT | dynamic batch ours / LiteRT |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        o, t = r["ours"], r["litert"]
+
+        def yn(s):
+            return "yes" if s["dynamic_batch"] else "no"
+
+        lines.append(
+            f"| {r['model']} {r['input']} | {o['latency_ms']:.1f} / {t['latency_ms']:.1f} "
+            f"(**{r['latency_ratio']:.2f}**) | {o['xnnpack_partitions']} / "
+            f"{t['xnnpack_partitions']} | {o['transpose']} / {t['transpose']} | {o['n_ops']} / "
+            f"{t['n_ops']} | {o['size_mb']:.1f} / {t['size_mb']:.1f} | {o['max_abs_err']:.1e} / "
+            f"{t['max_abs_err']:.1e} | {o['conversion']['total_s']:.0f} / "
+            f"{t['conversion']['total_s']:.0f} | {yn(o)} / {yn(t)} |"
+        )
+    return "\n".join(lines)
+
+
+def histogram_diff(rows: list[dict]) -> str:
+    """Per model, the ops whose counts differ between the two files."""
+    out = []
+    for r in rows:
+        o, t = r["ours"]["ops"], r["litert"]["ops"]
+        diff = [
+            f"{op} {o.get(op, 0)}/{t.get(op, 0)}"
+            for op in sorted(set(o) | set(t))
+            if o.get(op, 0) != t.get(op, 0)
+        ]
+        out.append(f"- {r['model']}: " + (", ".join(diff) if diff else "same histogram"))
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(SPECS), help="comma-separated subset")
+    p.add_argument("--litert-python", default=LITERT_PYTHON)
+    p.add_argument("--work", default="/tmp/tflite_vs_litert")
+    p.add_argument("--reuse-litert", action="store_true", help="keep LiteRT files of same weights")
+    p.add_argument("--reuse-ours", action="store_true", help="keep ours of same weights+commit")
+    p.add_argument("--litert-only", action="store_true", help="only make the LiteRT files")
+    p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--per-round", type=int, default=3)
+    p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.json)
+    kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}
+    if args.print:
+        good = [r for r in kept.values() if "error" not in r]
+        print(table(good) + "\n\n" + histogram_diff(good))
+        return
+    rows = []
+    for name in args.models.split(","):
+        try:
+            row = bench(name, args)
+        except Exception as exc:  # noqa: BLE001 - a row saying why, the others still run
+            row = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        if args.litert_only:
+            continue
+        kept[name] = row | {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        out.write_text(json.dumps([kept[k] for k in SPECS if k in kept], indent=1))
+    if args.litert_only:
+        return
+    good = [r for r in rows if "error" not in r]
+    print("\n" + table(good) + "\n\n" + histogram_diff(good))
+    for r in rows:
+        if "error" in r:
+            print(f"\n{r['model']}: {r['error']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
