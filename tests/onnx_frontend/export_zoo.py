@@ -1,11 +1,15 @@
-"""Export a torchvision model to ONNX, in a process of its own (never with TensorFlow loaded:
-torch.onnx.export crashes then in this environment, see DESIGN.md "Process hygiene").
+"""Export models of the torchvision zoo to ONNX, in a process of its own (never with TensorFlow
+loaded: torch.onnx.export crashes then in this environment, see DESIGN.md "Process hygiene").
 
-    python tests/onnx_frontend/export_zoo.py NAME OPSET SIZE OUT_DIR
+    python tests/onnx_frontend/export_zoo.py NAME[,NAME...] OPSET[,OPSET...] SIZE OUT_DIR
 
 writes OUT_DIR/NAME_opOPSET.onnx (dynamic batch: dynamic_axes, TorchScript exporter,
-dynamo=False) and OUT_DIR/NAME.pt (the state dict: random weights, randomized BatchNorm
-statistics), so that a test can rebuild the same PyTorch model.
+dynamo=False) and OUT_DIR/NAME.pt (the state dict), so that a test can rebuild the same
+PyTorch model with ``build(NAME)``. SIZE 0: the input size of tests/e2e/test_zoo.py's ZOO.
+
+Models of tests/e2e/test_zoo.py's ZOO are built exactly as that test builds them (random
+weights, randomized BatchNorm statistics, zero-initialized parameters re-drawn); other names
+are torchvision.models factories.
 """
 
 from __future__ import annotations
@@ -16,16 +20,34 @@ from pathlib import Path
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import randomize_bn  # noqa: E402
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "e2e"))
+from helpers import randomize_bn, randomize_zero_weights, stable_seed  # noqa: E402
+
+
+def zoo() -> dict:
+    """tests/e2e/test_zoo.py's ZOO (name -> Zoo(make, size, slow, torch_permutes))."""
+    from test_zoo import ZOO
+
+    return ZOO
+
+
+def size_of(name: str) -> int:
+    spec = zoo().get(name)
+    return spec.size if spec is not None else 64
 
 
 def build(name: str) -> torch.nn.Module:
+    """The model ``name`` as tests/e2e/test_zoo.py builds it (eval mode)."""
+    spec = zoo().get(name)
+    if spec is not None:
+        seed = stable_seed("zoo", name)
+        torch.manual_seed(seed)
+        model = randomize_zero_weights(randomize_bn(spec.make(), seed=seed), seed=seed)
+        return model.eval()
     torch.manual_seed(0)
-    kwargs = (
-        {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
-    )
-    model = getattr(torchvision.models, name)(weights=None, **kwargs)
+    model = getattr(torchvision.models, name)(weights=None)
     return randomize_bn(model.eval(), seed=0)
 
 
@@ -33,6 +55,7 @@ def main(name: str, opset: int, size: int, out_dir: str) -> None:
     model = build(name)
     out = Path(out_dir)
     torch.save(model.state_dict(), out / f"{name}.pt")
+    size = size or size_of(name)
     x = torch.randn(1, 3, size, size)
     torch.onnx.export(
         model,
@@ -47,4 +70,6 @@ def main(name: str, opset: int, size: int, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    for _name in sys.argv[1].split(","):
+        for _opset in sys.argv[2].split(","):
+            main(_name, int(_opset), int(sys.argv[3]), sys.argv[4])
