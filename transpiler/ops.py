@@ -187,9 +187,28 @@ _op("linear", "last_axis", 2, 3)
 _op("matmul", "fixed", 2, 2)  # numpy matmul semantics; runs in PyTorch's layout
 _op("einsum", "fixed", 1, None, equation=R)
 
-# Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear).
-# scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
-_op("resize", "spatial", sizes=R, mode=R, align_corners=False, scales=None, **SPATIAL)
+# Resampling of the spatial axes. Two semantics, chosen by `coord`:
+# - coord None: PyTorch's F.interpolate. mode: nearest, nearest-exact, linear (bi/trilinear);
+#   scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
+# - coord an ONNX coordinate_transformation_mode (half_pixel, pytorch_half_pixel, align_corners,
+#   asymmetric, tf_half_pixel_for_nn, half_pixel_symmetric): ONNX's Resize, as its reference
+#   computes it (backends/_planning.py resize_taps). mode: nearest (nearest_mode), linear or
+#   cubic (cubic_a); exclude_outside, antialias; factors: ONNX's scale per axis (out/in).
+_op(
+    "resize",
+    "spatial",
+    sizes=R,
+    mode=R,
+    align_corners=False,
+    scales=None,
+    coord=None,
+    factors=None,
+    nearest_mode="round_prefer_floor",
+    cubic_a=-0.75,
+    exclude_outside=False,
+    antialias=False,
+    **SPATIAL,
+)
 
 # Unary elementwise.
 for _name in ("relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"):

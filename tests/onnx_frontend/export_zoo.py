@@ -56,17 +56,35 @@ def main(name: str, opset: int, size: int, out_dir: str) -> None:
     out = Path(out_dir)
     torch.save(model.state_dict(), out / f"{name}.pt")
     size = size or size_of(name)
-    x = torch.randn(1, 3, size, size)
-    torch.onnx.export(
-        model,
-        (x,),
-        str(out / f"{name}_op{opset}.onnx"),
-        opset_version=opset,
-        dynamo=False,
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-    )
+    path = str(out / f"{name}_op{opset}.onnx")
+    try:
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 3, size, size),),
+            path,
+            opset_version=opset,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    except torch.onnx.errors.SymbolicValueError as exc:
+        # e.g. VGG/AlexNet at 64x64: the TorchScript exporter refuses an AdaptiveAvgPool2d that
+        # upsamples; torch.export's exporter writes it (batch 2: a batch of 1 would specialize)
+        print(
+            f"{name}: TorchScript exporter failed ({str(exc).splitlines()[0][:120]}); dynamo=True"
+        )
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 3, size, size),),
+            path,
+            opset_version=opset,
+            dynamo=True,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+        )
 
 
 if __name__ == "__main__":

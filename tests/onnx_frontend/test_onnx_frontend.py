@@ -21,6 +21,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from onnx_frontend.export_zoo import size_of, zoo  # noqa: E402
 from transpiler import TranspileError, UnsupportedOpError, transpile  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -32,10 +33,13 @@ BOUND = 1e-4
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """``get(name, opset, size) -> (onnx path, state-dict path)``, exporting once per session."""
-    folder = tmp_path_factory.mktemp("onnx_zoo")
+    """``get(name, opset, size) -> (onnx path, state-dict path)``, exporting once per session
+    (or once per $TRANSPILER_ONNX_ZOO folder)."""
+    cache = os.environ.get("TRANSPILER_ONNX_ZOO")  # a folder kept between runs, if set
+    folder = Path(cache) if cache else tmp_path_factory.mktemp("onnx_zoo")
 
     def get(name: str, opset: int, size: int) -> tuple[Path, Path]:
+        """size 0: the input size of tests/e2e/test_zoo.py's ZOO."""
         path = folder / f"{name}_op{opset}.onnx"
         if not path.exists():
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -61,63 +65,63 @@ def _err(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(np.max(np.abs(y - ref))), BOUND * max(1.0, float(np.max(np.abs(ref))))
 
 
-# (name, opset, size, slow)
-ZOO = [
-    ("mobilenet_v3_small", 17, 64, False),
-    ("mobilenet_v3_small", 20, 64, True),
-    ("resnet50", 17, 64, True),
-    ("resnet50", 20, 64, True),
-    ("shufflenet_v2_x1_0", 17, 64, True),
-    ("efficientnet_b0", 20, 64, True),
-    ("regnet_y_400mf", 17, 64, True),
-    ("mnasnet0_5", 20, 64, True),
-    ("densenet121", 17, 64, True),
-    ("vgg11_bn", 20, 64, True),
-    ("alexnet", 17, 64, True),
-    ("convnext_tiny", 17, 64, True),
+# every model of tests/e2e/test_zoo.py, at opsets 17 and 20; one in the default suite
+ZOO_CASES = [
+    pytest.param(
+        name,
+        opset,
+        marks=[] if (name, opset) == ("mobilenet_v3_small", 17) else [pytest.mark.slow],
+        id=f"{name}-op{opset}",
+    )
+    for name in zoo()
+    for opset in (17, 20)
 ]
 
 
-# models whose forward permutes activations (channel shuffle, ConvNeXt's LayerNorm permutes)
-PERMUTING = {"shufflenet_v2_x1_0", "convnext_tiny"}
+@pytest.fixture(scope="session")
+def torch_transposes():
+    """``count(name, model) -> int``: the Transpose count of the PyTorch conversion (NHWC I/O),
+    once per model."""
+    counts: dict[str, int] = {}
+
+    def count(name: str, model: torch.nn.Module) -> int:
+        if name not in counts:
+            x = torch.randn(1, 3, size_of(name), size_of(name))
+            result = transpile(model, x, io_layout="nhwc", verify=False)
+            counts[name] = result.report.transpose_count
+        return counts[name]
+
+    return count
 
 
-@pytest.mark.parametrize(
-    "name,opset,size",
-    [
-        pytest.param(n, o, s, marks=[pytest.mark.slow] if slow else [], id=f"{n}-op{o}")
-        for n, o, s, slow in ZOO
-    ],
-)
-def test_zoo_from_onnx(exported, tmp_path, name, opset, size):
-    """The .onnx file converts with the numbers of PyTorch (batch 1 and 3, NHWC I/O) and the
-    Transpose count of the PyTorch conversion (0 for the CNNs)."""
-    path, weights = exported(name, opset, size)
+def _first(out):
+    """A segmentation model's {'out': ...} -> its tensor."""
+    return out["out"] if isinstance(out, dict) else out
+
+
+@pytest.mark.parametrize("name,opset", ZOO_CASES)
+def test_zoo_from_onnx(exported, torch_transposes, tmp_path, name, opset):
+    """The .onnx file (dynamic batch) converts with the numbers of PyTorch (batch 1 and 3, NHWC
+    I/O) and the Transpose count of the PyTorch conversion of the same model: 0 for the CNNs
+    (whose forward permutes nothing: tests/e2e/test_zoo.py's torch_permutes None)."""
+    size = size_of(name)
+    path, weights = exported(name, opset, 0)
     result = transpile(path, io_layout="nhwc", out_dir=tmp_path / "onnx")
-    assert result.report.ok and len(result.report.checks) == 2  # ORT, two batch sizes
+    assert result.report.ok and len(result.report.checks) >= 2  # ORT, two batch sizes
+    assert result.report.batch == "dynamic"
     model = _torch_model(name, weights)
     fn = result.load()
     for batch in (1, 3):
         x = torch.randn(batch, 3, size, size)
         with torch.no_grad():
-            ref = model(x).numpy()
-        err, bound = _err(fn(x.numpy().transpose(0, 2, 3, 1)), ref)
+            ref = _first(model(x)).numpy()
+        y = fn(x.numpy().transpose(0, 2, 3, 1))
+        err, bound = _err(np.moveaxis(y, -1, 1) if y.ndim == 4 else y, ref)
         assert err <= bound, (name, batch, err, bound)
-    if name in PERMUTING:  # the PyTorch conversion of the same model: the same Transpose count
-        from_torch = transpile(model, torch.randn(1, 3, size, size), io_layout="nhwc", verify=False)
-        assert result.report.transpose_count == from_torch.report.transpose_count
-    else:  # a plain CNN: none at all
-        assert result.report.transpose_count == 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet50", "shufflenet_v2_x1_0"])
-def test_zoo_transposes_match_pytorch(exported, name):
-    path, weights = exported(name, 17, 64)
-    from_onnx = transpile(path, io_layout="nhwc", verify=False)
-    model = _torch_model(name, weights)
-    from_torch = transpile(model, torch.randn(1, 3, 64, 64), io_layout="nhwc", verify=False)
-    assert from_onnx.report.transpose_count == from_torch.report.transpose_count
+    count = result.report.transpose_count
+    assert count == torch_transposes(name, model), result.report
+    if zoo()[name].torch_permutes is None:  # a plain CNN: none at all
+        assert count == 0, result.report
 
 
 # -- a small CNN through the exporter: layers, names, dynamic batch, flatten -> Gemm --------------
@@ -353,7 +357,7 @@ def test_node_cases_all_covered():
 @pytest.mark.slow
 def test_zoo_tf_backend(exported):
     """An exported file through the tf backend (SavedModel), checked against ORT."""
-    path, _ = exported("mobilenet_v3_small", 17, 64)
+    path, _ = exported("mobilenet_v3_small", 17, 0)
     assert transpile(path, backend="tf", io_layout="nhwc").report.ok
 
 
