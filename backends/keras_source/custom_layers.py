@@ -656,8 +656,18 @@ class OnnxResize(keras.layers.Layer):
     (nearest with `nearest_mode`, linear, cubic with `cubic_a`), `exclude_outside`, `antialias`;
     `factors`: ONNX's scale (output / input size) per axis."""
 
-    def __init__(self, sizes, mode, coord, factors, nearest_mode="round_prefer_floor",
-                 cubic_a=-0.75, exclude_outside=False, antialias=False, **kwargs):
+    def __init__(
+        self,
+        sizes,
+        mode,
+        coord,
+        factors,
+        nearest_mode="round_prefer_floor",
+        cubic_a=-0.75,
+        exclude_outside=False,
+        antialias=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.sizes, self.mode, self.coord = tuple(sizes), mode, coord
         self.factors, self.nearest_mode, self.cubic_a = tuple(factors), nearest_mode, cubic_a
@@ -666,8 +676,15 @@ class OnnxResize(keras.layers.Layer):
     def call(self, x):
         for axis, out in enumerate(self.sizes, start=1):
             index, weight = resize_taps(
-                x.shape[axis], out, self.mode, self.coord, self.factors[axis - 1],
-                self.nearest_mode, self.cubic_a, self.exclude_outside, self.antialias,
+                x.shape[axis],
+                out,
+                self.mode,
+                self.coord,
+                self.factors[axis - 1],
+                self.nearest_mode,
+                self.cubic_a,
+                self.exclude_outside,
+                self.antialias,
             )
             if weight is None:
                 x = ops.take(x, index[:, 0], axis=axis)

@@ -119,9 +119,11 @@ def test_zoo_from_onnx(exported, torch_transposes, tmp_path, name, opset):
         err, bound = _err(np.moveaxis(y, -1, 1) if y.ndim == 4 else y, ref)
         assert err <= bound, (name, batch, err, bound)
     count = result.report.transpose_count
-    assert count == torch_transposes(name, model), result.report
-    if zoo()[name].torch_permutes is None:  # a plain CNN: none at all
+    if zoo()[name].torch_permutes is None:
+        # a plain CNN: none at all, as tests/e2e/test_zoo.py asserts of its PyTorch conversion
         assert count == 0, result.report
+    else:  # a forward that permutes: the count of the PyTorch conversion of the same model
+        assert count == torch_transposes(name, model), result.report
 
 
 # -- a small CNN through the exporter: layers, names, dynamic batch, flatten -> Gemm --------------
@@ -437,3 +439,115 @@ def test_divergence_names_the_onnx_node(monkeypatch):
     message = str(info.value)
     assert "first diverging ONNX node: '/block/act/Relu' (Relu)" in message
     assert info.value.report.divergence.module_type == "Relu"
+
+
+# -- Resize: every mode that maps exactly, through both backends, against onnxruntime -----------
+
+# (attributes, scales or sizes of H and W) on a (N, 3, 5, 7) input
+RESIZES = [
+    (dict(mode="nearest", coordinate_transformation_mode="half_pixel"), "sizes", [8, 11]),
+    (
+        dict(mode="cubic", coordinate_transformation_mode="align_corners", exclude_outside=1),
+        "scales",
+        [1.4, 0.5714286],
+    ),
+    (
+        dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel", antialias=1),
+        "sizes",
+        [3, 4],
+    ),
+    (
+        dict(
+            mode="nearest",
+            coordinate_transformation_mode="tf_half_pixel_for_nn",
+            nearest_mode="ceil",
+        ),
+        "scales",
+        [2.3, 1.7],
+    ),
+    (
+        dict(
+            mode="cubic", coordinate_transformation_mode="half_pixel_symmetric", cubic_coeff_a=-0.5
+        ),
+        "sizes",
+        [9, 5],
+    ),
+    (dict(mode="linear", coordinate_transformation_mode="asymmetric"), "scales", [0.5, 2.0]),
+    (
+        dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        "scales",
+        [2.0, 3.0],
+    ),
+    (dict(mode="cubic", coordinate_transformation_mode="half_pixel", antialias=1), "sizes", [2, 3]),
+    (
+        dict(
+            mode="nearest",
+            coordinate_transformation_mode="align_corners",
+            nearest_mode="round_prefer_ceil",
+        ),
+        "sizes",
+        [1, 6],
+    ),
+    (
+        dict(
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+            keep_aspect_ratio_policy="not_larger",
+        ),
+        "sizes",
+        [10, 10],
+    ),
+]
+
+
+def _resize_model(configs, opset=19):
+    """One Resize node per config on the same input, each an output."""
+    nodes, outputs, inits = [], [], []
+    for k, (attrs, kind, values) in enumerate(configs):
+        attrs = dict(attrs)
+        if kind == "scales":
+            inits.append(numpy_helper.from_array(np.array([1, 1, *values], np.float32), f"s{k}"))
+            inputs = ["x", "", f"s{k}"]
+        else:  # sizes of the spatial axes only
+            inits.append(numpy_helper.from_array(np.array(values, np.int64), f"z{k}"))
+            inputs, attrs["axes"] = ["x", "", "", f"z{k}"], [2, 3]
+        nodes.append(helper.make_node("Resize", inputs, [f"y{k}"], f"/up{k}/Resize", **attrs))
+        outputs.append(_info(f"y{k}", ["N", 3, "h", "w"]))
+    return _model(nodes, [_info("x", ["N", 3, 5, 7])], outputs, inits, opset=opset)
+
+
+def test_resize_modes_match_onnxruntime():
+    """Nearest (all four nearest_modes), linear and cubic (cubic_coeff_a, exclude_outside,
+    antialias) under every coordinate_transformation_mode but tf_crop_and_resize, with scales,
+    sizes, axes and keep_aspect_ratio_policy: the Keras model matches onnxruntime (verify=True:
+    batch 1 and 3), and no transposes with NHWC I/O."""
+    result = transpile(_resize_model(RESIZES), io_layout="nhwc")
+    assert result.report.ok and len(result.report.checks) == 2 * len(RESIZES)
+    assert result.report.transpose_count == 0
+
+
+@pytest.mark.slow
+def test_resize_modes_tf_backend():
+    assert transpile(_resize_model(RESIZES), backend="tf", io_layout="nhwc").report.ok
+
+
+@pytest.mark.parametrize(
+    "attrs,kind,values,match",
+    [
+        (
+            dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+            "sizes",
+            [4, 4],
+            "tf_crop_and_resize",
+        ),
+        (  # 7 x 0.6 = 4.2 -> 4: onnxruntime and onnx's reference disagree
+            dict(mode="linear", coordinate_transformation_mode="align_corners"),
+            "scales",
+            [1.0, 0.6],
+            "rounded",
+        ),
+    ],
+)
+def test_resize_refusals_are_clear(attrs, kind, values, match):
+    with pytest.raises(TranspileError, match=match):
+        transpile(_resize_model([(attrs, kind, values)]), verify=False)
