@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import TranspileError
 from ..ir import TensorType, Value
-from .onnx_importer import OnnxBuilder
+from .onnx_importer import OnnxBuilder, Partial
 
 __all__ = ["ONNX_CONVERTERS"]
 
@@ -477,9 +477,13 @@ def _resize_factors(b: OnnxBuilder, attrs, x, scales, sizes) -> tuple[float, ...
         for axis, f in zip(axes, given, strict=True):
             full[axis] = float(f)
     else:
-        wanted = b.constant(sizes, "sizes").astype(np.int64).ravel()
+        # torch.onnx computes sizes from the input's shape: (batch, C, H', W'), the batch dynamic
+        if isinstance(sizes, Partial):
+            wanted = [x.shape[a] if v is None else v for a, v in zip(axes, sizes, strict=True)]
+        else:
+            wanted = b.constant(sizes, "sizes").astype(np.int64).ravel()
         for axis, size in zip(axes, wanted, strict=True):
-            full[axis] = int(size) / x.shape[axis]
+            full[axis] = 1.0 if size is None or size == x.shape[axis] else int(size) / x.shape[axis]
         policy = attrs.get("keep_aspect_ratio_policy", "stretch")
         if policy in ("not_larger", "not_smaller"):
             scale = (min if policy == "not_larger" else max)(full[a] for a in axes)
