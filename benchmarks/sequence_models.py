@@ -1,8 +1,9 @@
 """The README's sequence-model table: model, tracer, Transpose count, worst scaled error, seconds.
 
 Run from the repository root: ``python benchmarks/sequence_models.py rnn`` (recurrent layers and
-the CRNN) or ``python benchmarks/sequence_models.py hf`` (BERT, DistilBERT, GPT-2 from small
-configs, random weights, no downloads)."""
+the CRNN), ``... blocks`` (a Llama-style decoder block, a cell loop, a dynamic-length tagger) or
+``... hf [name ...]`` (the Hugging Face models of tests/e2e/test_transformers.py from small
+configs, random weights, no downloads; all of them without names)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,35 @@ def worst_scaled(result) -> float:
     return max(c.max_abs / (c.bound / 1e-4) for c in result.report.checks)
 
 
-def row(name: str, model: nn.Module, example) -> None:
+def row(name: str, model: nn.Module, example, tflite: bool = False) -> None:
+    """One table row: model, tracer, dims dynamic beyond the batch, Transpose ops (TF graph)
+    / transposes in the imported graph (the model's own permutes), worst scaled error,
+    seconds, and with ``tflite`` the float32 TFLite export's worst scaled error."""
     torch.manual_seed(0)
     start = time.perf_counter()
     result = transpile(model.eval(), example)
     seconds = time.perf_counter() - start
     r = result.report
-    cells = [name, r.tracer, r.transpose_count, f"{worst_scaled(result):.1e}", f"{seconds:.0f}"]
-    print("| " + " | ".join(str(c) for c in cells) + " |")
+    cells = [
+        name,
+        "fx" if "fx" in r.tracer else r.tracer,
+        r.dynamic or "batch only",
+        f"{r.transpose_count} / {r.imported_transposes}",
+        f"{worst_scaled(result):.1e}",
+        f"{seconds:.0f}",
+    ]
+    if tflite:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                result.to_tflite(os.path.join(tmp, "m.tflite"))
+            except Exception as exc:  # noqa: BLE001 - a row says what failed
+                cells.append(f"fails: {str(exc).splitlines()[0][:80]}")
+            else:
+                checks = r.tflite[-1].checks
+                cells.append(f"{max(c.max_abs / (c.bound / 1e-4) for c in checks):.1e}")
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 def recurrent() -> None:
@@ -44,31 +66,31 @@ def recurrent() -> None:
     row("CRNN, 1x16x20", CRNN(), torch.randn(2, 1, 16, 20))
 
 
-def hugging_face() -> None:
-    import transformers as T  # noqa: N812
+def hugging_face(names: list[str]) -> None:
+    """The models of tests/e2e/test_transformers.py (small configs, random weights), token
+    ids + attention mask (ids only for GPT-2), batch 2, L=9, with the TFLite export."""
+    from test_transformers import IDS_ONLY, MODELS, _tokens
 
-    ids = torch.randint(0, 100, (2, 9))
-    mask = torch.ones(2, 9, dtype=torch.long)
-    mask[-1, 6:] = 0
-    bert = T.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    distil = T.DistilBertConfig(
-        vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64
-    )
-    gpt2 = T.GPT2Config(
-        vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64, use_cache=False
-    )
-    row("BertModel, ids + mask, L=9", T.BertModel(bert), (ids, mask))
-    row("DistilBertModel, ids + mask, L=9", T.DistilBertModel(distil), (ids, mask))
-    row("GPT2Model, ids, L=9", T.GPT2Model(gpt2), (ids,))
+    for name in names or list(MODELS):
+        model = MODELS[name]()
+        example = _tokens(2, 9, 0)[: 1 if name in IDS_ONLY else 2]
+        row(f"{type(model).__name__}, L=9", model, example, tflite=True)
+
+
+def blocks() -> None:
+    """tests/e2e/test_sequence_blocks.py: the Llama-style block, a cell loop, a tagger whose
+    sequence length stays dynamic."""
+    from test_sequence_blocks import CellLoop, LlamaBlock, Tagger
+
+    row("Llama-style decoder block, L=10", LlamaBlock(), torch.randn(2, 10, 32), tflite=True)
+    row("LSTMCell loop, 5 steps", CellLoop("lstm"), torch.randn(2, 5, 6), tflite=True)
+    row("Embedding → reshape → LSTM tagger, L=9", Tagger(), torch.randint(0, 50, (2, 9)))
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    {"rnn": recurrent, "hf": hugging_face}[sys.argv[1] if len(sys.argv) > 1 else "rnn"]()
+    what = sys.argv[1] if len(sys.argv) > 1 else "rnn"
+    if what == "hf":
+        hugging_face(sys.argv[2:])
+    else:
+        {"rnn": recurrent, "blocks": blocks}[what]()

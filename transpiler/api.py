@@ -150,6 +150,7 @@ def transpile(
     extra_converters: ConverterRegistry | None = None,
     tracer: str = "auto",
     structure: str = "flat",
+    dynamic_shapes: Any = "auto",
 ) -> TranspileResult:
     """Transpile a PyTorch module into readable Keras 3 source plus weights.
 
@@ -178,6 +179,14 @@ def transpile(
         structure: the keras backend's source form: ``"flat"`` (default: one statement per
             layer) or ``"modules"`` (one Keras function per PyTorch module class, called like
             the module tree). Both build the same layers, names and weights.
+        dynamic_shapes: input dimensions that stay dynamic besides the batch, in the spirit
+            of ``torch.export``'s argument: one entry per input (a tuple, or a dict keyed by
+            forward()'s argument names), each None, ``{axis: dim}`` or a tuple of one dim per
+            axis, a dim being True, a name (dims sharing a name share their size) or
+            ``torch.export.Dim(name, min=, max=)``. Both tracers see every declared dim at
+            two sizes and the check runs at both. ``"auto"`` (default): the sequence axis (1)
+            of integer inputs (token ids, masks) where the model converts with it dynamic,
+            else static with a note in the report; ``None``: the batch only.
 
     Returns:
         A ``TranspileResult`` (``source_path``, ``load()``, ``keras_model()``, ``report``).
@@ -201,11 +210,15 @@ def transpile(
         registry = DEFAULT_REGISTRY.merge(extra_converters)
 
     clock = time.perf_counter()
-    loaded = load(model, example_inputs, tracer=tracer, registry=registry)
+    loaded = load(
+        model, example_inputs, tracer=tracer, registry=registry, dynamic_shapes=dynamic_shapes
+    )
     traced = time.perf_counter()
     ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
+    imported_transposes = sum(n.op == "transpose" for n in loaded.graph.nodes)
     run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
     report = _new_report(writer.name, layouts, loaded, run)
+    report.imported_transposes = imported_transposes
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
     return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
@@ -215,6 +228,7 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
     graph = run.graph
     report = Report(backend=backend, tracer=loaded.tracer, io_layout=layouts, passes=run.records)
     report.batch = loaded.batch
+    report.dynamic = loaded.dynamic
     report.notes.extend(loaded.notes)
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
     names = graph.meta.get("output_names") or [""] * len(graph.outputs)  # ONNX output names

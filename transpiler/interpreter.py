@@ -447,6 +447,25 @@ def _take(node: Node, x, idx):
     return flat.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1 :])
 
 
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@evaluates("take_along_axis")
+def _take_along_axis(node: Node, x, idx):
+    return torch.gather(x, node.attrs["axis"], idx.long())
+
+
+@evaluates("triangle")
+def _triangle(node: Node, x):
+    fn = torch.triu if node.attrs["upper"] else torch.tril
+    return fn(x, node.attrs["diagonal"])
+
+
+@evaluates("topk")
+def _topk(node: Node, x):
+    a = node.attrs
+    values, indices = torch.topk(x, a["k"], a["axis"], largest=a["largest"], sorted=True)
+    return values, indices.long()
+
+
 @evaluates("cumsum")
 def _cumsum(node: Node, x):
     return torch.cumsum(x, node.attrs["axis"]).to(torch_dtype(node.output.type.dtype))
@@ -464,7 +483,9 @@ def _roll(node: Node, x):
 
 @evaluates("reshape")
 def _reshape(node: Node, x):
-    return x.reshape(node.attrs["shape"])
+    from .ops import reshape_sources, reshape_target
+
+    return x.reshape(reshape_target(node.attrs["shape"], reshape_sources(node), x.shape))
 
 
 @evaluates("transpose")

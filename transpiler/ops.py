@@ -54,7 +54,16 @@ from .errors import TranspileError
 if TYPE_CHECKING:  # pragma: no cover
     from .ir import Node
 
-__all__ = ["OpSpec", "OPS", "op_spec", "OpImplTable", "with_defaults", "declared_attr"]
+__all__ = [
+    "OpSpec",
+    "OPS",
+    "op_spec",
+    "OpImplTable",
+    "with_defaults",
+    "declared_attr",
+    "reshape_sources",
+    "reshape_target",
+]
 
 _REQUIRED = object()
 
@@ -273,6 +282,16 @@ _op("cumsum", "fixed", axis=R)
 _op("flip", "fixed", axes=R)
 _op("roll", "fixed", shifts=R, axes=R)  # torch.roll with dims (one shift per axis)
 
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+# take_along_axis: torch.gather / take_along_dim; inputs x, int64 indices of x's rank (sizes
+# may differ from x's off `axis`: the output takes the indices' shape)
+_op("take_along_axis", "fixed", 2, 2, axis=R)
+# triangle: torch.triu (upper=True) / tril of the last two axes, `diagonal` as torch's
+_op("triangle", "fixed", upper=R, diagonal=0)
+# topk: outputs (values, int64 indices) of the k largest (smallest) along `axis`, sorted;
+# torch.sort is topk with k = the axis' size
+_op("topk", "fixed", k=R, axis=R, largest=True)
+
 # Recurrent: one layer of nn.LSTM / nn.GRU / nn.RNN, one or both directions, batch-first.
 # Inputs: x (N, T, I); per direction w_ih (G*H, I), w_hh (G*H, H) [, b_ih (G*H,), b_hh (G*H,)]
 # in PyTorch's gate order (LSTM i,f,g,o; GRU r,z,n); then, with initial_state, per direction
@@ -291,10 +310,37 @@ _op(
 )
 
 # Shape.
-_op("reshape", "reshape", shape=R)  # target shape; -1 marks the one dynamic dimension
+# target shape; -1 marks a dynamic dimension: one -1 is inferred (numpy's rule); several -1
+# (dynamic sizes beyond the batch, issue 12) take, in order, the sizes of the input's dynamic
+# axes (those None in its IR type), which the reshape neither merges nor splits
+_op("reshape", "reshape", shape=R)
 _op("transpose", "transpose", perm=R, reason="")
 
 del _name
+
+
+def reshape_sources(node: Node) -> tuple[int, ...] | None:
+    """For a reshape with several -1 in its target: the input axes (dynamic in the IR) whose
+    runtime sizes fill them, in order; None when the target has at most one -1."""
+    target = tuple(node.attrs["shape"])
+    if sum(d == -1 for d in target) < 2:
+        return None
+    sources = tuple(i for i, d in enumerate(node.inputs[0].shape) if d is None)
+    if len(sources) != sum(d == -1 for d in target):
+        raise TranspileError(
+            f"internal: reshape to {target} of a value with dynamic axes {sources} at "
+            f"{node.source.describe() if node.source else '<unknown>'}"
+        )
+    return sources
+
+
+def reshape_target(target: tuple, sources: tuple[int, ...] | None, sizes: Any) -> list:
+    """``target`` with its -1 entries filled from ``sizes`` (the input's runtime shape, ints or
+    scalar tensors) at ``sources``; unchanged when ``sources`` is None."""
+    if sources is None:
+        return list(target)
+    fill = iter(sources)
+    return [sizes[next(fill)] if d == -1 else d for d in target]
 
 
 def op_spec(name: str) -> OpSpec:

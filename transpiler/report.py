@@ -92,6 +92,10 @@ class Report:
     backend: str
     tracer: str = "torch.fx symbolic_trace"
     batch: str = "dynamic"  # "dynamic", "dynamic, 1 <= N <= 63" or "static: 2"
+    dynamic: str = ""  # input dims dynamic beyond the batch, e.g. "input_ids[1]=seq"
+    # transposes in the imported graph, before the passes: the model's own permute/transpose
+    # calls (and those of converters that decompose a layer, e.g. attention's head splits)
+    imported_transposes: int | None = None
     io_layout: tuple[str, str] = ("nchw", "nchw")
     inputs: list[str] = field(default_factory=list)  # "x: float32 (N, 3, 224, 224)"
     outputs: list[str] = field(default_factory=list)
@@ -134,6 +138,8 @@ class Report:
         lines.append(f"- tracer: {self.tracer}")
         lines.append(f"- io_layout: inputs {self.io_layout[0]}, outputs {self.io_layout[1]}")
         lines.append(f"- batch: {self.batch}")
+        if self.dynamic:
+            lines.append(f"- dynamic dimensions beyond the batch: {self.dynamic}")
         lines += [f"- input {s}" for s in self.inputs]
         lines += [f"- output {s}" for s in self.outputs]
         lines += [
@@ -153,6 +159,11 @@ class Report:
             else str(self.transpose_count)
         )
         lines.append(f"- TF `Transpose` ops in `tf.function(model)`: {count}")
+        if self.imported_transposes is not None:
+            lines.append(
+                f"- transposes in the imported graph (the model's own permutes): "
+                f"{self.imported_transposes}"
+            )
         lines += [f"- IR transpose: {why}" for why in self.transposes]
         if self.unfolded_batchnorm:
             lines += ["", "## BatchNorm not folded", ""]
@@ -227,8 +238,12 @@ class Report:
             "  TF Transpose ops: "
             + (str(self.transpose_count) if self.transpose_count is not None else "not counted")
         )
+        if self.imported_transposes is not None:
+            lines.append(f"  transposes in the imported graph: {self.imported_transposes}")
         lines += [f"    - {why}" for why in self.transposes]
         lines += [f"  BatchNorm not folded: {p}: {why}" for p, why in self.unfolded_batchnorm]
+        if self.dynamic:
+            lines.append(f"  dynamic beyond the batch: {self.dynamic}")
         if self.batch != "dynamic":
             lines.append(f"  batch: {self.batch}")
         for c in self.checks:

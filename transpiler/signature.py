@@ -16,7 +16,20 @@ import torch.fx as fx
 
 from .errors import TranspileError
 
-__all__ = ["normalize_inputs", "alternate_inputs", "infer_inputs", "other_batch", "BatchSpec"]
+__all__ = [
+    "normalize_inputs",
+    "alternate_inputs",
+    "infer_inputs",
+    "other_batch",
+    "BatchSpec",
+    "DynamicDim",
+    "DynamicSpec",
+    "AUTO",
+    "parse_dynamic_shapes",
+    "auto_dynamic",
+    "describe_dynamic",
+    "resize_dynamic",
+]
 
 # One-line form: sizes to trace with (two different ones reveal the dynamic dims)
 _SPATIAL_A, _SPATIAL_B = 224, 160
@@ -162,3 +175,162 @@ def infer_inputs(
     a = [torch.randn(2, c, *([_SPATIAL_A] * r), generator=g) for c, r in sigs]
     b = [torch.randn(3, c, *([_SPATIAL_B] * r), generator=g) for c, r in sigs]
     return a, b
+
+
+# -- dynamic dimensions beyond the batch (issue 12, s2-hf-text) ---------------------------------
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class DynamicDim:
+    """A declared dynamic input dimension: dims sharing a ``name`` always have equal sizes.
+    ``low``/``high``: the sizes allowed (``high`` None: unbounded)."""
+
+    name: str
+    low: int = 2
+    high: int | None = None
+
+    def other_size(self, size: int) -> int:
+        """The size of the second tracing run: two less (keeping odd/even), else two more,
+        else any other size in range; ``size`` itself when the range holds nothing else."""
+        low = max(2, self.low)
+        for n in (size - 2, size + 2, size - 1, size + 1):
+            if n >= low and (self.high is None or n <= self.high):
+                return n
+        return size
+
+
+# per input: axis -> DynamicDim (axis 0, the batch, is always dynamic and never listed)
+DynamicSpec = list[dict[int, DynamicDim]]
+
+
+def _dynamic_dim(entry: Any, k: int, axis: int) -> DynamicDim | None:
+    """One declaration: None/False (static), True or a name, or a ``torch.export.Dim``."""
+    if entry is None or entry is False:
+        return None
+    if entry is True:
+        return DynamicDim(f"dim{k}_{axis}")
+    if isinstance(entry, str):
+        if not entry.isidentifier():
+            raise TranspileError(
+                f"dynamic_shapes: the name {entry!r} of input {k} axis {axis} is not an identifier."
+            )
+        return DynamicDim(entry)
+    name = getattr(entry, "__name__", None)
+    if isinstance(name, str) and hasattr(entry, "min") and hasattr(entry, "max"):
+        high = entry.max if isinstance(entry.max, int) and entry.max < 2**62 else None
+        low = entry.min if isinstance(entry.min, int) else 2
+        return DynamicDim(name, max(2, low), high)
+    if type(entry).__name__ == "_DimHint":  # Dim.AUTO / Dim.DYNAMIC: unnamed
+        return DynamicDim(f"dim{k}_{axis}")
+    raise TranspileError(
+        f"dynamic_shapes: input {k} axis {axis} is declared as {entry!r}; use None (static), "
+        "True, a name (inputs sharing a name share the size) or torch.export.Dim(name, min=, max=)."
+    )
+
+
+def _per_input(spec: Any, n: int, names: list[str]) -> list[Any]:
+    if isinstance(spec, dict) and all(isinstance(key, str) for key in spec):
+        unknown = [key for key in spec if key not in names]
+        if unknown:
+            raise TranspileError(
+                f"dynamic_shapes names {unknown} that forward() does not take as its first "
+                f"{n} argument(s) {names}; key the dict by those names, or pass one entry per "
+                "input in a tuple."
+            )
+        return [spec.get(name) for name in names]
+    if isinstance(spec, tuple | list) and len(spec) == n:
+        return list(spec)
+    if n == 1 and isinstance(spec, dict):  # one input: its {axis: dim} directly
+        return [spec]
+    raise TranspileError(
+        f"dynamic_shapes must hold one entry per input ({n}), in a tuple or a dict keyed by "
+        f"forward()'s argument names, like torch.export's: e.g. ({{1: 'seq'}},) * {n}; got "
+        f"{spec!r}."
+    )
+
+
+def parse_dynamic_shapes(spec: Any, inputs: list[torch.Tensor], names: list[str]) -> DynamicSpec:
+    """``transpile(dynamic_shapes=...)`` -> per input, axis -> DynamicDim (the batch left out).
+
+    Accepts torch.export's structure: one entry per input (a tuple, or a dict keyed by
+    forward()'s argument names), each None, ``{axis: dim}`` or a tuple of one dim per axis; a
+    dim is None/False (static), True, a name or a ``torch.export.Dim``."""
+    out: DynamicSpec = []
+    for k, (entry, x) in enumerate(zip(_per_input(spec, len(inputs), names), inputs, strict=True)):
+        if entry is None:
+            out.append({})
+            continue
+        if isinstance(entry, dict):
+            items = list(entry.items())
+        elif isinstance(entry, tuple | list):
+            items = list(enumerate(entry))
+        else:
+            raise TranspileError(
+                f"dynamic_shapes entry of input {k} is {entry!r}: use None, {{axis: dim}} or a "
+                "tuple of one dim per axis."
+            )
+        dims: dict[int, DynamicDim] = {}
+        for axis, dim_entry in items:
+            if not isinstance(axis, int) or not -x.dim() <= axis < x.dim():
+                raise TranspileError(
+                    f"dynamic_shapes: input {k} has {x.dim()} dimension(s), no axis {axis!r}."
+                )
+            axis %= x.dim()
+            dim = _dynamic_dim(dim_entry, k, axis)
+            if dim is None or axis == 0:  # the batch is always dynamic
+                continue
+            size = int(x.shape[axis])
+            if size < 2 or size < dim.low or (dim.high is not None and size > dim.high):
+                raise TranspileError(
+                    f"dynamic_shapes: input {k} axis {axis} ({dim.name}) has size {size} in "
+                    f"example_inputs, outside [{max(2, dim.low)}, {dim.high or 'inf'}]; a "
+                    "dynamic dimension needs an example size of at least 2 in its range."
+                )
+            dims[axis] = dim
+        out.append(dims)
+    sizes: dict[str, int] = {}
+    for k, dims in enumerate(out):
+        for axis, dim in dims.items():
+            if sizes.setdefault(dim.name, int(inputs[k].shape[axis])) != inputs[k].shape[axis]:
+                raise TranspileError(
+                    f"dynamic_shapes: the dims named {dim.name!r} have different sizes in "
+                    "example_inputs; dims sharing a name must be equal."
+                )
+    return out
+
+
+def auto_dynamic(inputs: list[torch.Tensor]) -> DynamicSpec:
+    """The default: the sequence axis (1) of integer inputs of rank >= 2 (token ids, masks,
+    position ids), one shared dim ``seq`` per size; float inputs keep their sizes."""
+    out: DynamicSpec = []
+    for x in inputs:
+        integer = not x.is_floating_point() and x.dtype != torch.bool
+        out.append({1: DynamicDim("seq")} if integer and x.dim() >= 2 and x.shape[1] >= 2 else {})
+    return out
+
+
+def describe_dynamic(spec: DynamicSpec, names: list[str]) -> str:
+    """``input_ids[1]=seq, attention_mask[1]=seq`` (empty when nothing beyond the batch)."""
+    parts = [
+        f"{names[k] if k < len(names) else k}[{axis}]={dim.name}"
+        for k, dims in enumerate(spec)
+        for axis, dim in sorted(dims.items())
+    ]
+    return ", ".join(parts)
+
+
+def resize_dynamic(
+    inputs: list[torch.Tensor], spec: DynamicSpec, seed: int = 7
+) -> list[torch.Tensor]:
+    """Inputs like ``inputs`` with every declared dim at its other size (random values; an
+    integer input keeps its value range)."""
+    out = []
+    for k, (x, dims) in enumerate(zip(inputs, spec, strict=True)):
+        if not dims:
+            out.append(x)
+            continue
+        shape = [dims[a].other_size(int(s)) if a in dims else int(s) for a, s in enumerate(x.shape)]
+        out.append(_random_like(x, tuple(shape), seed + k))
+    return out

@@ -188,14 +188,19 @@ _layer(
     "ReshapeTo",
     '''
 class ReshapeTo(keras.layers.Layer):
-    """Reshape to a full target shape (batch included; -1 marks the dynamic dimension)."""
+    """Reshape to a full target shape (batch included; -1 marks the dynamic dimension). With
+    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s."""
 
-    def __init__(self, shape, **kwargs):
+    def __init__(self, shape, sizes_from=None, **kwargs):
         super().__init__(**kwargs)
         self.target = tuple(shape)
+        self.sizes_from = tuple(sizes_from) if sizes_from is not None else None
 
     def call(self, x):
-        return ops.reshape(x, self.target)
+        if self.sizes_from is None:
+            return ops.reshape(x, self.target)
+        sizes, fill = ops.shape(x), iter(self.sizes_from)
+        return ops.reshape(x, [sizes[next(fill)] if d == -1 else d for d in self.target])
 
     def compute_output_shape(self, input_shape):
         return tuple(None if d == -1 else d for d in self.target)
@@ -704,16 +709,19 @@ _layer(
     "Constant",
     '''
 class Constant(keras.layers.Layer):
-    """A constant tensor stored in the weights; the input only anchors it in the graph."""
+    """A constant tensor stored in the weights; the input only anchors it in the graph (stored
+    as float32, cast to `dtype_of_value` when the constant is an integer or boolean tensor)."""
 
-    def __init__(self, shape, **kwargs):
+    def __init__(self, shape, dtype_of_value=None, **kwargs):
         super().__init__(**kwargs)
+        self.dtype_of_value = dtype_of_value
         self.value = self.add_weight(
             name="value", shape=tuple(shape), initializer="zeros", trainable=False
         )
 
     def call(self, anchor):
-        return ops.convert_to_tensor(self.value)
+        value = ops.convert_to_tensor(self.value)
+        return ops.cast(value, self.dtype_of_value) if self.dtype_of_value else value
 ''',
 )
 
@@ -823,7 +831,76 @@ class Take(keras.layers.Layer):
         if self.indices is not None:
             return ops.take(inputs, ops.convert_to_tensor(self.indices, "int32"), axis=self.axis)
         x, index = inputs
-        return ops.take(x, ops.cast(index, "int32"), axis=self.axis)
+        # negative indices wrap here, against x's size: computed from x, this stays next to
+        # the gather in a TFLite graph (a wrap mask computed early from the index alone was
+        # clobbered by TFLite's buffer reuse: CLIP's pooling read out of bounds)
+        index = ops.mod(ops.cast(index, "int32"), ops.shape(x)[self.axis])
+        return ops.take(x, index, axis=self.axis)
+''',
+)
+
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+_layer(
+    "TakeAlongAxis",
+    '''
+class TakeAlongAxis(keras.layers.Layer):
+    """torch.gather: x indexed along `axis` by an index tensor of x's rank (a constant list
+    `indices`, or a second input); the result takes the indices' shape."""
+
+    def __init__(self, axis, indices=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.indices = axis, indices
+
+    def call(self, inputs):
+        if self.indices is not None:
+            x, index = inputs, ops.convert_to_tensor(self.indices, "int32")
+        else:
+            x, index = inputs[0], ops.cast(inputs[1], "int32")
+        return ops.take_along_axis(x, index, axis=self.axis)
+''',
+)
+
+_layer(
+    "Triangle",
+    '''
+class Triangle(keras.layers.Layer):
+    """torch.triu (upper=True) / torch.tril of the last two axes, zero elsewhere."""
+
+    def __init__(self, upper, diagonal=0, **kwargs):
+        super().__init__(**kwargs)
+        self.upper, self.diagonal = upper, diagonal
+
+    def call(self, x):
+        shape = ops.shape(x)
+        rows = ops.expand_dims(ops.arange(shape[-2]), 1)
+        cols = ops.expand_dims(ops.arange(shape[-1]), 0)
+        offset = cols - rows
+        keep = offset >= self.diagonal if self.upper else offset <= self.diagonal
+        return ops.where(keep, x, ops.zeros_like(x))
+''',
+)
+
+_layer(
+    "TopK",
+    '''
+class TopK(keras.layers.Layer):
+    """torch.topk / torch.sort: (values, int64 indices) of the k largest (smallest with
+    largest=False) along `axis`, sorted."""
+
+    def __init__(self, k, axis, largest=True, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.axis, self.largest = k, axis, largest
+
+    def call(self, x):
+        rank = len(x.shape)
+        perm = [a for a in range(rank) if a != self.axis] + [self.axis]
+        moved = x if self.axis == rank - 1 else ops.transpose(x, perm)
+        values, indices = ops.top_k(moved if self.largest else -moved, self.k)
+        values = values if self.largest else -values
+        if self.axis != rank - 1:
+            back = [perm.index(a) for a in range(rank)]
+            values, indices = ops.transpose(values, back), ops.transpose(indices, back)
+        return values, ops.cast(indices, "int64")
 ''',
 )
 

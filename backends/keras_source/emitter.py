@@ -225,7 +225,7 @@ def emit_source(
                     stmts.append(
                         Stmt(
                             "Constant",
-                            [("shape", _lit(tuple(graph.constant(v).shape)))],
+                            _constant_args(graph.constant(v)),
                             [anchor_key],
                             False,
                             layer,
@@ -326,6 +326,15 @@ def emit_source(
     return out
 
 
+def _constant_args(arr: np.ndarray) -> list[tuple[str, str]]:
+    """The Constant layer's arguments: its shape, and the dtype of an integer/bool constant
+    (weights are stored as float32; the integers met here are small indices and sizes)."""
+    args = [("shape", _lit(tuple(arr.shape)))]
+    if arr.dtype.kind != "f":
+        args.append(("dtype_of_value", _lit(arr.dtype.name)))
+    return args
+
+
 def _emit_constant(
     v: Value,
     graph: Graph,
@@ -342,7 +351,7 @@ def _emit_constant(
         _call_lines(
             name,
             "Constant",
-            [f"shape={_lit(tuple(arr.shape))}", f"name={_lit(name)}"],
+            [*(f"{k}={v}" for k, v in _constant_args(arr)), f"name={_lit(name)}"],
             anchor,
             indent,
         )

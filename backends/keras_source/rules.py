@@ -20,7 +20,7 @@ from transpiler.backends._layouts import (
 
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph, Node, Value
-from transpiler.ops import OpImplTable
+from transpiler.ops import OpImplTable, reshape_sources
 
 __all__ = ["KerasCall", "RULES", "emits", "Literal"]
 
@@ -608,6 +608,9 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     keeps_batch = None not in rest and int(np.prod(rest)) == int(np.prod(shape[1:]))
     if shape[0] == -1 and x.shape[0] is None and -1 not in shape[1:] and keeps_batch:
         return [KerasCall("layers.Reshape", [x], (shape[1:],), {})]
+    sources = reshape_sources(node)
+    if sources is not None:  # several dynamic sizes, read from the input's axes
+        return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
 
 
@@ -665,6 +668,36 @@ def _flip(node: Node, graph: Graph) -> list[KerasCall]:
 def _roll(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
     return [KerasCall("Roll", [node.inputs[0]], (tuple(a["shifts"]), tuple(a["axes"])), {})]
+
+
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@emits("take_along_axis")
+def _take_along_axis(node: Node, graph: Graph) -> list[KerasCall]:
+    x, index = node.inputs
+    axis = node.attrs["axis"]
+    if graph.is_constant(index):
+        indices = graph.constant(index).tolist()
+        return [KerasCall("TakeAlongAxis", [x], (), {"axis": axis, "indices": indices})]
+    return [KerasCall("TakeAlongAxis", [x, index], (), {"axis": axis}, list_input=True)]
+
+
+@emits("triangle")
+def _triangle(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    return [
+        KerasCall(
+            "Triangle", [node.inputs[0]], (), {"upper": a["upper"], "diagonal": a["diagonal"]}
+        )
+    ]
+
+
+@emits("topk")
+def _topk(node: Node, graph: Graph) -> list[KerasCall]:
+    a = node.attrs
+    kwargs = {"k": a["k"], "axis": a["axis"], "largest": a["largest"]}
+    call = KerasCall("TopK", [node.inputs[0]], (), kwargs)
+    call.output_suffixes = ["indices"]
+    return [call]
 
 
 _RNN_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "SimpleRNN", "rnn_relu": "SimpleRNN"}

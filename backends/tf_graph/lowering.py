@@ -787,8 +787,17 @@ def _resize(node: Node, plan: Plan) -> Step:
 
 @lowers("reshape")
 def _reshape(node: Node, plan: Plan) -> Step:
-    x, shape = plan.operand(node.inputs[0]), list(node.attrs["shape"])
-    return lambda env: tf.reshape(x(env), shape)
+    from transpiler.ops import reshape_sources, reshape_target
+
+    x, shape, sources = plan.operand(node.inputs[0]), node.attrs["shape"], reshape_sources(node)
+    if sources is None:
+        return lambda env: tf.reshape(x(env), list(shape))
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        return tf.reshape(v, tf.stack(reshape_target(shape, sources, tf.shape(v))))
+
+    return step
 
 
 def _rnn_cell(mode: str, hidden: int, w_hh: Any, b_hh: Any) -> Callable[[Any, Any], Any]:
@@ -873,6 +882,48 @@ def _embedding(node: Node, plan: Plan) -> Step:
 def _take(node: Node, plan: Plan) -> Step:
     x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
     return lambda env: tf.gather(x(env), index(env), axis=axis)
+
+
+# -- sequence and transformer models (issue 12, s2-hf-text) --
+@lowers("take_along_axis")
+def _take_along_axis(node: Node, plan: Plan) -> Step:
+    x, index, axis = plan.operand(node.inputs[0]), plan.operand(node.inputs[1]), node.attrs["axis"]
+    return lambda env: tf.experimental.numpy.take_along_axis(
+        x(env), tf.cast(index(env), tf.int32), axis=axis
+    )
+
+
+@lowers("triangle")
+def _triangle(node: Node, plan: Plan) -> Step:
+    x, upper, k = plan.operand(node.inputs[0]), node.attrs["upper"], node.attrs["diagonal"]
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        shape = tf.shape(v)
+        offset = tf.range(shape[-1])[None, :] - tf.range(shape[-2])[:, None]
+        keep = offset >= k if upper else offset <= k
+        return tf.where(keep, v, tf.zeros_like(v))
+
+    return step
+
+
+@lowers("topk")
+def _topk(node: Node, plan: Plan) -> Step:
+    x, a = plan.operand(node.inputs[0]), node.attrs
+    rank, axis, k, largest = node.inputs[0].rank, a["axis"], a["k"], a["largest"]
+    perm = [d for d in range(rank) if d != axis] + [axis]
+    back = [perm.index(d) for d in range(rank)]
+
+    def step(env: Env) -> Any:
+        v = x(env)
+        v = v if axis == rank - 1 else tf.transpose(v, perm)
+        values, indices = tf.math.top_k(v if largest else -v, k)
+        values = values if largest else -values
+        if axis != rank - 1:
+            values, indices = tf.transpose(values, back), tf.transpose(indices, back)
+        return values, tf.cast(indices, tf.int64)
+
+    return step
 
 
 @lowers("cumsum")

@@ -45,7 +45,96 @@ def _gpt2():
     return transformers.GPT2Model(cfg)
 
 
-MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2}
+def _roberta():
+    cfg = transformers.RobertaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    return transformers.RobertaModel(cfg)
+
+
+def _albert():
+    cfg = transformers.AlbertConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    return transformers.AlbertModel(cfg)
+
+
+def _electra():
+    cfg = transformers.ElectraConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    return transformers.ElectraModel(cfg)
+
+
+def _t5_encoder():
+    cfg = transformers.T5Config(
+        vocab_size=100,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+    )
+    return transformers.T5EncoderModel(cfg)
+
+
+def _llama():
+    cfg = transformers.LlamaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention
+        max_position_embeddings=64,
+        use_cache=False,
+    )
+    return transformers.LlamaModel(cfg)
+
+
+def _clip_text():
+    cfg = transformers.CLIPTextConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
+    return transformers.CLIPTextModel(cfg)
+
+
+MODELS = {
+    "bert": _bert,
+    "distilbert": _distilbert,
+    "gpt2": _gpt2,
+    "roberta": _roberta,
+    "albert": _albert,
+    "electra": _electra,
+    "t5_encoder": _t5_encoder,
+    "llama": _llama,
+    "clip_text": _clip_text,
+}
+IDS_ONLY = {"gpt2"}  # GPT2Model's second positional argument is past_key_values
 
 
 def _tokens(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,18 +149,40 @@ def _tokens(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_hf_model(name: str, batch: int, tmp_path):
+    """Batch 1 and 2, two sequence lengths (the second one transpiled again where the model
+    keeps its sequence length static), and the float32 TFLite export checked too."""
     torch.manual_seed(0)
     model = MODELS[name]().eval()
-    # GPT2Model's second positional argument is past_key_values: token ids only
-    n_inputs = 1 if name == "gpt2" else 2
-    example = _tokens(batch, 9, 0)[:n_inputs]
-    result = transpile(model, example, out_dir=tmp_path / "out")
-    assert_checks_ok(result)
-    check_against_torch(model, example, result)
-    check_against_torch(model, _tokens(3, 9, 1)[:n_inputs], result)
-    source = result.source_path.read_text()
-    assert "layers.Embedding(" in source
-    assert 'dtype="int64"' in source  # token ids and the mask stay integers
+    n_inputs = 1 if name in IDS_ONLY else 2
+    for length in (9, 6):
+        example = _tokens(batch, length, 0)[:n_inputs]
+        result = transpile(model, example, out_dir=tmp_path / f"out{length}")
+        assert_checks_ok(result)
+        check_against_torch(model, example, result)
+        check_against_torch(model, _tokens(3, length, 1)[:n_inputs], result)
+        source = result.source_path.read_text()
+        assert "layers.Embedding(" in source
+        assert 'dtype="int64"' in source  # token ids and the mask stay integers
+        # attention keeps no more Transposes than the model's own permutes
+        assert result.report.transpose_count <= result.report.imported_transposes
+        if length == 9 and name not in TFLITE_BROKEN:  # float32 TFLite, both batch sizes
+            result.to_tflite(tmp_path / f"{name}.tflite")
+            assert result.report.tflite[-1].checks
+
+
+# CLIPTextModel's float32 .tflite computes wrong values at batch 3 (and read out of bounds in its
+# pooling gather before the Take layer wrapped indices itself); the same flatbuffer is right
+# under experimental_preserve_all_tensors=True, which points at TFLite's buffer reuse. Not fixed.
+TFLITE_BROKEN = {"clip_text"}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="CLIPTextModel's TFLite export mismatches (see above)")
+def test_clip_text_tflite(tmp_path):
+    torch.manual_seed(0)
+    model = _clip_text().eval()
+    result = transpile(model, _tokens(2, 9, 0), out_dir=tmp_path / "out")
+    result.to_tflite(tmp_path / "clip.tflite")
 
 
 def test_distilbert_ids_only(tmp_path):

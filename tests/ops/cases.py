@@ -865,3 +865,92 @@ add(
     lambda: Front(lambda y: y[:, :, :, :1] + _C8),
     IMG,
 )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sequence and transformer models (issue 12, s2-hf-text): gather / take_along_dim, tril / triu,
+# topk / sort (values and indices), repeat_interleave, RMSNorm, rotary embeddings
+# ----------------------------------------------------------------------------------------------
+
+
+def _gather_ops(y):
+    # indices computed from the data (argsort over H), then gathered along H and W
+    order = y.mean(3, keepdim=True).argsort(2)  # (N, C, H, 1)
+    rows = torch.gather(y, 2, order.expand(-1, -1, -1, y.shape[3]))
+    cols = torch.take_along_dim(y, y.argmax(3, keepdim=True), dim=3)
+    picks = torch.gather(y, 1, (y[:, :3] > 0).long())  # index computed in forward()
+    prefix = torch.gather(y, 2, order[:, :4, :6])  # an index smaller than y off the axis
+    return rows, cols * 2, picks, prefix
+
+
+def _triangles(y):
+    return torch.triu(y) + torch.tril(y, -1) * 2 + torch.triu(y, 2).tril(4)
+
+
+def _topk_sort(y):
+    values, indices = torch.topk(y, 3, dim=1)
+    low, low_idx = y.topk(2, dim=-1, largest=False)
+    srt, srt_idx = torch.sort(y, dim=2, descending=True)
+    return values, indices, low, low_idx, srt, srt_idx
+
+
+def _gqa(y):
+    # (N, C, H, W) seen as (batch, kv heads, length, head dim), heads repeated for queries
+    return torch.repeat_interleave(y[:, :4], 2, dim=1) + y
+
+
+class _HandRMSNorm(nn.Module):
+    """Llama's RMSNorm as written in transformers: x * rsqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n))
+
+    def forward(self, x):
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(variance + 1e-6))
+
+
+class _Norms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = front_conv()
+        self.rms = nn.RMSNorm(12, eps=1e-5)
+        self.hand = _HandRMSNorm(12)
+        nn.init.normal_(self.rms.weight)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.rms(y) + self.hand(y) + F.rms_norm(y, (10, 12))
+
+
+def _rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class _Rotary(nn.Module):
+    """Rotary position embeddings as Llama writes them (cos/sin from inv_freq and positions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = front_conv()
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, 12, 2).float() / 12))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x):
+        q = self.conv(x)  # (N, heads 8, length 10, head dim 12)
+        pos = torch.arange(q.shape[2]).float()
+        freqs = pos[:, None] * self.inv_freq[None, :]  # Llama's inv_freq @ position_ids
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        return (q * cos) + (_rotate_half(q) * sin)
+
+
+add("sequence", "gather-take-along-dim", lambda: Front(_gather_ops), SMALL)
+add("sequence", "tril-triu", lambda: Front(_triangles), SMALL)
+add("sequence", "topk-sort-values-indices", lambda: Front(_topk_sort), SMALL)
+add("sequence", "repeat-interleave-gqa", lambda: Front(_gqa), SMALL)
+add("sequence", "rmsnorm-module-hand-functional", _Norms, SMALL)
+add("sequence", "rotary-llama", _Rotary, SMALL)

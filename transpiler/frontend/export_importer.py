@@ -245,6 +245,18 @@ def _build_table() -> None:
     _alias(fn, torch.var, *(getattr(aten.var, o) for o in aten.var.overloads()))
     _alias(fn, torch.clamp_min, aten.clamp_min.default)
     _alias(fn, torch.clamp_max, aten.clamp_max.default)
+    # -- sequence and transformer models (issue 12, s2-hf-text) --
+    _alias(fn, torch.where, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
+    _alias(meth, "type_as", aten.type_as.default)
+    _alias(fn, torch.gather, aten.gather.default)
+    _alias(fn, torch.take_along_dim, aten.take_along_dim.default)
+    _alias(fn, torch.triu, aten.triu.default)
+    _alias(fn, torch.tril, aten.tril.default)
+    _alias(fn, torch.topk, aten.topk.default)
+    _alias(fn, torch.sort, aten.sort.default, aten.sort.stable)
+    _alias(fn, torch.argsort, aten.argsort.default, aten.argsort.stable)
+    _alias(fn, torch.repeat_interleave, aten.repeat_interleave.self_int)
+    _alias(fn, F.rms_norm, aten.rms_norm.default)
     _alias("call", _embedding, aten.embedding.default)
     _alias("call", _index, aten.index.Tensor)
     _alias("call", _bn_inference, aten._native_batch_norm_legit_no_training.default)
@@ -363,10 +375,16 @@ def _batch_of_two(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat([x, x], 0)[:2] if x.dim() and x.shape[0] == 1 else x for x in inputs)
 
 
-def _dynamic_shapes(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
+def _dynamic_shapes(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
+) -> Any:
     """``dynamic_shapes`` for ``torch.export`` in the structure of ``forward``'s signature
-    (a varargs ``forward(self, *xs)`` takes ``{"xs": (spec, spec)}``, not a flat tuple)."""
+    (a varargs ``forward(self, *xs)`` takes ``{"xs": (spec, spec)}``, not a flat tuple).
+    ``extra``: per input, further axis -> Dim (declared dynamic dims)."""
     specs = [{0: dim} if x.dim() else None for x in inputs]
+    for k, dims in enumerate(extra or []):
+        if dims and specs[k] is not None:
+            specs[k] = {**specs[k], **dims}
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
@@ -400,6 +418,62 @@ def _suggested_bounds(message: str) -> tuple[int | None, int | None] | None:
     return (int(low) if low else None, int(high) if high else None)
 
 
+def _auto_dims(spec: Any) -> list[dict[int, Any]]:
+    """``Dim.AUTO`` for each declared dim: torch.export finds the ranges (a stride-2 conv
+    needs ``h >= 3``) and the equalities itself."""
+    return [{axis: torch.export.Dim.AUTO for axis in dims} for dims in spec]
+
+
+def _recorded_ranges(ep: Any, spec: Any) -> Any:
+    """``spec`` with the ranges torch.export recorded for its dims; a dim it specialized to a
+    constant raises (the model cannot keep it dynamic)."""
+    from transpiler.signature import DynamicDim
+
+    user = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    names = set(ep.graph_signature.user_inputs)
+    vals = [n.meta.get("val") for n in user if n.name in names]
+    out = []
+    for k, dims in enumerate(spec):
+        per = {}
+        for axis, d in dims.items():
+            size = vals[k].shape[axis] if k < len(vals) and vals[k] is not None else None
+            if not isinstance(size, torch.SymInt):
+                raise TranspileError(
+                    f"torch.export specialized the declared dynamic dimension {d.name} (input "
+                    f"{k}, axis {axis}) to {size}: the model cannot keep it dynamic."
+                )
+            ranges = ep.range_constraints.get(size.node.expr)
+            low = _as_int(ranges.lower) if ranges is not None else None
+            high = _as_int(ranges.upper) if ranges is not None else None
+            low = max(d.low, low or 2)
+            high = min(x for x in (d.high, high) if x is not None) if (d.high or high) else None
+            per[axis] = DynamicDim(d.name, low, high)
+        out.append(per)
+    return out
+
+
+def _bounded_spec(spec: Any, message: str) -> Any:
+    """``spec`` (a DynamicSpec) with the bounds torch.export suggests for its dims
+    (``seq = Dim('seq', max=64)``); None when it suggests none for them."""
+    from transpiler.signature import DynamicDim
+
+    fixes = message.partition("Suggested fixes:")[2]
+    changed = False
+    out = []
+    for dims in spec:
+        per = {}
+        for axis, d in dims.items():
+            pattern = rf"\bDim\('{re.escape(d.name)}'(?:, min=(\d+))?(?:, max=(\d+))?\)"
+            found = re.search(pattern, fixes)
+            if found is not None and any(found.groups()):
+                low, high = found.groups()
+                d = DynamicDim(d.name, max(2, int(low or d.low)), int(high) if high else d.high)
+                changed = True
+            per[axis] = d
+        out.append(per)
+    return out if changed else None
+
+
 def _violation(message: str) -> str:
     """The first constraint violation of a torch.export error, on one line."""
     for line in message.splitlines():
@@ -409,12 +483,33 @@ def _violation(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else "unknown reason"
 
 
-def _export(model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any) -> Any:
-    dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim)
+def _export(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
+) -> Any:
+    dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim, extra)
     return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
 
 
-def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[Any, BatchSpec]:
+def _export_dims(spec: Any) -> list[dict[int, Any]] | None:
+    """``torch.export.Dim`` objects for a DynamicSpec (one per name, shared)."""
+    if not spec or not any(spec):
+        return None
+    made: dict[str, Any] = {}
+    out = []
+    for dims in spec:
+        per: dict[int, Any] = {}
+        for axis, d in dims.items():
+            if d.name not in made:
+                kwargs = {"min": max(2, d.low)} | ({"max": d.high} if d.high else {})
+                made[d.name] = torch.export.Dim(d.name, **kwargs)
+            per[axis] = made[d.name]
+        out.append(per)
+    return out
+
+
+def export_program(
+    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dynamic: Any = None
+) -> tuple[Any, BatchSpec]:
     """``torch.export`` with a symbolic batch; the inference graph (no decompositions) and what
     is known of its batch.
 
@@ -427,12 +522,35 @@ def export_program(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> tu
     block_triton_if_tensorflow()
     traced = _batch_of_two(inputs)
     example = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
+    extra = _export_dims(dynamic)
     try:
-        return _export(model, traced, torch.export.Dim("batch", min=1)).run_decompositions(
+        return _export(model, traced, torch.export.Dim("batch", min=1), extra).run_decompositions(
             {}
         ), BatchSpec()
     except Exception as exc:  # noqa: BLE001 - retried below
         first = exc
+    if extra is not None:  # torch.export infers the dims' ranges itself (Dim.AUTO)
+        try:
+            ep = _export(model, traced, torch.export.Dim("batch", min=1), _auto_dims(dynamic))
+            dynamic[:] = _recorded_ranges(ep, dynamic)
+            return ep.run_decompositions({}), BatchSpec()
+        except TranspileError:
+            raise
+        except Exception:  # noqa: BLE001 - the suggested bounds below, else the first error
+            pass
+    bounded = _bounded_spec(dynamic, str(first)) if extra is not None else None
+    if bounded is not None:  # torch.export's suggested bounds (a position table: seq <= 64)
+        try:
+            ep = _export(model, traced, torch.export.Dim("batch", min=1), _export_dims(bounded))
+            dynamic[:] = bounded  # the caller's second run stays inside the bounds
+            return ep.run_decompositions({}), BatchSpec()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            first = exc
+    if extra is not None:  # the declared dims (beyond the batch) are not negotiable
+        raise TranspileError(
+            f"torch.export could not keep the declared dynamic dimensions of "
+            f"{type(model).__name__} dynamic: {type(first).__name__}: {str(first)[:800]}"
+        ) from first
     bounds = _suggested_bounds(str(first))
     traced_batch = max((int(x.shape[0]) for x in traced if x.dim()), default=1)
     if bounds is not None and (bounds[1] is None or bounds[1] >= max(traced_batch, example)):

@@ -109,6 +109,7 @@ class Builder:
         self.out_type: TensorType | None = None
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
+        self.example_out: Any = None  # its result in the first run
         self._ref: str | None = None
 
     def op(
@@ -439,6 +440,7 @@ def import_model(
             _check_same_rank(node, a, bb, b)
             fn = _converter(node, modules, registry)
             args, kwargs = arg(node.args), arg(node.kwargs)
+            b.example_out = a  # the traced run's result (shape checks in converters)
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
             b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
             try:

@@ -18,6 +18,7 @@ It owns every choice made before the IR exists:
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,17 @@ import torch
 from transpiler._hygiene import block_triton_if_tensorflow
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph
-from transpiler.signature import alternate_inputs, infer_inputs, normalize_inputs
+from transpiler.signature import (
+    AUTO,
+    DynamicSpec,
+    alternate_inputs,
+    auto_dynamic,
+    describe_dynamic,
+    infer_inputs,
+    normalize_inputs,
+    parse_dynamic_shapes,
+    resize_dynamic,
+)
 from transpiler.verify import Reference
 
 from .fx_importer import ImportedModel, import_model, trace, wrap_single_layer
@@ -51,6 +62,7 @@ class Loaded:
     inputs_inferred: bool = False  # example_inputs was None: the signature was inferred
     notes: list[str] = field(default_factory=list)  # why the tracer, what was inferred
     batch: str = "dynamic"  # BatchSpec.describe(): "dynamic", "dynamic, 1 <= N <= 63", "static: 2"
+    dynamic: str = ""  # the dims dynamic beyond the batch: "input_ids[1]=seq" ("" if none)
     # what the numeric check compares with, when not torch_model (the ONNX frontend's runtime)
     reference: Reference | None = None
 
@@ -70,15 +82,84 @@ def load(
     *,
     tracer: str = "auto",
     registry: ConverterRegistry | None = None,
+    dynamic_shapes: Any = None,
 ) -> Loaded:
     """Import ``model_or_program`` (an ``nn.Module``, a ``torch.export.ExportedProgram``, or an
     ONNX model: a path ending in ``.onnx`` or an ``onnx.ModelProto``) into the IR.
-    ``registry``: the PyTorch converters (default: the built-in ones). Raises TranspileError
-    for a bad model, tracer or inputs, UnsupportedOpError for unconverted ops."""
+    ``registry``: the PyTorch converters (default: the built-in ones).
+    ``dynamic_shapes``: input dims dynamic beyond the batch (signature.parse_dynamic_shapes),
+    ``"auto"`` (the sequence axis of integer inputs, where the model converts with it; else
+    static, with a note) or None (the batch only). Raises TranspileError for a bad model,
+    tracer or inputs, UnsupportedOpError for unconverted ops."""
     from .onnx_importer import is_onnx_model
 
-    if is_onnx_model(model_or_program):
+    if is_onnx_model(model_or_program):  # symbolic ONNX dims are dynamic as declared
+        if dynamic_shapes not in (None, AUTO):
+            raise TranspileError(
+                "dynamic_shapes applies to PyTorch models; an ONNX model's symbolic first dim "
+                "(dim_param) is its dynamic batch."
+            )
         return _load_onnx(model_or_program, example_inputs, tracer, registry)
+    if dynamic_shapes is None or example_inputs is None:
+        if dynamic_shapes not in (None, AUTO):
+            raise TranspileError(
+                "dynamic_shapes needs example_inputs (the one-line form already keeps every "
+                "spatial size dynamic)."
+            )
+        return _load(model_or_program, example_inputs, tracer, registry, None)
+    names = _input_names(model_or_program, example_inputs)
+    inputs = normalize_inputs(example_inputs)
+    if dynamic_shapes != AUTO:
+        spec = parse_dynamic_shapes(dynamic_shapes, inputs, names)
+        loaded = _load(model_or_program, example_inputs, tracer, registry, spec)
+        loaded.dynamic = describe_dynamic(spec, names)
+        return loaded
+    spec = auto_dynamic(inputs)
+    if not any(spec):
+        return _load(model_or_program, example_inputs, tracer, registry, None)
+    try:
+        loaded = _load(model_or_program, example_inputs, tracer, registry, spec, auto=True)
+    except TranspileError as exc:  # unsupported ops included: a static length folds more
+        loaded = _load(model_or_program, example_inputs, tracer, registry, None)
+        first = str(exc).splitlines()[0][:300]
+        loaded.notes.append(
+            f"the sequence length is static ({describe_dynamic(spec, names)} could not stay "
+            f"dynamic: {first}); pass dynamic_shapes=None to skip the attempt"
+        )
+        return loaded
+    if loaded.tracer == FX:
+        loaded.dynamic = describe_dynamic(spec, names)
+    else:
+        loaded.notes.append(
+            "the sequence length is static: on the torch.export path it is dynamic only when "
+            "declared (dynamic_shapes=...)"
+        )
+    return loaded
+
+
+def _input_names(model: Any, example_inputs: Any) -> list[str]:
+    """forward()'s positional argument names for the example inputs (``x0, x1, ...`` where
+    they cannot be read)."""
+    n = len(normalize_inputs(example_inputs))
+    target = model.module() if _exported_program(model) is not None else model
+    try:
+        params = list(inspect.signature(target.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return names[:n] if len(names) >= n else [f"x{k}" for k in range(n)]
+
+
+def _load(
+    model_or_program: Any,
+    example_inputs: Any,
+    tracer: str,
+    registry: ConverterRegistry | None,
+    dynamic: DynamicSpec | None,
+    auto: bool = False,
+) -> Loaded:
+    """``load`` for one choice of dynamic dims; ``auto``: ``dynamic`` is the default guess,
+    tried on the fx path only (the torch.export path keeps the example's sizes)."""
     # Keras (so TensorFlow) may be loaded later in this process, and fx's stack-trace recording
     # may load torch's inductor, which loads triton: with TensorFlow around that is a SIGSEGV.
     block_triton_if_tensorflow(force=True)
@@ -101,7 +182,8 @@ def load(
                 "or 'export' (or pass the nn.Module for tracer='fx')."
             )
         example_inputs = example_inputs if example_inputs is not None else _saved(program)
-        loaded = _load_export(program.module(), program, example_inputs, registry, None)
+        dynamic = None if auto else dynamic
+        loaded = _load_export(program.module(), program, example_inputs, registry, None, dynamic)
         loaded.imported.graph.meta["model_class"] = "ExportedProgram"
         return loaded
     work = _working_copy(model_or_program)
@@ -115,23 +197,31 @@ def load(
                 raise
             fx_error = exc  # the model stays unwrapped for torch.export
         else:
-            loaded = _load_fx(wrapped, fx_graph, example_inputs, registry)
+            loaded = _load_fx(wrapped, fx_graph, example_inputs, registry, dynamic)
     if fx_error is not None or tracer == "export":
-        loaded = _load_export(work, None, example_inputs, registry, fx_error)
+        dims = None if auto else dynamic
+        loaded = _load_export(work, None, example_inputs, registry, fx_error, dims)
     loaded.imported.graph.meta["model_class"] = type(model_or_program).__name__
     return loaded
 
 
 def _load_fx(
-    root: torch.nn.Module, fx_graph: Any, example_inputs: Any, registry: ConverterRegistry
+    root: torch.nn.Module,
+    fx_graph: Any,
+    example_inputs: Any,
+    registry: ConverterRegistry,
+    dynamic: DynamicSpec | None = None,
 ) -> Loaded:
-    """The torch.fx path, after a successful trace of ``root``."""
+    """The torch.fx path, after a successful trace of ``root``; ``dynamic``: the dims whose
+    size differs in the second run (so they are dynamic in the IR)."""
     if example_inputs is None:
         inputs_a, inputs_b = infer_inputs(root, fx_graph)
         notes = ["input signature inferred from the first layer; spatial sizes are dynamic"]
     else:
         inputs_a = normalize_inputs(example_inputs)
         inputs_b = alternate_inputs(inputs_a)
+        if dynamic:
+            inputs_b = resize_dynamic(inputs_b, dynamic)
         notes = []
     imported = import_model(root, inputs_a, inputs_b, registry=registry, fx_graph=fx_graph)
     return Loaded(imported, root, inputs_a, inputs_b, FX, example_inputs is None, notes)
@@ -143,6 +233,7 @@ def _load_export(
     example_inputs: Any,
     registry: ConverterRegistry,
     fx_error: TranspileError | None,
+    dynamic: DynamicSpec | None = None,
 ) -> Loaded:
     """The torch.export path: export ``work`` (or take ``program``), rewrite its ATen graph
     into an fx graph the importer converts."""
@@ -156,12 +247,14 @@ def _load_export(
 
     inputs_a = normalize_inputs(example_inputs)
     if program is None:
-        program, batch = export_program(work, inputs_a)
+        program, batch = export_program(work, inputs_a, dynamic)
     else:
         batch = program_batch(program)
         program = program.run_decompositions({})
     root, fx_graph = export_to_fx(program)
     inputs_b = alternate_inputs(inputs_a, batch=batch)  # static: the same batch
+    if dynamic:
+        inputs_b = resize_dynamic(inputs_b, dynamic)
     imported = import_model(
         root, inputs_a, inputs_b, registry=aten_registry(registry), fx_graph=fx_graph
     )

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     pooling,
     recurrent,
     resize,
+    sequence,
     shape,
     swin,
     tensors,

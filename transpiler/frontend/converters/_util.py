@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ...errors import TranspileError
 from ...ir import Value
 
@@ -68,3 +70,31 @@ def batched(b: Any, input: Value, n: int, what: str, build: Any) -> Value:
     out = b.out_type
     y = build(x, TensorType((1, *out.shape), out.dtype))
     return b.op("reshape", [y], out, shape=tuple(-1 if d is None else d for d in out.shape))
+
+
+def dynamic_target(b: Any, x: Any, shape: tuple, what: str = "reshape") -> tuple:
+    """A reshape target for ``x`` -> ``shape``: -1 for each dynamic size. Several are allowed
+    (dynamic sizes beyond the batch) when the reshape keeps each of x's dynamic axes whole and
+    in order (ops.py, reshape); in the traced run their sizes must match, in order."""
+    n_out = sum(d is None for d in shape)
+    n_in = sum(d is None for d in x.shape)
+    if n_out > 1:
+        same = n_out == n_in
+        example, traced = b.example_args[0] if b.example_args else None, b.example_out
+        if (
+            same
+            and isinstance(example, torch.Tensor)
+            and isinstance(traced, torch.Tensor)
+            and example.dim() == len(x.shape)
+            and traced.dim() == len(shape)
+        ):
+            sizes_in = [example.shape[i] for i, d in enumerate(x.shape) if d is None]
+            sizes_out = [traced.shape[i] for i, d in enumerate(shape) if d is None]
+            same = len(traced.shape) == len(shape) and list(sizes_in) == list(sizes_out)
+        if not same:
+            raise TranspileError(
+                f"{what} at {b.where()} merges or splits a dynamic dimension (to {tuple(shape)} "
+                f"from {tuple(x.shape)}); keep those dimensions static (dynamic_shapes=None, or "
+                "fewer dynamic dims)."
+            )
+    return tuple(-1 if d is None else d for d in shape)

@@ -40,8 +40,18 @@ def _swap_last(b: Builder, x: Value) -> Value:
     return b.op("transpose", [x], _t([x.shape[i] for i in perm], x), perm=perm)
 
 
-def _attend(b: Builder, q: Value, k: Value, v: Value, scale: float, mask: Value | None) -> tuple:
-    """softmax(q k^T * scale + mask) v; returns (output, attention weights)."""
+def _attend(
+    b: Builder,
+    q: Value,
+    k: Value,
+    v: Value,
+    scale: float,
+    mask: Value | None,
+    rows: Value | None = None,
+) -> tuple:
+    """softmax(q k^T * scale + mask) v; returns (output, attention weights). ``rows``: a bool
+    mask computed in forward(); its fully masked query rows get zero weights (PyTorch's safe
+    softmax) instead of the NaN a softmax over -inf alone gives."""
     scores_shape = (*q.shape[:-1], k.shape[-2])
     k_t = _note(_swap_last(b, k), "scores = q @ k^T * scale (+ mask)", "k_t")
     scores = _note(
@@ -51,6 +61,19 @@ def _attend(b: Builder, q: Value, k: Value, v: Value, scale: float, mask: Value 
     if mask is not None:
         scores = b.op("add", [scores, mask], scores.type)
     weights = b.op("softmax", [scores], scores.type, axis=scores.rank - 1)
+    if rows is not None:
+        kept = (*rows.shape[:-1], 1)
+        hit = b.op("cast", [rows], TensorType(rows.shape, "float32"), dtype="float32")
+        hit = b.op(
+            "reduce",
+            [hit],
+            TensorType(kept, "float32"),
+            kind="max",
+            axes=(rows.rank - 1,),
+            keepdims=True,
+        )
+        live = b.op("greater", [hit, b.scalar(0.5)], TensorType(kept, "bool"))
+        weights = b.op("where", [live, weights, b.scalar(0.0)], weights.type)
     _note(weights, "attention weights = softmax(scores)", "attn")
     out = b.op("matmul", [weights, v], _t((*q.shape[:-1], v.shape[-1]), q))
     _note(out, "weighted values = attn @ v", "out")
@@ -107,7 +130,11 @@ def scaled_dot_product_attention(
             "(e.g. `dropout_p=self.p if self.training else 0.0`)."
         )
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    out, _ = _attend(b, query, key, value, scale, _mask(b, attn_mask, is_causal, query, key))
+    mask = _mask(b, attn_mask, is_causal, query, key)
+    rows = None
+    if isinstance(attn_mask, Value) and attn_mask.type.dtype == "bool":
+        rows = None if b.graph.is_constant(attn_mask) else attn_mask
+    out, _ = _attend(b, query, key, value, scale, mask, rows)
     return out
 
 

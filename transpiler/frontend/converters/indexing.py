@@ -12,7 +12,7 @@ from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
 from ._util import axis as norm_axis
-from ._util import keeps_batch
+from ._util import dynamic_target, keeps_batch
 
 
 def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
@@ -29,9 +29,7 @@ def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
     if tuple(shape) == tuple(x.shape):
         return x
     keeps_batch(b, [x], shape, "indexing")
-    if sum(d is None for d in shape) > 1:
-        raise TranspileError(f"indexing at {b.where()} leaves several dynamic dimensions")
-    target = tuple(-1 if d is None else d for d in shape)
+    target = dynamic_target(b, x, tuple(shape), "indexing")
     return b.op("reshape", [x], TensorType(tuple(shape), x.type.dtype), shape=target)
 
 

@@ -10,7 +10,7 @@ from ...errors import TranspileError
 from ...ir import TensorType, Value
 from ..fx_importer import Builder
 from ..registry import converts
-from ._util import axes, axis, keeps_batch
+from ._util import axes, axis, dynamic_target, keeps_batch
 
 
 def _reshape_to_traced(b: Builder, input):
@@ -19,12 +19,7 @@ def _reshape_to_traced(b: Builder, input):
     if shape == input.shape:
         return input
     keeps_batch(b, [input], shape, "reshape")
-    if sum(d is None for d in shape) > 1:
-        raise TranspileError(
-            f"reshape at {b.where()} to {shape} has several dynamic dimensions; pass "
-            "example_inputs so that only the batch dimension is dynamic."
-        )
-    return b.op("reshape", [input], shape=tuple(-1 if d is None else d for d in shape))
+    return b.op("reshape", [input], shape=dynamic_target(b, input, shape))
 
 
 @converts(

