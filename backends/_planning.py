@@ -18,6 +18,7 @@ __all__ = [
     "resize_axis",
     "cubic_taps",
     "resize_builtins",
+    "resize_taps",
     "pool_taps",
     "pad_pieces",
     "grid_source",
@@ -126,6 +127,73 @@ def resize_builtins(ins, sizes, mode, align_corners=False, scales=None):
     return tuple(ok)
 
 
+def resize_taps(
+    n,
+    out,
+    mode,
+    coord,
+    factor,
+    nearest_mode="round_prefer_floor",
+    cubic_a=-0.75,
+    exclude_outside=False,
+    antialias=False,
+):
+    """ONNX's Resize along one axis (size n -> out) as taps, computed in float64 as onnx's
+    reference does: (index, weight) of shape (out, taps), y[i] = sum_t x[index[i, t]] *
+    weight[i, t]; weight None: one tap (a gather). factor: ONNX's scale (output / input size);
+    coord: the coordinate_transformation_mode; mode: nearest (nearest_mode), linear or cubic
+    (cubic_a), both optionally antialiased; indices outside the input are clamped (edge
+    padding) or, with exclude_outside, get weight 0 and the row is renormalized."""
+    dst = np.arange(out, dtype=np.float64)
+    length = factor * n
+    if coord == "align_corners":
+        src = dst * 0.0 if length == 1 else dst * (n - 1) / (length - 1)
+    elif coord == "asymmetric":
+        src = dst / factor
+    elif coord == "tf_half_pixel_for_nn":
+        src = (dst + 0.5) / factor
+    elif coord == "pytorch_half_pixel" and length == 1:
+        src = dst * 0.0 - 0.5
+    elif coord == "half_pixel_symmetric":
+        src = n / 2 * (1 - out / length) + (dst + 0.5) / factor - 0.5
+    else:  # half_pixel, pytorch_half_pixel
+        src = (dst + 0.5) / factor - 0.5
+    base = np.floor(src)
+    frac = src - base
+    if mode == "nearest":
+        up = {
+            "round_prefer_floor": frac > 0.5,
+            "round_prefer_ceil": frac >= 0.5,
+            "floor": frac < 0.0,
+            "ceil": frac > 0.0,
+        }[nearest_mode]
+        return np.clip(base + up, 0, n - 1).astype("int32")[:, None], None
+    ratio = np.where(frac == 0.0, 1.0, frac)  # the reference prefers the left neighbours
+    s = min(factor, 1.0) if antialias else 1.0
+    if mode == "linear":
+        start = int(np.floor(-1 / s) + 1)
+        taps = np.arange(start, 2 - start)[None, :] - ratio[:, None]
+        weight = np.clip(1 - np.abs(taps * s), 0, 1)
+    else:  # cubic
+        start = int(np.floor(-2 / s) + 1)
+        taps = np.arange(start, 2 - start)[None, :] - ratio[:, None]
+        x = np.abs(taps * s)
+        a = cubic_a
+        near = ((a + 2) * x - (a + 3)) * x * x + 1
+        far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+        weight = np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+    if antialias:
+        weight = weight / weight.sum(axis=1, keepdims=True)
+    half = weight.shape[1] // 2
+    index = base[:, None] + np.where(frac == 0.0, -half, 1 - half)[:, None]
+    index = index + np.arange(weight.shape[1])[None, :]
+    if exclude_outside:
+        weight = np.where((index < 0) | (index > n - 1), 0.0, weight)
+        total = weight.sum(axis=1, keepdims=True)
+        weight = weight / np.where(total == 0, 1.0, total)
+    return np.clip(index, 0, n - 1).astype("int32"), weight.astype("float32")
+
+
 def pool_taps(pool_size, strides, dilation):
     """The taps of a dilated 'valid' pooling window: per tap, the (start, stop, step) slice of
     each spatial axis it reads (stop None: to the end); the pool is the max over the taps."""
@@ -214,4 +282,5 @@ HELPER_IMPORTS = {
     "pad_pieces": (),
     "grid_source": (),
     "grid_sample_taps": (),
+    "resize_taps": ("numpy",),
 }

@@ -206,28 +206,14 @@ def transpile(
     """
     from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
 
-    from .frontend.onnx_importer import is_onnx_model
-
+    writer = _check_backend(backend)
+    layouts = _check_layout(io_layout)
+    tolerance = _check_tolerance(tolerance)
     if structure not in STRUCTURES:
         raise TranspileError(
             f"unknown structure {structure!r}; valid choices: "
             f"{', '.join(repr(s) for s in STRUCTURES)}."
         )
-    if is_onnx_model(model):  # the ONNX frontend (a path ending in .onnx, or a ModelProto)
-        return _transpile_onnx(
-            model,
-            example_inputs,
-            backend,
-            out_dir,
-            io_layout,
-            fold_batchnorm,
-            verify,
-            tolerance,
-            structure,
-        )
-    writer = _check_backend(backend)
-    layouts = _check_layout(io_layout)
-    tolerance = _check_tolerance(tolerance)
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
@@ -255,57 +241,14 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
     report.dynamic = loaded.dynamic
     report.notes.extend(loaded.notes)
     report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
-    report.outputs = [_describe(v, f"[{k}]") for k, v in enumerate(graph.outputs)]
+    names = graph.meta.get("output_names") or [""] * len(graph.outputs)  # ONNX output names
+    report.outputs = [
+        _describe(v, f"[{k}] {name}".rstrip())
+        for k, (v, name) in enumerate(zip(graph.outputs, names, strict=True))
+    ]
     report.transposes = [n.attrs["reason"] for n in graph.nodes if n.op == "transpose"]
     report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
     return report
-
-
-def _transpile_onnx(
-    model,
-    example_inputs,
-    backend,
-    out_dir,
-    io_layout,
-    fold_batchnorm,
-    verify,
-    tolerance,
-    structure="modules",
-) -> TranspileResult:
-    """``transpile`` for an ONNX model: import, the same pipeline and backends, and a check
-    against an ONNX runtime (onnxruntime, else onnx.reference) instead of PyTorch."""
-    from transpiler.passes import DEFAULT_PIPELINE, PassContext, run_pipeline
-
-    from .frontend.onnx_importer import import_onnx
-    from .verify import check_numerics_onnx
-
-    writer = _check_backend(backend)
-    layouts = _check_layout(io_layout)
-    tolerance = _check_tolerance(tolerance)
-    clock = time.perf_counter()
-    imported = import_onnx(model, example_inputs)
-    traced = time.perf_counter()
-    run = run_pipeline(imported.graph, DEFAULT_PIPELINE, PassContext(*layouts, fold_batchnorm))
-    graph = run.graph
-    graph.meta["structure"] = structure  # module paths from node names/metadata (issue 13)
-    report = Report(backend=writer.name, io_layout=layouts, passes=run.records)
-    report.tracer = f"ONNX importer (checked with {imported.runtime})"
-    report.notes.extend(imported.notes)
-    report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
-    report.inputs = [_describe(v, n) for v, n in zip(graph.inputs, graph.input_names, strict=True)]
-    report.outputs = [
-        _describe(v, f"[{k}] {name}")
-        for k, (v, name) in enumerate(zip(graph.outputs, imported.output_names, strict=True))
-    ]
-    report.transposes = [n.attrs.get("reason", "") for n in graph.nodes if n.op == "transpose"]
-    report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
-
-    def check(artifact: Any) -> None:
-        check_numerics_onnx(artifact, graph, imported, layouts, tolerance, report)
-
-    return _write_and_verify(
-        writer, graph, report, None, out_dir, layouts, verify, tolerance, check
-    )
 
 
 def _describe(v: Value, name: str) -> str:
@@ -335,11 +278,9 @@ def _write_and_verify(
     layouts: tuple[str, str],
     verify: bool,
     tolerance: float,
-    check: Callable[[Any], None] | None = None,
 ) -> TranspileResult:
     """Write into a staging folder, check, then move the files into ``out_dir``: nothing
-    half-written is left there when anything fails. ``check(artifact)`` replaces the check
-    against PyTorch (the ONNX frontend checks against an ONNX runtime)."""
+    half-written is left there when anything fails."""
     from .verify import check_numerics, check_structure
 
     final = _out_dir(out_dir, writer)
@@ -353,24 +294,21 @@ def _write_and_verify(
         report.batchnorm_layers = artifact.batchnorm_layers
         report.transpose_count = artifact.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
-        if check is None and loaded is not None:  # the batch axis, also with verify=False
-            inputs = [loaded.inputs_a, loaded.inputs_b]
-            check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
+        inputs = [loaded.inputs_a, loaded.inputs_b]
+        # the batch axis, also with verify=False
+        check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
         if verify:
             clock = time.perf_counter()
-            if check is not None:
-                check(artifact)
-            else:
-                check_numerics(
-                    artifact,
-                    graph,
-                    loaded.imported,
-                    loaded.torch_model,
-                    [loaded.inputs_a, loaded.inputs_b],
-                    layouts,
-                    tolerance,
-                    report,
-                )
+            check_numerics(
+                artifact,
+                graph,
+                loaded.imported,
+                loaded.check_against,  # the PyTorch model, or the ONNX frontend's runtime
+                inputs,
+                layouts,
+                tolerance,
+                report,
+            )
             report.timings["verify"] = time.perf_counter() - clock
         (staging / "report.md").write_text(report.to_markdown(), encoding="utf-8")
         final.mkdir(parents=True, exist_ok=True)

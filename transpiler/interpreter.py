@@ -336,6 +336,8 @@ def _einsum(node: Node, *xs):
 def _resize(node: Node, x):
     x, a = _cf(x, node), node.attrs
     n = x.dim() - 2
+    if a["coord"] is not None:  # ONNX's Resize: per-axis taps, as the backends compute them
+        return _back(_resize_taps(x, a), node)
     mode = a["mode"]
     if mode == "linear":
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
@@ -348,6 +350,34 @@ def _resize(node: Node, x):
     else:
         y = F.interpolate(x, size=tuple(a["sizes"]), mode=mode, align_corners=align)
     return _back(y, node)
+
+
+def _resize_taps(x: torch.Tensor, a: dict) -> torch.Tensor:
+    from transpiler.backends._planning import resize_taps
+
+    for axis, out in enumerate(a["sizes"], start=2):
+        index, weight = resize_taps(
+            x.shape[axis],
+            out,
+            a["mode"],
+            a["coord"],
+            a["factors"][axis - 2],
+            a["nearest_mode"],
+            a["cubic_a"],
+            a["exclude_outside"],
+            a["antialias"],
+        )
+        taps = torch.from_numpy(index.astype("int64"))
+        if weight is None:
+            x = torch.index_select(x, axis, taps[:, 0])
+            continue
+        shape = [out if d == axis else 1 for d in range(x.dim())]
+        w = torch.from_numpy(weight.astype("float64")).to(x.dtype)
+        x = sum(
+            torch.index_select(x, axis, taps[:, t]) * w[:, t].reshape(shape)
+            for t in range(taps.shape[1])
+        )
+    return x
 
 
 @evaluates(*_BINARY)

@@ -196,10 +196,29 @@ _op("linear", "last_axis", 2, 3)
 _op("matmul", "fixed", 2, 2)  # numpy matmul semantics; runs in PyTorch's layout
 _op("einsum", "fixed", 1, None, equation=R)
 
-# Resampling of the spatial axes. mode: nearest, nearest-exact, linear (bi/trilinear), cubic
-# (PyTorch's bicubic: A = -0.75, borders clamped; 2 spatial axes).
-# scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
-_op("resize", "spatial", sizes=R, mode=R, align_corners=False, scales=None, **SPATIAL)
+# Resampling of the spatial axes. Two semantics, chosen by `coord`:
+# - coord None: PyTorch's F.interpolate. mode: nearest, nearest-exact, linear (bi/trilinear),
+#   cubic (PyTorch's bicubic: A = -0.75, borders clamped; 2 spatial axes);
+#   scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
+# - coord an ONNX coordinate_transformation_mode (half_pixel, pytorch_half_pixel, align_corners,
+#   asymmetric, tf_half_pixel_for_nn, half_pixel_symmetric): ONNX's Resize, as its reference
+#   computes it (backends/_planning.py resize_taps). mode: nearest (nearest_mode), linear or
+#   cubic (cubic_a); exclude_outside, antialias; factors: ONNX's scale per axis (out/in).
+_op(
+    "resize",
+    "spatial",
+    sizes=R,
+    mode=R,
+    align_corners=False,
+    scales=None,
+    coord=None,
+    factors=None,
+    nearest_mode="round_prefer_floor",
+    cubic_a=-0.75,
+    exclude_outside=False,
+    antialias=False,
+    **SPATIAL,
+)
 # F.grid_sample: inputs x (N, C, H, W), grid (N, Ho, Wo, 2) of (x, y) in [-1, 1] -> (N, C, Ho, Wo).
 # mode: bilinear, nearest; padding_mode: zeros, border, reflection. Runs in PyTorch's layout.
 _op("grid_sample", "fixed", 2, 2, mode="bilinear", padding_mode="zeros", align_corners=False)

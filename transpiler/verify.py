@@ -38,8 +38,8 @@ from .errors import TranspileError
 from .report import TORCH_ERROR_FACTOR, Check, Divergence, Report
 
 __all__ = [
+    "Reference",
     "check_numerics",
-    "check_numerics_onnx",
     "check_structure",
     "to_layout",
     "from_layout",
@@ -119,12 +119,43 @@ def _run_torch(module: torch.nn.Module, inputs: list[torch.Tensor], what: str) -
         ) from exc
 
 
-class _Reference:
+class Reference:
+    """What the numeric check compares the converted model with: the frontend's own model.
+
+    ``_Reference`` runs the PyTorch model; the ONNX frontend's ``OnnxReference`` runs an ONNX
+    runtime. ``name`` ("PyTorch") and ``unit`` ("PyTorch module") word the messages."""
+
+    name = "reference"
+    unit = "node"
+
+    def outputs(self, inputs: list[torch.Tensor], what: str) -> tuple[list[Any], list[Any] | None]:
+        """The flattened outputs on ``inputs``: (float32 numpy arrays, float64 ones or None)."""
+        raise NotImplementedError
+
+    def label(self, float64: bool) -> str:
+        """The ``Check.reference`` text of a check against the float64 (or float32) outputs."""
+        return "float64" if float64 else "float32"
+
+    def values(self, inputs: list[torch.Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every intermediate value on ``inputs`` by the name an IR value's ``torch_ref`` holds:
+        (float32 values, float64 values, possibly empty), for the per-layer diagnosis."""
+        raise NotImplementedError
+
+    def locate(self, node: Any) -> tuple[str, str] | None:
+        """(path, type) naming where IR ``node``'s output comes from; None: not comparable."""
+        raise NotImplementedError
+
+
+class _Reference(Reference):
     """PyTorch's outputs on one input set: float32, and float64 where the model runs in it."""
 
-    def __init__(self, work: torch.nn.Module, report: Report) -> None:
+    name = "PyTorch"
+    unit = "PyTorch module"
+
+    def __init__(self, work: torch.nn.Module, report: Report, imported: Any = None) -> None:
         self.work = work
         self.report = report
+        self.imported = imported
         self.work64: torch.nn.Module | None = None
         self.noted = False
         try:
@@ -159,21 +190,39 @@ class _Reference:
             return refs32, None
         return refs32, refs64
 
+    def values(self, inputs: list[torch.Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
+        imported = self.imported
+        by_name = imported.run_values(inputs)
+        try:
+            root64 = copy.deepcopy(imported.root).double()
+            by_name64 = dataclasses.replace(imported, root=root64).run_values(
+                _float64(list(inputs))
+            )
+        except Exception:  # noqa: BLE001 - diagnose against float32 alone
+            by_name64 = {}
+        return by_name, by_name64
+
+    def locate(self, node: Any) -> tuple[str, str] | None:
+        if node.source is None:
+            return None
+        return node.source.module_path or "<top>", node.source.module_type
+
 
 def check_numerics(
     written: Any,
     graph: Any,
     imported: Any,
-    work: torch.nn.Module,
+    work: torch.nn.Module | Reference,
     input_sets: list[list[torch.Tensor]],
     layouts: tuple[str, str],
     tolerance: float,
     report: Report,
 ) -> None:
-    """Run PyTorch and the converted model (``written.run``); record checks; retry vacuous
-    checks at larger input scales; raise TranspileError on mismatch, naming the first
-    diverging module (``written.probe``)."""
-    reference = _Reference(work, report)
+    """Run the reference (the PyTorch model ``work``, or a frontend's ``Reference`` such as
+    the ONNX frontend's onnxruntime) and the converted model (``written.run``); record checks;
+    retry vacuous checks at larger input scales; raise TranspileError on mismatch, naming the
+    first diverging module or node (``written.probe``)."""
+    reference = work if isinstance(work, Reference) else _Reference(work, report, imported)
     for k, inputs in enumerate(input_sets):
         what = "the example inputs" if k == 0 else f"random inputs of batch {inputs[0].shape[0]}"
         _check_set(written, graph, imported, reference, inputs, layouts, tolerance, report, what)
@@ -263,27 +312,22 @@ def _check_set(
                 bound,
                 ok,
                 shapes,
-                "float64" if ref is not ref32 else "float32",
+                reference.label(ref is not ref32),
                 torch_err,
                 _vacuous(np.asarray(ref), bound),
                 scale,
             )
         )
     if failed:
-        report.divergence = _diagnose(written, graph, imported, inputs, arrays, tolerance)
-        raise _mismatch(report, what, "PyTorch ({reference})", "PyTorch module")
+        report.divergence = _diagnose(written, graph, reference, inputs, arrays, tolerance)
+        raise _mismatch(report, what, f"{reference.name} ({{reference}})", reference.unit)
 
 
-def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:
-    """The first layer whose own output diverges from PyTorch's value at that point by more
-    than the bound (against float64 PyTorch, allowing PyTorch's own float32 error there)."""
-    by_name = imported.run_values(inputs)
-    by_name64: dict[str, Any] = {}
-    try:
-        root64 = copy.deepcopy(imported.root).double()
-        by_name64 = dataclasses.replace(imported, root=root64).run_values(_float64(list(inputs)))
-    except Exception:  # noqa: BLE001 - diagnose against float32 alone
-        by_name64 = {}
+def _diagnose(written, graph, reference, inputs, arrays, tolerance) -> Divergence | None:
+    """The first layer whose own output diverges from the reference's value at that point by
+    more than the bound (against float64 where the reference has it, allowing the reference's
+    own float32 error there)."""
+    by_name, by_name64 = reference.values(inputs)
     probes = []
     for node in graph.nodes:
         if len(node.outputs) != 1:
@@ -291,14 +335,17 @@ def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence
         v = node.output
         layer = written.value_layers.get(v.name)
         ref = by_name.get(v.torch_ref) if v.torch_ref else None
-        if layer is None or not isinstance(ref, torch.Tensor) or node.source is None:
+        where = reference.locate(node)
+        if layer is None or not isinstance(ref, torch.Tensor | np.ndarray) or where is None:
             continue
-        probes.append((node, v, layer, ref, by_name64.get(v.torch_ref)))
+        probes.append((node, v, layer, ref, by_name64.get(v.torch_ref), where))
     if not probes:
         return None
     outs = written.probe(arrays, [p[2] for p in probes])
-    for (node, v, layer, ref, ref64), y in zip(probes, outs, strict=True):
-        ref = _numpy(ref)
+    for (_node, v, layer, ref, ref64, where), y in zip(probes, outs, strict=True):
+        ref = np.asarray(_numpy(ref))
+        if ref.dtype.kind == "f":
+            ref = ref.astype(np.float32, copy=False)
         if isinstance(ref64, torch.Tensor) and ref64.is_floating_point():
             ref64 = ref64.detach().numpy()
         else:
@@ -316,8 +363,7 @@ def _diagnose(written, graph, imported, inputs, arrays, tolerance) -> Divergence
             bound = max(bound, TORCH_ERROR_FACTOR * torch_err)
         if err > bound:
             return Divergence(
-                node.source.module_path or "<top>",
-                node.source.module_type,
+                *where,
                 layer,
                 err,
                 bound,
@@ -424,69 +470,3 @@ def _shape_error(written, graph, inputs, arrays, k, got, expected, what) -> Tran
         f"PyTorch gives {tuple(expected)}{where}. This is a converter bug: please report it "
         "with the model."
     )
-
-
-def check_numerics_onnx(
-    written: Any,
-    graph: Any,
-    imported: Any,
-    layouts: tuple[str, str],
-    tolerance: float,
-    report: Report,
-) -> None:
-    """The numeric check of an ONNX import: the outputs of an ONNX runtime (computed by the
-    importer on the example inputs and on another batch size) against ``written.run``; on
-    failure, the first diverging ONNX node (name and op type) is named."""
-    for inputs, refs in zip(imported.input_sets, imported.references, strict=True):
-        refs = [r.astype(np.float32) if r.dtype.kind == "f" else r for r in refs]
-        arrays = [to_layout(x, layouts[0]) for x in inputs]
-        report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs]))
-        batch = inputs[0].shape[0] if inputs[0].ndim else 1
-        what = f"the inputs of batch {batch}"
-        outs = _run_written(written, arrays, len(refs), what)
-        failed = False
-        for k, (y, ref) in enumerate(zip(outs, refs, strict=True)):
-            y = from_layout(np.asarray(y), layouts[1])
-            if y.shape != ref.shape:
-                raise TranspileError(
-                    f"output {k} has shape {y.shape}, the ONNX model gives {ref.shape} (internal "
-                    "error)"
-                )
-            err, rel, bound = _error(y, ref, tolerance)
-            failed |= err > bound
-            shapes = tuple(tuple(x.shape) for x in inputs)
-            report.checks.append(Check(batch, k, err, rel, bound, err <= bound, shapes))
-        if failed:
-            report.divergence = _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance)
-            raise _mismatch(report, what, "the ONNX runtime", "ONNX node")
-
-
-def _diagnose_onnx(written, graph, imported, inputs, arrays, tolerance) -> Divergence | None:
-    from .frontend.onnx_importer import run_onnx
-
-    values = run_onnx(imported.proto, dict(zip(imported.input_names, inputs, strict=True)))
-    producer = {o: n for n in imported.proto.graph.node for o in n.output if o}
-    probes = []
-    for node in graph.nodes:
-        v = node.output
-        layer = written.value_layers.get(v.name)
-        ref = values.get(v.torch_ref) if v.torch_ref else None
-        if layer is None or ref is None or v.torch_ref not in producer:
-            continue
-        probes.append((node, v, layer, np.asarray(ref)))
-    if not probes:
-        return None
-    outs = written.probe(arrays, [p[2] for p in probes])
-    for (_node, v, layer, ref), y in zip(probes, outs, strict=True):
-        if ref.dtype.kind == "f":
-            ref = ref.astype(np.float32)
-        if v.perm is not None and len(v.perm) == ref.ndim:
-            ref = ref.transpose(v.perm)
-        y = np.asarray(y)
-        if y.shape != ref.shape:
-            continue
-        err, _, bound = _error(y, ref, tolerance)
-        if err > bound:
-            onnx_node = producer[v.torch_ref]
-            return Divergence(onnx_node.name, onnx_node.op_type, layer, err, bound)
-    return None

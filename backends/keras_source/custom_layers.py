@@ -22,6 +22,7 @@ STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
     "DilatedMaxPool": ("itertools",),
     "Resize": ("numpy",),
     "CubicResize": ("numpy",),
+    "OnnxResize": ("numpy",),
 }
 
 
@@ -673,6 +674,59 @@ class CubicResize(keras.layers.Layer):
         return x
 ''',
     helpers=(_planning.cubic_taps,),
+)
+
+_layer(
+    "OnnxResize",
+    '''
+class OnnxResize(keras.layers.Layer):
+    """ONNX's Resize on the spatial axes (channels-last), as onnx's reference computes it: per
+    axis, taps (indices and weights) from `coord` (the coordinate_transformation_mode), `mode`
+    (nearest with `nearest_mode`, linear, cubic with `cubic_a`), `exclude_outside`, `antialias`;
+    `factors`: ONNX's scale (output / input size) per axis."""
+
+    def __init__(
+        self,
+        sizes,
+        mode,
+        coord,
+        factors,
+        nearest_mode="round_prefer_floor",
+        cubic_a=-0.75,
+        exclude_outside=False,
+        antialias=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sizes, self.mode, self.coord = tuple(sizes), mode, coord
+        self.factors, self.nearest_mode, self.cubic_a = tuple(factors), nearest_mode, cubic_a
+        self.exclude_outside, self.antialias = exclude_outside, antialias
+
+    def call(self, x):
+        for axis, out in enumerate(self.sizes, start=1):
+            index, weight = resize_taps(
+                x.shape[axis],
+                out,
+                self.mode,
+                self.coord,
+                self.factors[axis - 1],
+                self.nearest_mode,
+                self.cubic_a,
+                self.exclude_outside,
+                self.antialias,
+            )
+            if weight is None:
+                x = ops.take(x, index[:, 0], axis=axis)
+                continue
+            shape = [out if a == axis else 1 for a in range(len(x.shape))]
+            y = 0.0
+            for t in range(index.shape[1]):
+                w = ops.convert_to_tensor(weight[:, t].reshape(shape))
+                y = y + ops.take(x, index[:, t], axis=axis) * w
+            x = y
+        return x
+''',
+    helpers=(_planning.resize_taps,),
 )
 
 _layer(

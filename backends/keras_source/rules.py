@@ -554,6 +554,16 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
     x, a = node.inputs[0], node.attrs
     n = x.rank - 2
     sizes, scales = tuple(a["sizes"]), a["scales"]
+    if a["coord"] is not None:  # ONNX's Resize semantics
+        if None in x.shape[1:-1]:
+            raise TranspileError(
+                f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
+            )
+        kwargs = {"mode": a["mode"], "coord": a["coord"], "factors": tuple(a["factors"])}
+        defaults = {"nearest_mode": "round_prefer_floor", "cubic_a": -0.75}
+        defaults.update({"exclude_outside": False, "antialias": False})
+        kwargs.update({k: a[k] for k, v in defaults.items() if a[k] != v})
+        return [KerasCall("OnnxResize", [x], (sizes,), kwargs)]
     ins = x.shape[1:-1]
     # a 2-d resize that TF's (and TFLite's) resize kernels compute exactly: keras.layers.Resizing,
     # which converts to one RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR. Keras' nearest is

@@ -34,6 +34,7 @@ from transpiler.backends._planning import (
     pool_taps,
     resize_axis,
     resize_builtins,
+    resize_taps,
 )
 
 from transpiler.errors import TranspileError
@@ -705,12 +706,54 @@ def _slice(node: Node, plan: Plan) -> Step:
 # -- resampling --------------------------------------------------------------------------------
 
 
+def _resize_taps(node: Node, x: Any, xv: Any, ins: tuple, sizes: tuple) -> Step:
+    """ONNX's Resize: per axis, a weighted sum of gathers (resize_taps), planned here."""
+    a = node.attrs
+    if None in ins:
+        raise TranspileError(
+            f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
+        )
+    plans = []
+    for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
+        index, weight = resize_taps(
+            n,
+            out,
+            a["mode"],
+            a["coord"],
+            a["factors"][axis - 1],
+            a["nearest_mode"],
+            a["cubic_a"],
+            a["exclude_outside"],
+            a["antialias"],
+        )
+        shape = [out if i == axis else 1 for i in range(xv.rank)]
+        weights = (
+            None if weight is None else [weight[:, t].reshape(shape) for t in range(len(index[0]))]
+        )
+        plans.append((axis, index, weights))
+
+    def step(env: Env) -> Any:
+        xs = x(env)
+        for axis, index, weights in plans:
+            if weights is None:
+                xs = tf.gather(xs, index[:, 0], axis=axis)
+                continue
+            xs = tf.add_n(
+                [tf.gather(xs, index[:, t], axis=axis) * w for t, w in enumerate(weights)]
+            )
+        return xs
+
+    return step
+
+
 @lowers("resize")
 def _resize(node: Node, plan: Plan) -> Step:
     _channels_last(node)
     x, xv, a = plan.operand(node.inputs[0]), node.inputs[0], node.attrs
     sizes, scales, mode = tuple(a["sizes"]), a["scales"], a["mode"]
     ins = xv.shape[1:-1]
+    if a["coord"] is not None:  # ONNX's Resize semantics
+        return _resize_taps(node, x, xv, ins, sizes)
     # a 2-d resize that one TF resize kernel computes exactly: that op (TFLite RESIZE_*)
     builtins = (
         resize_builtins(ins, sizes, mode, a["align_corners"], scales) if len(ins) == 2 else ()

@@ -21,6 +21,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from onnx_frontend.export_zoo import size_of, zoo  # noqa: E402
 from transpiler import TranspileError, UnsupportedOpError, transpile  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -32,10 +33,13 @@ BOUND = 1e-4
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """``get(name, opset, size) -> (onnx path, state-dict path)``, exporting once per session."""
-    folder = tmp_path_factory.mktemp("onnx_zoo")
+    """``get(name, opset, size) -> (onnx path, state-dict path)``, exporting once per session
+    (or once per $TRANSPILER_ONNX_ZOO folder)."""
+    cache = os.environ.get("TRANSPILER_ONNX_ZOO")  # a folder kept between runs, if set
+    folder = Path(cache) if cache else tmp_path_factory.mktemp("onnx_zoo")
 
     def get(name: str, opset: int, size: int) -> tuple[Path, Path]:
+        """size 0: the input size of tests/e2e/test_zoo.py's ZOO."""
         path = folder / f"{name}_op{opset}.onnx"
         if not path.exists():
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -61,63 +65,65 @@ def _err(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(np.max(np.abs(y - ref))), BOUND * max(1.0, float(np.max(np.abs(ref))))
 
 
-# (name, opset, size, slow)
-ZOO = [
-    ("mobilenet_v3_small", 17, 64, False),
-    ("mobilenet_v3_small", 20, 64, True),
-    ("resnet50", 17, 64, True),
-    ("resnet50", 20, 64, True),
-    ("shufflenet_v2_x1_0", 17, 64, True),
-    ("efficientnet_b0", 20, 64, True),
-    ("regnet_y_400mf", 17, 64, True),
-    ("mnasnet0_5", 20, 64, True),
-    ("densenet121", 17, 64, True),
-    ("vgg11_bn", 20, 64, True),
-    ("alexnet", 17, 64, True),
-    ("convnext_tiny", 17, 64, True),
+# every model of tests/e2e/test_zoo.py, at opsets 17 and 20; one in the default suite
+ZOO_CASES = [
+    pytest.param(
+        name,
+        opset,
+        marks=[] if (name, opset) == ("mobilenet_v3_small", 17) else [pytest.mark.slow],
+        id=f"{name}-op{opset}",
+    )
+    for name in zoo()
+    for opset in (17, 20)
 ]
 
 
-# models whose forward permutes activations (channel shuffle, ConvNeXt's LayerNorm permutes)
-PERMUTING = {"shufflenet_v2_x1_0", "convnext_tiny"}
+@pytest.fixture(scope="session")
+def torch_transposes():
+    """``count(name, model) -> int``: the Transpose count of the PyTorch conversion (NHWC I/O),
+    once per model."""
+    counts: dict[str, int] = {}
+
+    def count(name: str, model: torch.nn.Module) -> int:
+        if name not in counts:
+            x = torch.randn(1, 3, size_of(name), size_of(name))
+            result = transpile(model, x, io_layout="nhwc", verify=False)
+            counts[name] = result.report.transpose_count
+        return counts[name]
+
+    return count
 
 
-@pytest.mark.parametrize(
-    "name,opset,size",
-    [
-        pytest.param(n, o, s, marks=[pytest.mark.slow] if slow else [], id=f"{n}-op{o}")
-        for n, o, s, slow in ZOO
-    ],
-)
-def test_zoo_from_onnx(exported, tmp_path, name, opset, size):
-    """The .onnx file converts with the numbers of PyTorch (batch 1 and 3, NHWC I/O) and the
-    Transpose count of the PyTorch conversion (0 for the CNNs)."""
-    path, weights = exported(name, opset, size)
+def _first(out):
+    """A segmentation model's {'out': ...} -> its tensor."""
+    return out["out"] if isinstance(out, dict) else out
+
+
+@pytest.mark.parametrize("name,opset", ZOO_CASES)
+def test_zoo_from_onnx(exported, torch_transposes, tmp_path, name, opset):
+    """The .onnx file (dynamic batch) converts with the numbers of PyTorch (batch 1 and 3, NHWC
+    I/O) and the Transpose count of the PyTorch conversion of the same model: 0 for the CNNs
+    (whose forward permutes nothing: tests/e2e/test_zoo.py's torch_permutes None)."""
+    size = size_of(name)
+    path, weights = exported(name, opset, 0)
     result = transpile(path, io_layout="nhwc", out_dir=tmp_path / "onnx")
-    assert result.report.ok and len(result.report.checks) == 2  # ORT, two batch sizes
+    assert result.report.ok and len(result.report.checks) >= 2  # ORT, two batch sizes
+    assert result.report.batch == "dynamic"
     model = _torch_model(name, weights)
     fn = result.load()
     for batch in (1, 3):
         x = torch.randn(batch, 3, size, size)
         with torch.no_grad():
-            ref = model(x).numpy()
-        err, bound = _err(fn(x.numpy().transpose(0, 2, 3, 1)), ref)
+            ref = _first(model(x)).numpy()
+        y = fn(x.numpy().transpose(0, 2, 3, 1))
+        err, bound = _err(np.moveaxis(y, -1, 1) if y.ndim == 4 else y, ref)
         assert err <= bound, (name, batch, err, bound)
-    if name in PERMUTING:  # the PyTorch conversion of the same model: the same Transpose count
-        from_torch = transpile(model, torch.randn(1, 3, size, size), io_layout="nhwc", verify=False)
-        assert result.report.transpose_count == from_torch.report.transpose_count
-    else:  # a plain CNN: none at all
-        assert result.report.transpose_count == 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet50", "shufflenet_v2_x1_0"])
-def test_zoo_transposes_match_pytorch(exported, name):
-    path, weights = exported(name, 17, 64)
-    from_onnx = transpile(path, io_layout="nhwc", verify=False)
-    model = _torch_model(name, weights)
-    from_torch = transpile(model, torch.randn(1, 3, 64, 64), io_layout="nhwc", verify=False)
-    assert from_onnx.report.transpose_count == from_torch.report.transpose_count
+    count = result.report.transpose_count
+    if zoo()[name].torch_permutes is None:
+        # a plain CNN: none at all, as tests/e2e/test_zoo.py asserts of its PyTorch conversion
+        assert count == 0, result.report
+    else:  # a forward that permutes: the count of the PyTorch conversion of the same model
+        assert count == torch_transposes(name, model), result.report
 
 
 # -- a small CNN through the exporter: layers, names, dynamic batch, flatten -> Gemm --------------
@@ -353,7 +359,7 @@ def test_node_cases_all_covered():
 @pytest.mark.slow
 def test_zoo_tf_backend(exported):
     """An exported file through the tf backend (SavedModel), checked against ORT."""
-    path, _ = exported("mobilenet_v3_small", 17, 64)
+    path, _ = exported("mobilenet_v3_small", 17, 0)
     assert transpile(path, backend="tf", io_layout="nhwc").report.ok
 
 
@@ -433,3 +439,115 @@ def test_divergence_names_the_onnx_node(monkeypatch):
     message = str(info.value)
     assert "first diverging ONNX node: '/block/act/Relu' (Relu)" in message
     assert info.value.report.divergence.module_type == "Relu"
+
+
+# -- Resize: every mode that maps exactly, through both backends, against onnxruntime -----------
+
+# (attributes, scales or sizes of H and W) on a (N, 3, 5, 7) input
+RESIZES = [
+    (dict(mode="nearest", coordinate_transformation_mode="half_pixel"), "sizes", [8, 11]),
+    (
+        dict(mode="cubic", coordinate_transformation_mode="align_corners", exclude_outside=1),
+        "scales",
+        [1.4, 0.5714286],
+    ),
+    (
+        dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel", antialias=1),
+        "sizes",
+        [3, 4],
+    ),
+    (
+        dict(
+            mode="nearest",
+            coordinate_transformation_mode="tf_half_pixel_for_nn",
+            nearest_mode="ceil",
+        ),
+        "scales",
+        [2.3, 1.7],
+    ),
+    (
+        dict(
+            mode="cubic", coordinate_transformation_mode="half_pixel_symmetric", cubic_coeff_a=-0.5
+        ),
+        "sizes",
+        [9, 5],
+    ),
+    (dict(mode="linear", coordinate_transformation_mode="asymmetric"), "scales", [0.5, 2.0]),
+    (
+        dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        "scales",
+        [2.0, 3.0],
+    ),
+    (dict(mode="cubic", coordinate_transformation_mode="half_pixel", antialias=1), "sizes", [2, 3]),
+    (
+        dict(
+            mode="nearest",
+            coordinate_transformation_mode="align_corners",
+            nearest_mode="round_prefer_ceil",
+        ),
+        "sizes",
+        [1, 6],
+    ),
+    (
+        dict(
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+            keep_aspect_ratio_policy="not_larger",
+        ),
+        "sizes",
+        [10, 10],
+    ),
+]
+
+
+def _resize_model(configs, opset=19):
+    """One Resize node per config on the same input, each an output."""
+    nodes, outputs, inits = [], [], []
+    for k, (attrs, kind, values) in enumerate(configs):
+        attrs = dict(attrs)
+        if kind == "scales":
+            inits.append(numpy_helper.from_array(np.array([1, 1, *values], np.float32), f"s{k}"))
+            inputs = ["x", "", f"s{k}"]
+        else:  # sizes of the spatial axes only
+            inits.append(numpy_helper.from_array(np.array(values, np.int64), f"z{k}"))
+            inputs, attrs["axes"] = ["x", "", "", f"z{k}"], [2, 3]
+        nodes.append(helper.make_node("Resize", inputs, [f"y{k}"], f"/up{k}/Resize", **attrs))
+        outputs.append(_info(f"y{k}", ["N", 3, "h", "w"]))
+    return _model(nodes, [_info("x", ["N", 3, 5, 7])], outputs, inits, opset=opset)
+
+
+def test_resize_modes_match_onnxruntime():
+    """Nearest (all four nearest_modes), linear and cubic (cubic_coeff_a, exclude_outside,
+    antialias) under every coordinate_transformation_mode but tf_crop_and_resize, with scales,
+    sizes, axes and keep_aspect_ratio_policy: the Keras model matches onnxruntime (verify=True:
+    batch 1 and 3), and no transposes with NHWC I/O."""
+    result = transpile(_resize_model(RESIZES), io_layout="nhwc")
+    assert result.report.ok and len(result.report.checks) == 2 * len(RESIZES)
+    assert result.report.transpose_count == 0
+
+
+@pytest.mark.slow
+def test_resize_modes_tf_backend():
+    assert transpile(_resize_model(RESIZES), backend="tf", io_layout="nhwc").report.ok
+
+
+@pytest.mark.parametrize(
+    "attrs,kind,values,match",
+    [
+        (
+            dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+            "sizes",
+            [4, 4],
+            "tf_crop_and_resize",
+        ),
+        (  # 7 x 0.6 = 4.2 -> 4: onnxruntime and onnx's reference disagree
+            dict(mode="linear", coordinate_transformation_mode="align_corners"),
+            "scales",
+            [1.0, 0.6],
+            "rounded",
+        ),
+    ],
+)
+def test_resize_refusals_are_clear(attrs, kind, values, match):
+    with pytest.raises(TranspileError, match=match):
+        transpile(_resize_model([(attrs, kind, values)]), verify=False)

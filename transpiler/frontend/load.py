@@ -1,5 +1,6 @@
-"""``load()``: a PyTorch model (or a ``torch.export`` program) -> the IR, with the inputs the
-numeric check runs on. The one entry point of the frontend.
+"""``load()``: a PyTorch model, a ``torch.export`` program or an ONNX model -> the IR, with the
+inputs the numeric check runs on and what it compares with. The one entry point of the
+frontend.
 
 It owns every choice made before the IR exists:
 
@@ -9,7 +10,9 @@ It owns every choice made before the IR exists:
 - the working copy: an eval-mode float32 copy, so the user's model is never touched;
 - single-layer wrapping (a bare ``nn.Conv2d`` traces as one call of itself);
 - an ``ExportedProgram`` as input, with the example inputs it saved;
-- input inference when ``example_inputs`` is None (the one-line form).
+- input inference when ``example_inputs`` is None (the one-line form);
+- an ONNX model (a path ending in ``.onnx`` or an ``onnx.ModelProto``): the ONNX importer
+  (onnx_importer.py), checked against an ONNX runtime (``Loaded.reference``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from transpiler.signature import (
     parse_dynamic_shapes,
     resize_dynamic,
 )
+from transpiler.verify import Reference
 
 from .fx_importer import ImportedModel, import_model, trace, wrap_single_layer
 from .registry import DEFAULT_REGISTRY, ConverterRegistry
@@ -51,7 +55,7 @@ class Loaded:
     """What ``load()`` imported, and how."""
 
     imported: ImportedModel  # the IR graph, with the fx graph and root it came from
-    torch_model: torch.nn.Module  # the PyTorch model the numeric check runs (never the user's)
+    torch_model: torch.nn.Module | None  # the PyTorch model the check runs (never the user's)
     inputs_a: list[torch.Tensor]  # the example inputs (or synthesized ones)
     inputs_b: list[torch.Tensor]  # another batch size (and spatial size when inferred)
     tracer: str  # FX or EXPORT
@@ -59,10 +63,17 @@ class Loaded:
     notes: list[str] = field(default_factory=list)  # why the tracer, what was inferred
     batch: str = "dynamic"  # BatchSpec.describe(): "dynamic", "dynamic, 1 <= N <= 63", "static: 2"
     dynamic: str = ""  # the dims dynamic beyond the batch: "input_ids[1]=seq" ("" if none)
+    # what the numeric check compares with, when not torch_model (the ONNX frontend's runtime)
+    reference: Reference | None = None
 
     @property
     def graph(self) -> Graph:
         return self.imported.graph
+
+    @property
+    def check_against(self) -> torch.nn.Module | Reference:
+        """The numeric check's reference: ``reference``, else the PyTorch model."""
+        return self.reference if self.reference is not None else self.torch_model
 
 
 def load(
@@ -73,12 +84,22 @@ def load(
     registry: ConverterRegistry | None = None,
     dynamic_shapes: Any = None,
 ) -> Loaded:
-    """Import ``model_or_program`` (an ``nn.Module`` or a ``torch.export.ExportedProgram``)
-    into the IR. ``registry``: the converters (default: the built-in ones).
+    """Import ``model_or_program`` (an ``nn.Module``, a ``torch.export.ExportedProgram``, or an
+    ONNX model: a path ending in ``.onnx`` or an ``onnx.ModelProto``) into the IR.
+    ``registry``: the PyTorch converters (default: the built-in ones).
     ``dynamic_shapes``: input dims dynamic beyond the batch (signature.parse_dynamic_shapes),
     ``"auto"`` (the sequence axis of integer inputs, where the model converts with it; else
     static, with a note) or None (the batch only). Raises TranspileError for a bad model,
     tracer or inputs, UnsupportedOpError for unconverted ops."""
+    from .onnx_importer import is_onnx_model
+
+    if is_onnx_model(model_or_program):  # symbolic ONNX dims are dynamic as declared
+        if dynamic_shapes not in (None, AUTO):
+            raise TranspileError(
+                "dynamic_shapes applies to PyTorch models; an ONNX model's symbolic first dim "
+                "(dim_param) is its dynamic batch."
+            )
+        return _load_onnx(model_or_program, example_inputs, tracer, registry)
     if dynamic_shapes is None or example_inputs is None:
         if dynamic_shapes not in (None, AUTO):
             raise TranspileError(
@@ -249,6 +270,34 @@ def _load_export(
     notes += [batch.note()] if batch.note() else []
     loaded = Loaded(imported, work, inputs_a, inputs_b, EXPORT, False, notes)
     loaded.batch = batch.describe()
+    return loaded
+
+
+def _load_onnx(
+    model: Any, example_inputs: Any, tracer: str, registry: ConverterRegistry | None
+) -> Loaded:
+    """The ONNX path: import (running the model with an ONNX runtime on the example inputs and
+    on another batch size); the numeric check compares with that runtime."""
+    from .onnx_importer import OnnxReference, import_onnx
+
+    if tracer != "auto":
+        raise TranspileError(
+            f"tracer={tracer!r} applies to PyTorch models; an ONNX model is read by the ONNX "
+            "importer: leave tracer='auto'."
+        )
+    if registry is not None and registry is not DEFAULT_REGISTRY:
+        raise TranspileError(
+            "extra_converters are PyTorch converters; ONNX op converters live in "
+            "transpiler/frontend/onnx_ops.py (ONNX_CONVERTERS, see README 'ONNX models')."
+        )
+    imported = import_onnx(model, example_inputs)
+    inputs_a, inputs_b = ([torch.from_numpy(x) for x in s] for s in imported.input_sets)
+    tracer_name = f"ONNX importer (checked with {imported.runtime})"
+    loaded = Loaded(imported, None, inputs_a, inputs_b, tracer_name, example_inputs is None)
+    loaded.notes.extend(imported.notes)
+    loaded.reference = OnnxReference(imported)
+    if not imported.dynamic_batch and inputs_a and inputs_a[0].ndim:
+        loaded.batch = f"static: {inputs_a[0].shape[0]}"
     return loaded
 
 

@@ -36,10 +36,12 @@ import numpy as np
 
 from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
+from ..verify import Reference
 from .fx_importer import Builder
 
 __all__ = [
     "OnnxImported",
+    "OnnxReference",
     "import_onnx",
     "is_onnx_model",
     "load_onnx",
@@ -274,12 +276,11 @@ def example_arrays(specs: list[InputSpec], example_inputs: Any) -> list[np.ndarr
     return arrays
 
 
-def other_batch_arrays(specs: list[InputSpec], arrays: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Inputs with another batch size, when some input's first dim is symbolic; else None."""
+def other_batch_arrays(specs: list[InputSpec], arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The second input set: another batch size where an input's first dim is symbolic, else
+    the same shapes with other values."""
     from ..signature import other_batch
 
-    if not any(s.dims and s.dims[0] is None for s in specs):
-        return None
     out = []
     for k, (spec, x) in enumerate(zip(specs, arrays, strict=True)):
         shape = tuple(x.shape)
@@ -339,10 +340,16 @@ class OnnxImported:
     proto: Any  # the loaded (upgraded, named) model
     input_names: list[str]
     output_names: list[str]
-    input_sets: list[list[np.ndarray]]
+    input_sets: list[list[np.ndarray]]  # the example inputs, then another batch size
     references: list[list[np.ndarray]]  # the ONNX outputs per input set
     runtime: str
     notes: list[str] = field(default_factory=list)
+    dynamic_batch: bool = True  # an input's first dim is symbolic
+
+    @property
+    def output_shapes(self) -> tuple[list[tuple[int, ...]], ...]:
+        """The outputs' shapes in the two import runs (what the structural check compares)."""
+        return tuple([tuple(r.shape) for r in refs] for refs in self.references)
 
 
 class Partial(tuple):
@@ -485,7 +492,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
             raise TranspileError(f"ONNX input {spec.name!r} is empty {x.shape}; not supported.")
     inputs_b = other_batch_arrays(specs, inputs_a)
     run_a = run_onnx(proto, dict(zip(input_names, inputs_a, strict=True)))
-    run_b = run_onnx(proto, dict(zip(input_names, inputs_b, strict=True))) if inputs_b else None
+    run_b = run_onnx(proto, dict(zip(input_names, inputs_b, strict=True)))
     output_names = [o.name for o in proto.graph.output]
 
     depends, value_depends = _dependence(proto, input_names)
@@ -502,8 +509,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
         from onnx import numpy_helper
 
         env[init.name] = numpy_helper.to_array(init)
-    for k, (spec, x) in enumerate(zip(specs, inputs_a, strict=True)):
-        other = inputs_b[k] if inputs_b is not None else None
+    for spec, x, other in zip(specs, inputs_a, inputs_b, strict=True):
         v = Value(graph.fresh_name("input"), _tensor_type(x, other), torch_ref=spec.name)
         graph.inputs.append(v)
         graph.input_names.append(spec.name)
@@ -516,7 +522,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                 if not o or o not in run_a:
                     continue
                 if o in depends:
-                    merged = _merge(run_a[o], run_b.get(o) if run_b else None)
+                    merged = _merge(run_a[o], run_b.get(o))
                     env[o] = merged if merged is not None else _Unfoldable(node)
                 else:
                     env[o] = run_a[o]
@@ -527,10 +533,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
         if path is None:
             path = module_path(node.name, node.op_type)
         b.source = SourceInfo(path, node.op_type, f"onnx {node.op_type}", node.name)
-        b.out_types = [
-            _tensor_type(run_a[o], run_b.get(o) if run_b else None) if o in run_a else None
-            for o in outs
-        ]
+        b.out_types = [_tensor_type(run_a[o], run_b.get(o)) if o in run_a else None for o in outs]
         b.out_type = b.out_types[0] if b.out_types else None
         if any(t is not None and 0 in t.shape for t in b.out_types):
             raise TranspileError(f"{b.where()} produces an empty tensor; not supported.")
@@ -576,17 +579,53 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
     graph.meta["model_class"] = _model_name(proto, model)
     graph.meta["output_names"] = output_names
     graph.meta["frontend"] = "onnx"
-    refs_a = [run_a[n] for n in output_names]
-    input_sets, references = [inputs_a], [refs_a]
-    if inputs_b is not None:
-        input_sets.append(inputs_b)
-        references.append([run_b[n] for n in output_names])
+    references = [[run[n] for n in output_names] for run in (run_a, run_b)]
+    dynamic = any(s.dims and s.dims[0] is None for s in specs)
     notes = []
-    if inputs_b is None:
+    if not dynamic:
         notes.append("the ONNX model declares a static batch size: converted for that size only")
     return OnnxImported(
-        graph, proto, input_names, output_names, input_sets, references, runtime_name(), notes
+        graph,
+        proto,
+        input_names,
+        output_names,
+        [inputs_a, inputs_b],
+        references,
+        runtime_name(),
+        notes,
+        dynamic,
     )
+
+
+class OnnxReference(Reference):
+    """The numeric check's reference for an ONNX import: the ONNX model run by onnxruntime
+    (else onnx.reference), in float32; the diagnosis names ONNX nodes."""
+
+    unit = "ONNX node"
+
+    def __init__(self, imported: OnnxImported) -> None:
+        self.imported = imported
+        self.name = imported.runtime
+        self.producer = {o: n for n in imported.proto.graph.node for o in n.output if o}
+
+    def _feeds(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
+        arrays = [x.detach().cpu().numpy() if hasattr(x, "detach") else x for x in inputs]
+        return dict(zip(self.imported.input_names, arrays, strict=True))
+
+    def outputs(self, inputs: list[Any], what: str) -> tuple[list[Any], None]:
+        run = run_onnx(self.imported.proto, self._feeds(inputs), intermediates=False)
+        refs = [run[n] for n in self.imported.output_names]
+        return [r.astype(np.float32) if r.dtype.kind == "f" else r for r in refs], None
+
+    def label(self, float64: bool) -> str:
+        return f"{self.name.split()[0]} float32"
+
+    def values(self, inputs: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return run_onnx(self.imported.proto, self._feeds(inputs)), {}
+
+    def locate(self, node: Any) -> tuple[str, str] | None:
+        onnx_node = self.producer.get(node.output.torch_ref)
+        return None if onnx_node is None else (onnx_node.name, onnx_node.op_type)
 
 
 @dataclass

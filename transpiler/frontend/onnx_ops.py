@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import TranspileError
 from ..ir import TensorType, Value
-from .onnx_importer import OnnxBuilder
+from .onnx_importer import OnnxBuilder, Partial
 
 __all__ = ["ONNX_CONVERTERS"]
 
@@ -370,64 +370,144 @@ def layer_norm(b: OnnxBuilder, attrs, x, scale, bias=None):
     return [y, mean, inv]
 
 
+# coordinate_transformation_modes computed exactly (backends/_planning.py resize_taps);
+# tf_crop_and_resize (a region of interest and an extrapolation value) is refused
+RESIZE_COORDS = (
+    "half_pixel",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "half_pixel_symmetric",
+)
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
 @onnx_op("Resize", "Upsample")
 def resize(b: OnnxBuilder, attrs, x, roi=None, scales=None, sizes=None):
+    """Resize on the spatial axes. PyTorch's own semantics where they are ONNX's exactly
+    (integer nearest upsampling, linear half_pixel / align_corners: the layers the PyTorch
+    frontend emits); every other supported combination as ONNX's Resize (``coord``)."""
     if b.node.op_type == "Upsample":
         scales, roi = roi, None
     mode = attrs.get("mode", "nearest")
     coord = attrs.get("coordinate_transformation_mode", "half_pixel")
     nearest = attrs.get("nearest_mode", "round_prefer_floor")
-    if attrs.get("antialias", 0) or attrs.get("exclude_outside", 0):
-        raise TranspileError(f"{b.where()}: Resize antialias/exclude_outside is not supported")
-    if (
-        attrs.get("axes") is not None
-        or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
-    ):
-        raise TranspileError(f"{b.where()}: Resize axes/keep_aspect_ratio_policy")
+    cubic_a = float(attrs.get("cubic_coeff_a", -0.75))
+    exclude = bool(attrs.get("exclude_outside", 0))
+    antialias = bool(attrs.get("antialias", 0))
+    refusal = _resize_refusal(mode, coord, nearest, antialias)
+    if refusal:
+        raise TranspileError(f"{b.where()}: Resize {refusal}; re-export with another mode.")
     out = b.out_type.shape
-    if out[:2] != x.shape[:2] or None in out[2:]:
+    if out[:2] != x.shape[:2] or None in out[2:] or None in x.shape[2:]:
         raise TranspileError(
-            f"{b.where()}: Resize must keep batch and channels and have static spatial sizes"
+            f"{b.where()}: Resize must keep batch and channels and have static spatial sizes "
+            f"(input {x.shape}, output {out})"
         )
+    factors = _resize_factors(b, attrs, x, scales, sizes)
+    if factors is None:
+        raise TranspileError(f"{b.where()}: Resize must not scale the batch or channel axes")
+    for n_in, n_out, f in zip(x.shape[2:], out[2:], factors, strict=True):
+        unrounded = abs(f * n_in - n_out) > 1e-6 * n_out  # an output size rounded down
+        if unrounded and (
+            coord == "align_corners" or (coord == "pytorch_half_pixel" and n_out == 1)
+        ):
+            raise TranspileError(
+                f"{b.where()}: Resize {coord} with scales whose output size is rounded ({n_in} x "
+                f"{f:g} -> {n_out}): onnxruntime maps coordinates with the rounded size, onnx's "
+                "reference with the unrounded one, so there is no single answer to match; give "
+                "`sizes` instead of `scales`."
+            )
     n = x.rank - 2
-    factors = None
-    if scales is not None and np.asarray(b.constant(scales, "scales")).size:
-        s = b.constant(scales, "scales").astype(np.float64)
-        factors = tuple(float(f) for f in s[2:])
-    if mode == "nearest" and coord == "asymmetric" and nearest == "floor":
-        ir_mode, align = "nearest", False
-    elif (
-        mode == "nearest"
-        and coord in ("half_pixel", "pytorch_half_pixel")
-        and nearest in ("round_prefer_ceil",)
-    ):
-        ir_mode, align = "nearest-exact", False
-    elif mode == "linear" and coord in ("half_pixel", "pytorch_half_pixel"):
-        ir_mode, align = "linear", False
-        if coord == "pytorch_half_pixel" and any(o == 1 for o in out[2:]):
-            raise TranspileError(f"{b.where()}: pytorch_half_pixel linear resize to size 1")
-    elif mode == "linear" and coord == "align_corners":
-        ir_mode, align = "linear", True
-        if any(o == 1 for o in out[2:]):
-            raise TranspileError(f"{b.where()}: align_corners linear resize to size 1")
-    else:
-        raise TranspileError(
-            f"{b.where()}: Resize mode={mode!r} coordinate_transformation_mode={coord!r}"
-            + (f" nearest_mode={nearest!r}" if mode == "nearest" else "")
-            + " is not supported (supported: nearest asymmetric/floor, nearest half_pixel/"
-            "round_prefer_ceil, linear half_pixel/pytorch_half_pixel/align_corners)"
+    plain = _pytorch_resize(mode, coord, nearest, exclude, antialias, x.shape[2:], out[2:])
+    if plain is not None:
+        ir_mode, align = plain
+        given = scales is not None and b.constant(scales, "scales").size
+        # the coordinate scale is 1 / factor, not in / out, with scales or an aspect policy
+        given = given or any(
+            f * i != o for f, i, o in zip(factors, x.shape[2:], out[2:], strict=True)
         )
-    ir_scales = None
-    if factors is not None and not align:
-        ir_scales = tuple(1.0 / f for f in factors)
+        ir_scales = tuple(1.0 / f for f in factors) if given and not align and n else None
+        return b.op(
+            "resize", [x], sizes=tuple(out[2:]), mode=ir_mode, align_corners=align,
+            scales=ir_scales,
+        )  # fmt: skip
     return b.op(
         "resize",
         [x],
         sizes=tuple(out[2:]),
-        mode=ir_mode,
-        align_corners=align,
-        scales=ir_scales if n else None,
+        mode=mode,
+        coord=coord,
+        factors=factors,
+        nearest_mode=nearest,
+        cubic_a=cubic_a,
+        exclude_outside=exclude,
+        antialias=antialias,
     )
+
+
+def _resize_refusal(mode: str, coord: str, nearest: str, antialias: bool) -> str:
+    """Why a Resize cannot be converted exactly ('' when it can)."""
+    if mode not in ("nearest", "linear", "cubic"):
+        return f"mode={mode!r} is not an ONNX mode"
+    if coord == "tf_crop_and_resize":
+        return (
+            "coordinate_transformation_mode='tf_crop_and_resize' (a region of interest with an "
+            "extrapolation value) is not supported"
+        )
+    if coord not in RESIZE_COORDS:
+        return f"coordinate_transformation_mode={coord!r} is unknown"
+    if mode == "nearest" and nearest not in NEAREST_MODES:
+        return f"nearest_mode={nearest!r} is unknown"
+    if mode == "nearest" and antialias:
+        return "antialias with mode='nearest' is not defined"
+    return ""
+
+
+def _resize_factors(b: OnnxBuilder, attrs, x, scales, sizes) -> tuple[float, ...] | None:
+    """ONNX's scale per spatial axis (output / input size, as the reference computes it), after
+    ``axes`` and ``keep_aspect_ratio_policy``; None when the batch or channels would scale."""
+    rank = x.rank
+    axes = attrs.get("axes")
+    axes = [int(a) % rank for a in axes] if axes is not None else list(range(rank))
+    full = [1.0] * rank
+    if scales is not None and b.constant(scales, "scales").size:
+        given = b.constant(scales, "scales").astype(np.float64).ravel()
+        for axis, f in zip(axes, given, strict=True):
+            full[axis] = float(f)
+    else:
+        # torch.onnx computes sizes from the input's shape: (batch, C, H', W'), the batch dynamic
+        if isinstance(sizes, Partial):
+            wanted = [x.shape[a] if v is None else v for a, v in zip(axes, sizes, strict=True)]
+        else:
+            wanted = b.constant(sizes, "sizes").astype(np.int64).ravel()
+        for axis, size in zip(axes, wanted, strict=True):
+            full[axis] = 1.0 if size is None or size == x.shape[axis] else int(size) / x.shape[axis]
+        policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+        if policy in ("not_larger", "not_smaller"):
+            scale = (min if policy == "not_larger" else max)(full[a] for a in axes)
+            full = [scale if a in axes else 1.0 for a in range(rank)]
+    if full[0] != 1.0 or full[1] != 1.0:
+        return None
+    return tuple(full[2:])
+
+
+def _pytorch_resize(mode, coord, nearest, exclude, antialias, ins, outs):
+    """(IR mode, align_corners) where PyTorch's interpolate computes exactly this ONNX Resize
+    on these sizes; else None."""
+    if antialias:
+        return None
+    upsample = all(o % i == 0 for i, o in zip(ins, outs, strict=True))
+    if mode == "nearest" and coord == "asymmetric" and nearest == "floor" and upsample:
+        return "nearest", False
+    if mode == "linear" and coord == "half_pixel":
+        return "linear", False
+    if mode == "linear" and coord == "pytorch_half_pixel" and all(o > 1 for o in outs):
+        return "linear", False  # what torch.onnx writes for align_corners=False
+    if mode == "linear" and coord == "align_corners" and all(o > 1 for o in outs):
+        return "linear", True
+    return None
 
 
 @onnx_op("DepthToSpace", "SpaceToDepth")
