@@ -944,9 +944,7 @@ class GridSample(keras.layers.Layer):
         c, h, w = x.shape[1:]
         points = grid.shape[1] * grid.shape[2]
         flat = ops.reshape(x, (-1, c, h * w))
-        taps = grid_sample_taps(
-            ops, grid, (h, w), self.mode, self.padding_mode, self.align_corners
-        )
+        taps = grid_sample_taps(ops, grid, (h, w), self.mode, self.padding_mode, self.align_corners)
         out = 0.0
         for index, weight in taps:
             values = ops.take_along_axis(flat, ops.reshape(index, (-1, 1, points)), axis=2)

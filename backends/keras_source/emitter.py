@@ -180,7 +180,11 @@ def emit_source(
         body.append(f"{indent}{name} = keras.Input(shape={shape}{dtype}, name={_lit(name)})")
         out.value_layers[v.name] = name
         keys[id(v)] = len(stmts)
-        args = [("shape", shape)] + ([("dtype", _lit(v.type.dtype))] if dtype else [])
+        args = [("shape", shape)]
+        if v.type.dtype != "float32":
+            args.append(("dtype", _lit(v.type.dtype)))
+        if v.shape and v.shape[0] is not None:
+            args.append(("batch_size", str(v.shape[0])))
         stmts.append(Stmt("keras.Input", args, [], False, name, None, None, name))
 
     comments = [_comment(n) if n.source or n.op == "transpose" else None for n in graph.nodes]
