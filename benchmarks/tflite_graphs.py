@@ -25,17 +25,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = [
-    "resnet18",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "efficientnet_b0",
-    "convnext_tiny",
-    "shufflenet_v2_x1_0",
-    "vit_b_16",
-    "deeplabv3_mobilenet_v3_large",
-    "yolo11n",
-]
+sys.path.insert(0, str(HERE))
+from _litert_models import SPECS  # noqa: E402 - the benchmark folder is not a package
+
+MODELS = list(SPECS)  # the nine models, as the LiteRT-Torch comparison builds them
 KEY_OPS = ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "GATHER", "SPACE_TO_BATCH_ND", "SHAPE")
 KEY_OPS += ("STRIDED_SLICE", "TRANSPOSE")
 

@@ -39,13 +39,13 @@ import subprocess
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from _harness import ROOT
 from _litert_models import SPECS, build
+from _tflite_stats import op_histogram, xnnpack_partitions
 
 LITERT_PYTHON = "/tmp/litert-venv/bin/python"
 WORKER = Path(__file__).resolve().parent / "_litert_models.py"
@@ -119,11 +119,11 @@ def interpreter(path: Path, batch: int = 1, delegates: bool = True):
 
 
 def tflite_stats(path: Path) -> dict:
-    """Op histogram, TRANSPOSE count, XNNPACK partitions, size, dynamic batch."""
+    """Op histogram, TRANSPOSE count, XNNPACK partitions (benchmarks/_tflite_stats.py), size,
+    dynamic batch."""
+    ops = op_histogram(path)
+    partitions, _, _ = xnnpack_partitions(path)
     plain = interpreter(path, delegates=False)
-    ops = Counter(d["op_name"] for d in plain._get_ops_details())
-    delegated = interpreter(path)
-    n_delegate = sum(d["op_name"] == "DELEGATE" for d in delegated._get_ops_details())
     dynamic = int(plain.get_input_details()[0]["shape_signature"][0]) == -1
     if dynamic:  # and it really runs at another batch size
         two = interpreter(path, batch=2, delegates=False)
@@ -134,7 +134,7 @@ def tflite_stats(path: Path) -> dict:
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "n_ops": sum(ops.values()),
         "transpose": ops.get("TRANSPOSE", 0),
-        "xnnpack_partitions": n_delegate,
+        "xnnpack_partitions": partitions,
         "dynamic_batch": dynamic,
     }
 
