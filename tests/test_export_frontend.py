@@ -73,7 +73,14 @@ def test_unknown_tracer():
         transpile(_model(), torch.randn(1, 3, 32, 32), tracer="jit")
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large", "convnext_tiny"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        pytest.param("mobilenet_v3_large", marks=pytest.mark.slow),  # 25 s in the default run
+        pytest.param("convnext_tiny", marks=pytest.mark.slow),  # 34 s
+    ],
+)
 def test_export_matches_fx(name, tmp_path):
     torch.manual_seed(0)
     model = randomize_bn(getattr(torchvision.models, name)(weights=None)).eval()

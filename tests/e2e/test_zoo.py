@@ -87,7 +87,7 @@ ZOO: dict[str, Zoo] = {
     "mnasnet0_5": Zoo(lambda: models.mnasnet0_5(weights=None), 64),
     "convnext_tiny": Zoo(lambda: models.convnext_tiny(weights=None), 64, torch_permutes=46),
     # 64x64 leaves 2x2 (VGG) and 1x1 (AlexNet) maps: their AdaptiveAvgPool2d((6|7, 7)) upsamples.
-    "vgg11_bn": Zoo(lambda: models.vgg11_bn(weights=None), 64),
+    "vgg11_bn": Zoo(lambda: models.vgg11_bn(weights=None), 64, slow=True),  # 24 s per layout
     "alexnet": Zoo(lambda: models.alexnet(weights=None), 64),
     # The real ViT-B/16: it asserts a 224x224 input.
     "vit_b_16": Zoo(lambda: models.vit_b_16(weights=None), 224, slow=True, torch_permutes=85),
