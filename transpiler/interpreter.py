@@ -162,11 +162,13 @@ def _adaptive(node: Node, x):
 
 
 @evaluates("slice")
-def _slice(node: Node, x):
+def _slice(node: Node, x, ref=None):
     a = node.attrs
     index = [slice(None)] * x.dim()
-    for ax, start, stop, step in zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True):
-        index[ax] = slice(start, stop, step)
+    refs = a["ref_stops"] or (None,) * len(a["axes"])
+    spec = zip(a["axes"], a["starts"], a["stops"], a["steps"], refs, strict=True)
+    for ax, start, stop, step, r in spec:
+        index[ax] = slice(start, stop if r is None else ref.shape[r] + stop, step)
     return x[tuple(index)]
 
 
@@ -315,8 +317,9 @@ def _prelu(node: Node, x, w):
 
 @evaluates("broadcast_to")
 def _broadcast_to(node: Node, x, ref=None):
+    ref_axes = node.attrs["ref_axes"] or (0,) * len(node.attrs["shape"])
     shape = [
-        ref.shape[0] if s is None else (x.shape[i] if s == -1 else s)
+        ref.shape[ref_axes[i]] if s is None else (x.shape[i] if s == -1 else s)
         for i, s in enumerate(node.attrs["shape"])
     ]
     return x.expand(shape)

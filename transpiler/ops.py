@@ -260,13 +260,37 @@ _op("group_norm", "axis", 3, 3, axis_attrs=AXIS, groups=R, eps=1e-5, axis=1)
 # inputs: x, weight (C,) or (1,)
 _op("prelu", "axis", 2, 2, axis_attrs=AXIS, axis=1)
 # broadcast_to: target shape; -1 keeps x's size, None takes the batch size of the optional
-# second input (a graph input) - e.g. a class token expanded to the dynamic batch
-_op("broadcast_to", "axis", 1, 2, axis_attrs={"shape": "per_axis"}, shape=R)
+# second input (a graph input) - e.g. a class token expanded to the dynamic batch; with
+# ref_axes (one entry per target axis), a None entry takes the size of that axis of the second
+# input instead (a mask expanded to the dynamic sequence length of the token ids)
+_op(
+    "broadcast_to",
+    "axis",
+    1,
+    2,
+    axis_attrs={"shape": "per_axis", "ref_axes": "per_axis"},
+    shape=R,
+    ref_axes=None,
+)
 # pads: one (before, after) pair per axis, in axis order. mode: constant/reflect/replicate/circular
 _op("pad", "axis", axis_attrs={"pads": "per_axis"}, pads=R, mode="constant", value=0.0)
 
-# slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end)
-_op("slice", "axis", axis_attrs={"axes": "axes"}, axes=R, starts=R, stops=R, steps=R)
+# slice: per listed axis, start/stop/step (stop None = to the end; negative = from the end);
+# with ref_stops (one entry per listed axis: an axis of the second input, or None), that stop
+# is the runtime size of the second input's axis plus `stops` (a position table cut to the
+# dynamic sequence length: table[:, :ids.shape[1]])
+_op(
+    "slice",
+    "axis",
+    1,
+    2,
+    axis_attrs={"axes": "axes"},
+    axes=R,
+    starts=R,
+    stops=R,
+    steps=R,
+    ref_stops=None,
+)
 
 # Integer / boolean tensors and sequence-model ops.
 _op("cast", "elementwise", dtype=R)  # to a numpy dtype name: "float32", "int64", "bool"

@@ -340,18 +340,24 @@ _layer(
     '''
 class Slice(keras.layers.Layer):
     """x[..., start:stop:step, ...] on ``axis`` (tuples: one entry per axis; stop None: to the
-    end)."""
+    end). With ``ref_stop`` (an axis of a second input, per axis: None for a plain stop), it
+    is called on [x, ref] and that stop is ref's size on the axis plus ``stop``."""
 
-    def __init__(self, axis, start, stop=None, step=1, **kwargs):
+    def __init__(self, axis, start, stop=None, step=1, ref_stop=None, **kwargs):
         super().__init__(**kwargs)
         self.axis, self.start, self.stop, self.step = axis, start, stop, step
+        self.ref_stop = ref_stop
 
-    def call(self, x):
-        spec = (self.axis, self.start, self.stop, self.step)
+    def call(self, inputs):
+        x, ref = (inputs[0], inputs[1]) if isinstance(inputs, (list, tuple)) else (inputs, None)
+        spec = (self.axis, self.start, self.stop, self.step, self.ref_stop)
         if not isinstance(self.axis, (tuple, list)):
             spec = tuple((v,) for v in spec)
+        elif self.ref_stop is None:
+            spec = spec[:4] + ((None,) * len(self.axis),)
         index = [slice(None)] * len(x.shape)
-        for axis, start, stop, step in zip(*spec, strict=True):
+        for axis, start, stop, step, r in zip(*spec, strict=True):
+            stop = stop if r is None else ops.shape(ref)[r] + stop
             index[axis] = slice(start, stop, step)
         return x[tuple(index)]
 ''',
@@ -601,17 +607,19 @@ _layer(
     "BroadcastTo",
     '''
 class BroadcastTo(keras.layers.Layer):
-    """Broadcast to `shape`: -1 keeps the size, None takes the batch size of the second input."""
+    """Broadcast to `shape`: -1 keeps the size, None takes the size of the second input's axis
+    `ref_axes[i]` (default: its batch size)."""
 
-    def __init__(self, shape, **kwargs):
+    def __init__(self, shape, ref_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.shape = tuple(shape)
+        self.ref_axes = tuple(ref_axes) if ref_axes is not None else (0,) * len(self.shape)
 
     def call(self, inputs):
         x, ref = (inputs[0], inputs[1]) if isinstance(inputs, list | tuple) else (inputs, None)
         x_shape = ops.shape(x)
         target = [
-            ops.shape(ref)[0] if s is None else (x_shape[i] if s == -1 else s)
+            ops.shape(ref)[self.ref_axes[i]] if s is None else (x_shape[i] if s == -1 else s)
             for i, s in enumerate(self.shape)
         ]
         return ops.broadcast_to(x, target)

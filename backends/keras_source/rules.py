@@ -274,7 +274,14 @@ def _adaptive_pool(node: Node, graph: Graph) -> list[KerasCall]:
 def _slice(node: Node, graph: Graph) -> list[KerasCall]:
     a = node.attrs
     spec = tuple(zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True))
-    return [_slice_call(node.inputs[0], spec)]
+    if a["ref_stops"] is None:
+        return [_slice_call(node.inputs[0], spec)]
+    call = _slice_call(node.inputs[0], spec)  # stops from the second input's runtime sizes
+    refs = tuple(a["ref_stops"])
+    call.kwargs["stop"] = call.kwargs.get("stop", tuple(a["stops"]) if len(spec) > 1 else None)
+    call.kwargs["ref_stop"] = refs if len(spec) > 1 else refs[0]
+    call.inputs, call.list_input = list(node.inputs), True
+    return [call]
 
 
 def _slice_call(x: Value, spec: tuple, suffix: str = "") -> KerasCall:
@@ -522,12 +529,13 @@ def _prelu(node: Node, graph: Graph) -> list[KerasCall]:
 
 @emits("broadcast_to")
 def _broadcast_to(node: Node, graph: Graph) -> list[KerasCall]:
+    ref_axes = node.attrs["ref_axes"]
     return [
         KerasCall(
             "BroadcastTo",
             list(node.inputs),
             (tuple(node.attrs["shape"]),),
-            {},
+            {"ref_axes": tuple(ref_axes)} if ref_axes is not None else {},
             list_input=len(node.inputs) > 1,
         )
     ]

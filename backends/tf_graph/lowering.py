@@ -641,11 +641,13 @@ def _broadcast_to(node: Node, plan: Plan) -> Step:
     ref = plan.operand(node.inputs[1]) if len(node.inputs) > 1 else None
     target = tuple(node.attrs["shape"])
 
+    ref_axes = node.attrs["ref_axes"] or (0,) * len(target)
+
     def step(env: Env) -> Any:
         xs = tf.convert_to_tensor(x(env))
         shape = tf.shape(xs)
         dims = [
-            tf.shape(ref(env))[0] if s is None else (shape[i] if s == -1 else s)
+            tf.shape(ref(env))[ref_axes[i]] if s is None else (shape[i] if s == -1 else s)
             for i, s in enumerate(target)
         ]
         return tf.broadcast_to(xs, tf.stack(dims))
@@ -700,7 +702,19 @@ def _slice(node: Node, plan: Plan) -> Step:
     for axis, start, stop, step in zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True):
         index[axis] = slice(start, stop, step)
     key = tuple(index)
-    return lambda env: x(env)[key]
+    if a["ref_stops"] is None:
+        return lambda env: x(env)[key]
+    ref = plan.operand(node.inputs[1])
+    refs = tuple(zip(a["axes"], a["stops"], a["ref_stops"], strict=True))
+
+    def step(env: Env) -> Any:
+        sizes, cut = tf.shape(ref(env)), list(key)
+        for axis, stop, r in refs:
+            if r is not None:  # the stop: the reference's runtime size (plus an offset)
+                cut[axis] = slice(cut[axis].start, sizes[r] + stop, cut[axis].step)
+        return tf.convert_to_tensor(x(env))[tuple(cut)]
+
+    return step
 
 
 # -- resampling --------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def remap_axis_attrs(node: Node, p: Perm) -> None:
     a per-axis tuple reordered with its axes."""
     for key, kind in OPS[node.op].axis_attrs.items():
         value = node.attrs[key]
+        if value is None:  # an optional attribute left unset (broadcast_to's ref_axes)
+            continue
         if kind == "axis":
             node.attrs[key] = p.index(value)
         elif kind == "axes":
@@ -115,7 +117,17 @@ def slice_(node: Node, lay: Layouts) -> Perm:
     for key in ("starts", "stops", "steps"):
         node.attrs[key] = tuple(node.attrs[key][k] for k in order)
     node.attrs["axes"] = tuple(p.index(node.attrs["axes"][k]) for k in order)
+    if node.attrs["ref_stops"] is not None:  # the reference's axes, in its physical layout
+        node.attrs["ref_stops"] = _ref_axes(node, lay, [node.attrs["ref_stops"][k] for k in order])
     return p
+
+
+def _ref_axes(node: Node, lay: Layouts, axes: list) -> tuple:
+    """``axes`` of the node's second input (a reference whose sizes are read at run time),
+    mapped to that input's physical layout (which the node then takes)."""
+    q = lay.perm(node.inputs[1])
+    node.inputs[1] = lay.physical(node.inputs[1])
+    return tuple(None if a is None else q.index(a) for a in axes)
 
 
 def layer_norm(node: Node, lay: Layouts) -> Perm:
@@ -134,6 +146,8 @@ def layer_norm(node: Node, lay: Layouts) -> Perm:
 def broadcast_to(node: Node, lay: Layouts) -> Perm:
     x = node.inputs[0]
     p = lay.perm(x)
+    if node.attrs["ref_axes"] is not None:  # the reference input's axes, to its layout
+        node.attrs["ref_axes"] = _ref_axes(node, lay, list(node.attrs["ref_axes"]))
     node.inputs = [lay.physical(v) for v in node.inputs]  # the reference input: batch only
     remap_axis_attrs(node, p)
     return p

@@ -37,7 +37,7 @@ from transpiler.errors import TranspileError
 from transpiler.ir import TensorType
 from transpiler.signature import BatchSpec
 
-from .fx_importer import DYNAMIC
+from .fx_importer import DimRef, is_dynamic
 from .registry import ConverterRegistry
 
 __all__ = ["export_to_fx", "aten_registry", "load_pt2", "export_program", "program_batch"]
@@ -343,6 +343,25 @@ def _batch_prefix(b: Any, x: Any, dim: int, start: Any, step: Any) -> Any:
     return b.op("slice", [flat], out, axes=(0,), starts=(0,), stops=(None,), steps=(n + 1,))
 
 
+def _prefix_to(b: Any, x: Any, dim: int, end: Any, step: int) -> Any:
+    """``x[..., :n, ...]`` on ``dim``, ``n`` a dynamic size read off a value (a position table
+    cut to the sequence length, ``table[:, :ids.shape[1]]``): a slice whose stop is that
+    value's runtime size."""
+    if step != 1:
+        raise TranspileError(
+            f"a slice at {b.where()} with step {step} ends at a dynamic size; only step 1 does"
+        )
+    return b.op(
+        "slice",
+        [x, end.value],
+        axes=(dim,),
+        starts=(0,),
+        stops=(0,),
+        steps=(1,),
+        ref_stops=(end.axis,),
+    )
+
+
 def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
     if target in _TRUNCATED:
         fn, n = _TRUNCATED[target]
@@ -379,7 +398,9 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
         getitem = base.functions.get(operator.getitem)
 
         def convert_slice(b, x, dim=0, start=None, end=None, step=1):
-            if end is DYNAMIC:
+            if isinstance(end, DimRef) and end.axis > 0 and start in (None, 0):
+                return _prefix_to(b, x, dim % x.rank, end, step)
+            if is_dynamic(end):
                 return _batch_prefix(b, x, dim, start, step)
             index = [slice(None)] * x.rank
             index[dim] = slice(start, None if end is not None and end >= 2**62 else end, step)

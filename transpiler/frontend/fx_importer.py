@@ -38,6 +38,8 @@ __all__ = [
     "import_model",
     "Builder",
     "DYNAMIC",
+    "DimRef",
+    "is_dynamic",
     "ImportedModel",
     "torch_dtype_name",
     "example_batch",
@@ -52,6 +54,24 @@ class _Dynamic:
 
 
 DYNAMIC = _Dynamic()
+
+
+class DimRef(_Dynamic):
+    """A dynamic size read from an IR value: ``value.shape[axis]`` at run time (``x.size(1)``
+    of token ids whose sequence axis is dynamic). Converters that can build a tensor of that
+    size (``arange``, a constant sliced to it, ``expand``) take ``value`` as a reference input;
+    the others see a ``DYNAMIC`` like any other."""
+
+    def __init__(self, value: Value, axis: int) -> None:
+        self.value, self.axis = value, axis
+
+    def __repr__(self) -> str:
+        return f"DYNAMIC({self.value.name}.shape[{self.axis}])"
+
+
+def is_dynamic(value: Any) -> bool:
+    """``value`` is DYNAMIC or a DimRef."""
+    return isinstance(value, _Dynamic)
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OUR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
@@ -110,6 +130,7 @@ class Builder:
         self.out_type: TensorType | None = None
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
+        self.other_args: tuple = ()  # its arguments in the second run (other sizes)
         self.example_out: Any = None  # its result in the first run
         self._ref: str | None = None
 
@@ -171,7 +192,7 @@ class Builder:
 
 
 def _contains_dynamic(value: Any) -> bool:
-    if value is DYNAMIC:
+    if isinstance(value, _Dynamic):
         return True
     if isinstance(value, list | tuple):
         return any(_contains_dynamic(v) for v in value)
@@ -446,8 +467,8 @@ def import_model(
         elif node not in depends:
             hint = _attr_hint(node, "const")
             env[node] = b.const(a, hint) if isinstance(a, torch.Tensor) else _merge_static(a, bb)
-        elif not _is_tensorish(a):
-            env[node] = _merge_static(a, bb)  # sizes, shapes, dims: folded
+        elif not _is_tensorish(a):  # sizes, shapes, dims: folded (dynamic ones: DimRef)
+            env[node] = _symbolic_size(node, env, _merge_static(a, bb))
         else:
             _check_same_rank(node, a, bb, b)
             fn = _converter(node, modules, registry)
@@ -455,6 +476,7 @@ def import_model(
             b.example_out = a  # the traced run's result (shape checks in converters)
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
             b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
+            b.other_args = fx.node.map_arg(node.args, lambda n: run_b.values.get(n))
             try:
                 if node.op == "call_module":
                     out = fn(b, modules[node.target], *args, **kwargs)
@@ -562,6 +584,36 @@ def _check_type(out: Value, b: Builder, node: fx.Node) -> None:
             f"internal: converter for {_target_name(node)} at {b.where()} produced shape "
             f"{out.type.shape}, torch gives {b.out_type.shape}"
         )
+
+
+def _symbolic_size(node: fx.Node, env: dict[fx.Node, Any], merged: Any) -> Any:
+    """``merged`` (a folded size or shape) with the dynamic entries that a shape query reads
+    off an IR value as ``DimRef``s: ``x.size(1)``, ``x.shape`` (and an item of it),
+    ``aten.sym_size(x, 1)``."""
+    if not _contains_dynamic(merged):
+        return merged
+    name = _op_name(node)
+    args = [env.get(a) if isinstance(a, fx.Node) else a for a in node.args]
+    src = args[0] if args else None
+    if isinstance(src, Value) and (
+        name in ("size", "sym_size", "_sym_size")
+        or (node.op == "call_function" and node.target is getattr and args[1:2] == ["shape"])
+    ):
+        dim = args[1] if len(args) > 1 and isinstance(args[1], int) else node.kwargs.get("dim")
+        if isinstance(dim, int) and merged is DYNAMIC:
+            axis = dim % src.rank
+            return DimRef(src, axis) if src.shape[axis] is None else merged
+        if dim is None and isinstance(merged, tuple | list) and len(merged) == src.rank:
+            return tuple(
+                DimRef(src, k) if m is DYNAMIC and src.shape[k] is None else m
+                for k, m in enumerate(merged)
+            )
+    if name == "getitem" and isinstance(src, tuple | list) and isinstance(args[1], int):
+        try:
+            return src[args[1]] if is_dynamic(src[args[1]]) else merged
+        except IndexError:
+            return merged
+    return merged
 
 
 def _output_values(node: fx.Node, out: Any, b: Builder) -> list[Value]:

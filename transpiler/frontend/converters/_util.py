@@ -114,3 +114,41 @@ def dynamic_target(b: Any, x: Any, shape: tuple, what: str = "reshape") -> tuple
                 "fewer dynamic dims)."
             )
     return tuple(-1 if d is None else d for d in shape)
+
+
+def broadcast_sized(b: Any, x: Value, target: Any, what: str) -> Value:
+    """``x`` broadcast to ``target`` (one entry per axis of ``x``): an int, -1 (keep x's size)
+    or a ``DimRef`` (a dynamic size read off a value at run time: a ``broadcast_to`` with that
+    value as its reference). Sizes read off different values take one ``broadcast_to`` each.
+    A dynamic size that is not a ``DimRef`` raises ``TranspileError`` naming ``what``."""
+    from ...ir import TensorType
+    from ..fx_importer import DimRef, is_dynamic
+
+    target = list(target)
+    bad = [t for t in target if is_dynamic(t) and not isinstance(t, DimRef)]
+    if bad:
+        raise TranspileError(
+            f"{what} at {b.where()} has a dynamic size that is not read off a tensor's shape; "
+            "pass example_inputs with the sizes you need"
+        )
+    refs: list[Value] = []
+    for t in target:
+        if isinstance(t, DimRef) and all(t.value is not r for r in refs):
+            refs.append(t.value)
+    shape = [-1 if t == -1 or isinstance(t, DimRef) else int(t) for t in target]
+    if not refs:
+        if all(s == -1 or s == d for s, d in zip(shape, x.shape, strict=True)):
+            return x
+        out = tuple(d if s == -1 else s for s, d in zip(shape, x.shape, strict=True))
+        return b.op("broadcast_to", [x], TensorType(out, x.type.dtype), shape=tuple(shape))
+    for k, ref in enumerate(refs):
+        mine = [isinstance(t, DimRef) and t.value is ref for t in target]
+        step = [None if m else (s if k == 0 else -1) for m, s in zip(mine, shape, strict=True)]
+        ref_axes = tuple(t.axis if m else None for m, t in zip(mine, target, strict=True))
+        dims = [
+            None if m or (d is None and s == -1) else (d if s == -1 else s)
+            for m, s, d in zip(mine, step, x.shape, strict=True)
+        ]
+        out = TensorType(tuple(dims), x.type.dtype)
+        x = b.op("broadcast_to", [x, ref], out, shape=tuple(step), ref_axes=ref_axes)
+    return x

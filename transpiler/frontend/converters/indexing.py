@@ -9,10 +9,10 @@ import torch
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder
+from ..fx_importer import Builder, DimRef
 from ..registry import converts
 from ._util import axis as norm_axis
-from ._util import dynamic_target, keeps_batch
+from ._util import broadcast_sized, dynamic_target, keeps_batch
 
 
 def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
@@ -108,6 +108,8 @@ def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
         raise TranspileError(
             f"indexing at {b.where()} with index tensors that are not all on the leading axes"
         )
+    if None in x.shape[1:k] and _aranges(b, k):
+        return _reshape_to(b, x, b.out_type.shape)  # x[arange(B)[:, None], arange(L)]: x itself
     if None in x.shape[1:k]:
         raise TranspileError(f"indexing at {b.where()} with index tensors over dynamic sizes")
     idx = [i if isinstance(i, Value) else b.const(np.asarray(i, dtype=np.int64)) for i in lead]
@@ -119,6 +121,32 @@ def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
     flat_shape = (None if any(d is None for d in x.shape[:k]) else int(np.prod(x.shape[:k])), *rest)
     flat = _reshape_to(b, x, flat_shape)
     return take(b, flat, 0, linear)
+
+
+def _aranges(b: Builder, k: int) -> bool:
+    """The ``k`` leading index tensors of this x[i0, i1, ...] are, in both traced runs,
+    ``arange`` over their whole axis of x, laid along increasing axes of the result (Hugging
+    Face's mask functions: ``mask[batch_idx[:, None, None, None], kv_idx[None, None, None]]``),
+    so the result is x reshaped."""
+    last = -1
+    for args in (b.example_args, b.other_args):
+        if len(args) < 2 or not isinstance(args[0], torch.Tensor):
+            return False
+        x, index = args[0], args[1] if isinstance(args[1], tuple | list) else (args[1],)
+        if len(index) < k:
+            return False
+        rank = max(i.dim() if isinstance(i, torch.Tensor) else 0 for i in index[:k])
+        last = -1
+        for j, i in enumerate(index[:k]):
+            if not isinstance(i, torch.Tensor) or i.device.type == "meta" or i.dtype == torch.bool:
+                return False
+            axes = [a + rank - i.dim() for a, n in enumerate(i.shape) if n != 1]
+            if len(axes) > 1 or (axes and axes[0] <= last) or i.numel() != x.shape[j]:
+                return False
+            if not torch.equal(i.reshape(-1), torch.arange(x.shape[j], dtype=i.dtype)):
+                return False
+            last = axes[0] if axes else last
+    return True
 
 
 def _bshape(a: Value, c: Value | None = None) -> TensorType:
@@ -209,6 +237,16 @@ def expand(b: Builder, input, *sizes):
         x = _reshape_to(b, x, (1,) * (b.out_type.rank - x.rank) + tuple(x.shape))
     # -1: keep x's size; None: the batch size of the reference input (e.g. ViT's class token
     # expanded to the batch: x.shape[0] is dynamic, the token is not)
+    sized = _expand_sizes(input, sizes, b.out_type.rank)
+    if any(  # a size beyond the batch read off a tensor (a sequence length)
+        isinstance(s, DimRef) and d is None and n == 1 and k > 0
+        for k, (s, d, n) in enumerate(zip(sized, b.out_type.shape, x.shape, strict=True))
+    ):
+        target = [
+            s if isinstance(s, DimRef) and d is None and n == 1 else (-1 if d is None else d)
+            for s, d, n in zip(sized, b.out_type.shape, x.shape, strict=True)
+        ]
+        return broadcast_sized(b, x, target, "expand")
     target, needs_ref = [], False
     for d, s in zip(b.out_type.shape, x.shape, strict=True):
         if d is None and s == 1:
@@ -222,12 +260,49 @@ def expand(b: Builder, input, *sizes):
     return b.op("broadcast_to", [x, *ref], shape=tuple(target))
 
 
-def _filled(b: Builder, value) -> Value:
-    """A constant of the traced output's shape; a dynamic (batch) size comes from the input."""
+def _expand_sizes(input: Value, sizes: tuple, rank: int) -> list:
+    """expand's / broadcast_to's size arguments, one per output axis (DimRefs kept), or
+    ``[None] * rank`` when they are not a list of sizes (expand_as)."""
+    if len(sizes) == 1 and isinstance(sizes[0], list | tuple):
+        sizes = tuple(sizes[0])
+    if len(sizes) != rank or any(isinstance(s, Value) for s in sizes):
+        return [None] * rank
+    return list(sizes)
+
+
+def _filled_sizes(b: Builder, args: tuple) -> list | None:
+    """The requested size of torch.zeros/ones/full (``*size`` or a list), Tensor.new_*
+    (``self, size``) or *_like (``input``: its dynamic axes read off it), one entry per output
+    axis with DimRefs for dynamic sizes; None when they cannot be told."""
+    rank = b.out_type.rank
+    if args and isinstance(args[0], Value):
+        x = args[0]
+        if len(args) > 1 and isinstance(args[1], list | tuple):  # Tensor.new_*(size)
+            sizes = list(args[1])
+        elif x.rank == rank:  # *_like
+            sizes = [DimRef(x, k) if d is None else d for k, d in enumerate(x.shape)]
+        else:
+            return None
+    elif args and isinstance(args[0], list | tuple):
+        sizes = list(args[0])
+    else:
+        sizes = list(args[:rank])
+    return sizes if len(sizes) == rank else None
+
+
+def _filled(b: Builder, value, args: tuple = ()) -> Value:
+    """A constant of the traced output's shape; a dynamic (batch) size comes from the input,
+    a dynamic size beyond it from the tensor it is read off (``args``: the call's)."""
     shape = b.out_type.shape
     arr = np.full([1 if d is None else d for d in shape], value, dtype=np.dtype(b.out_type.dtype))
     if None not in shape:
         return b.const(arr, "filled")
+    sizes = _filled_sizes(b, args) if any(d is None for d in shape[1:]) else None
+    if sizes is not None and all(
+        isinstance(s, DimRef) for s, d in zip(sizes, shape, strict=True) if d is None
+    ):
+        target = [s if d is None else -1 for s, d in zip(sizes, shape, strict=True)]
+        return broadcast_sized(b, b.const(arr, "filled"), target, "a filled tensor")
     if any(d is None for d in shape[1:]) or b.graph.inputs[0].shape[0] is not None:
         raise TranspileError(
             f"a tensor created at {b.where()} has a dynamic size other than "
@@ -241,16 +316,16 @@ def _filled(b: Builder, value) -> Value:
 # when a size depends on the input (e.g. torch.zeros(x.shape[0], 10)); static ones are folded
 @converts(torch.zeros, "new_zeros", torch.zeros_like)
 def zeros(b: Builder, *args, **kwargs):
-    return _filled(b, 0)
+    return _filled(b, 0, args)
 
 
 @converts(torch.ones, "new_ones", torch.ones_like)
 def ones(b: Builder, *args, **kwargs):
-    return _filled(b, 1)
+    return _filled(b, 1, args)
 
 
 @converts(torch.full, "new_full", torch.full_like)
 def full(b: Builder, *args, fill_value=None, **kwargs):
     if fill_value is None:
         fill_value = args[-1] if not isinstance(args[0], Value) or len(args) > 2 else args[1]
-    return _filled(b, b.static(fill_value, "the fill value"))
+    return _filled(b, b.static(fill_value, "the fill value"), args)

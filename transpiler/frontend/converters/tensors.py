@@ -13,10 +13,11 @@ import torch.nn.functional as F
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder, torch_dtype_name
+from ..fx_importer import Builder, DimRef, torch_dtype_name
 from ..registry import converts
 from ._util import axes as norm_axes
 from ._util import axis as norm_axis
+from ._util import broadcast_sized
 
 _SUPPORTED = ("float32", "int64", "int32", "bool")
 
@@ -274,8 +275,22 @@ def addmm(b: Builder, input, mat1, mat2, *, beta=1, alpha=1):
 # torch.arange: reached only when a bound depends on the input's shape (static bounds fold)
 @converts(torch.arange)
 def arange(b: Builder, *args, **kwargs):
+    ends = [a for a in (args[:1] if len(args) == 1 else args[1:2])]
     args = [a for a in b.example_args]
     start, step = (args[0], args[2] if len(args) > 2 else 1) if len(args) > 1 else (0, 1)
+    if ends and isinstance(ends[0], DimRef) and not isinstance(start, Value | DimRef):
+        # torch.arange(start, x.size(1), step) over a dynamic length: a cumulative sum of
+        # ones broadcast to that length (read off x at run time), minus one, scaled, shifted
+        if (ends[0].axis > 0 or b.graph.inputs[0].shape[0] is not None) and step == 1:
+            dtype = b.out_type.dtype
+            one = b.const(np.ones((1,), dtype))
+            ones = broadcast_sized(b, one, [ends[0]], "torch.arange")
+            count = b.op("sub", [b.op("cumsum", [ones], axis=0), b.scalar(1, ones)])
+            if start == 0:
+                return count
+            if not isinstance(start, int) or start < 0:
+                raise TranspileError(f"torch.arange at {b.where()} from {start!r} to a dynamic size")
+            return b.op("slice", [count], axes=(0,), starts=(start,), stops=(None,), steps=(1,))
     batch = b.graph.inputs[0].shape[0] if b.graph.inputs else 0
     if b.out_type.shape == (None,) and (start, step) == (0, 1) and batch is None:
         # torch.arange(batch_size): a cumulative sum of ones over the dynamic batch, minus one
