@@ -493,9 +493,11 @@ def _roll(node: Node, x):
 
 
 @evaluates("reshape")
-def _reshape(node: Node, x):
-    from .ops import reshape_sources, reshape_target
+def _reshape(node: Node, x, ref=None):
+    from .ops import reshape_ref_target, reshape_sources, reshape_target
 
+    if ref is not None:
+        return x.reshape(reshape_ref_target(node, ref.shape))
     return x.reshape(reshape_target(node.attrs["shape"], reshape_sources(node), x.shape))
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "with_defaults",
     "declared_attr",
     "reshape_sources",
+    "reshape_ref_target",
     "reshape_target",
 ]
 
@@ -341,7 +342,10 @@ _op(
 # target shape; -1 marks a dynamic dimension: one -1 is inferred (numpy's rule); several -1
 # (dynamic sizes beyond the batch, issue 12) take, in order, the sizes of the input's dynamic
 # axes (those None in its IR type), which the reshape neither merges nor splits
-_op("reshape", "reshape", shape=R)
+# with ref_axes (one entry per target axis: an axis of the second input, or None), a -1 entry
+# with an axis is that axis' runtime size in the second input (GPT-2's Conv1D merges batch and
+# sequence, then splits them back with sizes read off the token ids); one other -1 is inferred
+_op("reshape", "reshape", 1, 2, shape=R, ref_axes=None)
 _op("transpose", "transpose", perm=R, reason="")
 
 del _name
@@ -351,7 +355,7 @@ def reshape_sources(node: Node) -> tuple[int, ...] | None:
     """For a reshape with several -1 in its target: the input axes (dynamic in the IR) whose
     runtime sizes fill them, in order; None when the target has at most one -1."""
     target = tuple(node.attrs["shape"])
-    if sum(d == -1 for d in target) < 2:
+    if sum(d == -1 for d in target) < 2 or node.attrs.get("ref_axes") is not None:
         return None
     sources = tuple(i for i, d in enumerate(node.inputs[0].shape) if d is None)
     if len(sources) != sum(d == -1 for d in target):
@@ -360,6 +364,15 @@ def reshape_sources(node: Node) -> tuple[int, ...] | None:
             f"{node.source.describe() if node.source else '<unknown>'}"
         )
     return sources
+
+
+def reshape_ref_target(node: Node, ref_sizes: Any) -> list:
+    """A reshape's target with its ``ref_axes`` entries read from ``ref_sizes`` (the second
+    input's runtime shape)."""
+    refs = node.attrs["ref_axes"]
+    return [
+        d if r is None else ref_sizes[r] for d, r in zip(node.attrs["shape"], refs, strict=True)
+    ]
 
 
 def reshape_target(target: tuple, sources: tuple[int, ...] | None, sizes: Any) -> list:

@@ -190,20 +190,29 @@ _layer(
     '''
 class ReshapeTo(keras.layers.Layer):
     """Reshape to a full target shape (batch included; -1 marks the dynamic dimension). With
-    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s."""
+    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s;
+    with `ref_axes` (called on [x, ref]), a -1 whose entry is an axis takes ref's size there."""
 
-    def __init__(self, shape, sizes_from=None, **kwargs):
+    def __init__(self, shape, sizes_from=None, ref_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.target = tuple(shape)
         self.sizes_from = tuple(sizes_from) if sizes_from is not None else None
+        self.ref_axes = tuple(ref_axes) if ref_axes is not None else None
 
-    def call(self, x):
+    def call(self, inputs):
+        if self.ref_axes is not None:
+            x, sizes = inputs[0], ops.shape(inputs[1])
+            return ops.reshape(
+                x, [d if r is None else sizes[r] for d, r in zip(self.target, self.ref_axes)]
+            )
+        x = inputs
         if self.sizes_from is None:
             return ops.reshape(x, self.target)
         sizes, fill = ops.shape(x), iter(self.sizes_from)
         return ops.reshape(x, [sizes[next(fill)] if d == -1 else d for d in self.target])
 
-    def compute_output_spec(self, x):  # the input's dtype: token ids and masks stay integers
+    def compute_output_spec(self, inputs):  # the input's dtype: ids and masks stay integers
+        x = inputs[0] if self.ref_axes is not None else inputs
         return keras.KerasTensor(tuple(None if d == -1 else d for d in self.target), x.dtype)
 ''',
 )

@@ -630,6 +630,9 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     # (layers.Reshape reads the batch size at run time: SHAPE + STRIDED_SLICE + PACK, which
     # split TFLite's XNNPACK partitions)
     x, shape = node.inputs[0], tuple(node.attrs["shape"])
+    if node.attrs["ref_axes"] is not None:  # sizes read off the second input at run time
+        kwargs = {"ref_axes": tuple(node.attrs["ref_axes"])}
+        return [KerasCall("ReshapeTo", list(node.inputs), (shape,), kwargs, list_input=True)]
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]

@@ -859,6 +859,13 @@ def _reshape(node: Node, plan: Plan) -> Step:
     from transpiler.ops import reshape_sources, reshape_target
 
     x, shape, sources = plan.operand(node.inputs[0]), node.attrs["shape"], reshape_sources(node)
+    if node.attrs["ref_axes"] is not None:  # sizes read off the second input
+        from transpiler.ops import reshape_ref_target
+
+        ref = plan.operand(node.inputs[1])
+        return lambda env: tf.reshape(
+            x(env), tf.stack(reshape_ref_target(node, tf.shape(ref(env))))
+        )
     if sources is None:
         return lambda env: tf.reshape(x(env), list(shape))
 

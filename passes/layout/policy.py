@@ -200,6 +200,11 @@ def reshape(node: Node, lay: Layouts) -> Perm:
     a flatten feeding only linears permutes their weights instead; otherwise reorder the input
     (one transpose) so that it does."""
     x, y = node.inputs[0], node.output
+    if node.attrs["ref_axes"] is not None:  # sizes read off a reference: PyTorch's layout
+        node.inputs = [
+            lay.need(v, identity(v.rank), "reshape with runtime sizes") for v in node.inputs
+        ]
+        return identity(y.rank)
     p, in_shape, out_shape = lay.perm(x), lay.logical_shape(x), tuple(y.shape)
     blocks = _reshape_blocks(in_shape, out_shape)
     if blocks is None:

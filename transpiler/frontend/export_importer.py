@@ -249,6 +249,7 @@ def _build_table() -> None:
     _alias(meth, "masked_fill", aten.masked_fill.Scalar, aten.masked_fill.Tensor)
     _alias(fn, torch.cumsum, aten.cumsum.default)
     _alias(fn, torch.flip, aten.flip.default)
+    _alias(fn, torch.diff, aten.diff.default)
     _alias(fn, torch.roll, aten.roll.default)
     _alias(fn, torch.grid_sampler, aten.grid_sampler.default)
     _alias(fn, torch.grid_sampler_2d, aten.grid_sampler_2d.default)

@@ -72,6 +72,8 @@ class DimRef(_Dynamic):
 def is_dynamic(value: Any) -> bool:
     """``value`` is DYNAMIC or a DimRef."""
     return isinstance(value, _Dynamic)
+
+
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OUR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')

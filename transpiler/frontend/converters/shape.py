@@ -8,19 +8,55 @@ import torch.nn.functional as F
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder
+from ..fx_importer import Builder, DimRef
 from ..registry import converts
 from ._util import axes, axis, dynamic_target, keeps_batch
 from .indexing import _slice
 
 
-def _reshape_to_traced(b: Builder, input):
-    """Reshape to the traced output shape; the one dynamic dimension (if any) becomes -1."""
+def _reshape_to_traced(b: Builder, input, sizes: tuple = ()):
+    """Reshape to the traced output shape; the one dynamic dimension (if any) becomes -1.
+    ``sizes``: the view's size arguments, whose DimRefs may name where dynamic sizes come from."""
     shape = b.out_type.shape
     if shape == input.shape:
         return input
     keeps_batch(b, [input], shape, "reshape")
+    sized = _sizes_read(input, shape, sizes)
+    if sized is not None:  # dynamic sizes read off one tensor (merged dims split back)
+        ref, ref_axes = sized
+        target = tuple(-1 if d is None else d for d in shape)
+        return b.op("reshape", [input, ref], shape=target, ref_axes=ref_axes)
     return b.op("reshape", [input], shape=dynamic_target(b, input, shape))
+
+
+def _sizes_read(input: Value, shape: tuple, sizes: tuple) -> tuple[Value, tuple] | None:
+    """For a view/reshape whose target holds several dynamic sizes that are not the input's
+    dynamic axes kept in order: (the one tensor they are read off, the axis of it per target
+    axis) when every dynamic size is a DimRef of that tensor; else None."""
+    if sum(d is None for d in shape) < 2:
+        return None
+    sizes = list(sizes)
+    if len(sizes) == 1 and isinstance(sizes[0], list | tuple):
+        sizes = list(sizes[0])
+    if len(sizes) != len(shape):
+        return None
+    refs = {id(s.value): s.value for s in sizes if isinstance(s, DimRef)}
+    if len(refs) != 1 or any(
+        d is None and not isinstance(s, DimRef) for s, d in zip(sizes, shape, strict=True)
+    ):
+        return None
+    if _keeps_dynamic_axes(input, shape, sizes):
+        return None  # the usual reshape (sizes from the input's own axes) does
+    return next(iter(refs.values())), tuple(
+        s.axis if isinstance(s, DimRef) else None for s in sizes
+    )
+
+
+def _keeps_dynamic_axes(x: Value, shape: tuple, sizes: list) -> bool:
+    """Each dynamic size of the target is read off ``x``'s own dynamic axes, in order."""
+    own = [k for k, d in enumerate(x.shape) if d is None]
+    read = [s.axis for s in sizes if isinstance(s, DimRef) and s.value is x]
+    return read == own and len(read) == sum(d is None for d in shape)
 
 
 @converts(
@@ -42,8 +78,8 @@ def _reshape_to_traced(b: Builder, input):
 )
 def reshape(b: Builder, input, *args, **kwargs):
     if isinstance(input, nn.Module):  # nn.Flatten / nn.Unflatten: the module comes first
-        input = args[0]
-    return _reshape_to_traced(b, input)
+        return _reshape_to_traced(b, args[0])
+    return _reshape_to_traced(b, input, args)
 
 
 def _reduce(kind: str):

@@ -165,6 +165,35 @@ def cumsum(b: Builder, input, dim, *, dtype=None):
     return b.op("cumsum", [x], axis=ax)
 
 
+@converts(torch.diff, "diff")
+def diff(b: Builder, input, n=1, dim=-1, prepend=None, append=None):
+    """torch.diff: ``n`` times, the slice [1:] minus the slice [:-1] along ``dim`` of
+    (prepend, input, append) concatenated (GPT-2's packed-sequence check on position ids)."""
+    ax = norm_axis(dim, input.rank)
+    if input.type.dtype == "bool":
+        raise TranspileError(f"torch.diff of a bool tensor at {b.where()} is not supported")
+    parts = [p for p in (prepend, input, append) if p is not None]
+    if any(not isinstance(p, Value) for p in parts):
+        raise TranspileError(f"torch.diff at {b.where()}: prepend/append must be tensors")
+    x = input
+    if len(parts) > 1:
+        sizes = [p.shape[ax] for p in parts]
+        total = None if None in sizes else sum(sizes)
+        shape = tuple(total if k == ax else d for k, d in enumerate(input.shape))
+        x = b.op("cat", parts, TensorType(shape, input.type.dtype), axis=ax)
+    for _ in range(int(b.static(n, "diff's n"))):
+        n_ax = x.shape[ax]
+        shape = tuple(
+            (n_ax - 1 if n_ax is not None else None) if k == ax else d
+            for k, d in enumerate(x.shape)
+        )
+        t = TensorType(shape, x.type.dtype)
+        hi = b.op("slice", [x], t, axes=(ax,), starts=(1,), stops=(None,), steps=(1,))
+        lo = b.op("slice", [x], t, axes=(ax,), starts=(0,), stops=(-1,), steps=(1,))
+        x = b.op("sub", [hi, lo], t)
+    return x
+
+
 @converts(torch.flip, "flip")
 def flip(b: Builder, input, *dims, **kwargs):
     dims = kwargs.get("dims", dims)
@@ -289,7 +318,9 @@ def arange(b: Builder, *args, **kwargs):
             if start == 0:
                 return count
             if not isinstance(start, int) or start < 0:
-                raise TranspileError(f"torch.arange at {b.where()} from {start!r} to a dynamic size")
+                raise TranspileError(
+                    f"torch.arange at {b.where()} from {start!r} to a dynamic size"
+                )
             return b.op("slice", [count], axes=(0,), starts=(start,), stops=(None,), steps=(1,))
     batch = b.graph.inputs[0].shape[0] if b.graph.inputs else 0
     if b.out_type.shape == (None,) and (start, step) == (0, 1) and batch is None:
