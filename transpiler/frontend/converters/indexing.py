@@ -110,6 +110,8 @@ def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
         )
     if None in x.shape[1:k] and _aranges(b, k):
         return _reshape_to(b, x, b.out_type.shape)  # x[arange(B)[:, None], arange(L)]: x itself
+    if None in x.shape[1:k] and k == 2 and _aranges(b, 1) and _per_sample(idx := list(lead), x):
+        return _take_per_sample(b, x, idx[1])
     if None in x.shape[1:k]:
         raise TranspileError(f"indexing at {b.where()} with index tensors over dynamic sizes")
     idx = [i if isinstance(i, Value) else b.const(np.asarray(i, dtype=np.int64)) for i in lead]
@@ -147,6 +149,36 @@ def _aranges(b: Builder, k: int) -> bool:
                 return False
             last = axes[0] if axes else last
     return True
+
+
+def _per_sample(lead: list, x: Value) -> bool:
+    """x[arange(B), i] with ``i`` one index per sample (shape (B,)): CLIP's pooling."""
+    i = lead[1]
+    return isinstance(i, Value) and i.rank == 1 and x.rank >= 2 and i.type.dtype != "bool"
+
+
+def _take_per_sample(b: Builder, x: Value, i: Value) -> Value:
+    """x[arange(B), i] (i of shape (B,)) over a dynamic axis 1: take_along_axis with i
+    reshaped to (B, 1, 1, ...) and broadcast over x's trailing axes, then axis 1 dropped."""
+    rest = tuple(x.shape[2:])
+    if None in rest:
+        raise TranspileError(f"indexing at {b.where()} with dynamic trailing sizes")
+    idx = b.op(
+        "reshape",
+        [i],
+        TensorType((i.shape[0], 1, *(1,) * len(rest)), i.type.dtype),
+        shape=(-1, 1, *(1,) * len(rest)),
+    )
+    if i.type.dtype != "int64":
+        idx = b.op("cast", [idx], TensorType(idx.shape, "int64"), dtype="int64")
+    if rest:
+        idx = b.op(
+            "broadcast_to", [idx], TensorType((i.shape[0], 1, *rest), "int64"), shape=(-1, 1, *rest)
+        )
+    taken = b.op(
+        "take_along_axis", [x, idx], TensorType((x.shape[0], 1, *rest), x.type.dtype), axis=1
+    )
+    return _reshape_to(b, taken, b.out_type.shape)
 
 
 def _bshape(a: Value, c: Value | None = None) -> TensorType:
