@@ -78,9 +78,41 @@ def _is_torch(a: Any) -> bool:
 
 
 def count_transposes(concrete: Any) -> int:
-    """``Transpose`` ops in a concrete function's graph, its function library included."""
+    """``Transpose`` ops in a concrete function's graph, its function library included; an
+    identity permutation built from constants (``tf.tensordot``'s, for a Dense on a tensor
+    with several unknown dims: a dynamic sequence length) moves nothing and is not counted
+    (TFLite's converter drops it)."""
     graph_def = concrete.graph.as_graph_def()
-    nodes = list(graph_def.node)
-    for f in graph_def.library.function:
-        nodes.extend(f.node_def)
-    return sum(1 for n in nodes if n.op in ("Transpose", "ConjugateTranspose"))
+    groups = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
+    count = 0
+    for nodes in groups:
+        by_name = {n.name: n for n in nodes}
+        for n in nodes:
+            if n.op in ("Transpose", "ConjugateTranspose"):
+                count += not _identity_perm(n, by_name)
+    return count
+
+
+def _identity_perm(node: Any, by_name: dict[str, Any]) -> bool:
+    """The Transpose's permutation is a constant (or a concatenation of constants) equal to
+    ``0, 1, ..., r-1``."""
+    perm = _constant_of(node.input[1] if len(node.input) > 1 else "", by_name)
+    return perm is not None and perm.ndim == 1 and bool((perm == np.arange(perm.size)).all())
+
+
+def _constant_of(ref: str, by_name: dict[str, Any], depth: int = 0) -> Any:
+    """The value of a graph input reference when it is a Const or a ConcatV2 of Consts."""
+    from tensorflow.python.framework import tensor_util
+
+    node = by_name.get(ref.lstrip("^").split(":")[0])
+    if node is None or depth > 2:
+        return None
+    if node.op == "Const":
+        return np.asarray(tensor_util.MakeNdarray(node.attr["value"].tensor))
+    if node.op == "ConcatV2" and len(node.input) >= 2:
+        parts = [_constant_of(r, by_name, depth + 1) for r in node.input[:-1]]
+        axis = _constant_of(node.input[-1], by_name, depth + 1)
+        if any(p is None for p in parts) or axis is None:
+            return None
+        return np.concatenate([p.reshape(-1) for p in parts]) if int(axis) == 0 else None
+    return None

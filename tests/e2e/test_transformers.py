@@ -150,25 +150,39 @@ def _tokens(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_hf_model(name: str, batch: int, structure: str, tmp_path):
-    """Batch 1 and 2, two sequence lengths (the second one transpiled again where the model
-    keeps its sequence length static), and the float32 TFLite export checked too."""
+    """One conversion with the defaults keeps the sequence length dynamic (the Keras inputs are
+    (None, None)) and is checked at two lengths and two batch sizes (the transpile's own check
+    ran at the example's and at another of each); the float32 TFLite export keeps the length
+    dynamic too and is checked at both."""
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     n_inputs = 1 if name in IDS_ONLY else 2
-    for length in (9, 6):
-        example = _tokens(batch, length, 0)[:n_inputs]
-        result = transpile(model, example, out_dir=tmp_path / f"out{length}", structure=structure)
-        assert_checks_ok(result)
-        check_against_torch(model, example, result)
+    example = _tokens(batch, 9, 0)[:n_inputs]
+    result = transpile(model, example, out_dir=tmp_path / "out", structure=structure)
+    assert_checks_ok(result)
+    assert result.report.dynamic.startswith("input_ids[1]=seq"), result.report.notes
+    assert len({c.batch_size for c in result.report.checks}) == 2
+    check_against_torch(model, example, result)
+    for length in (6, 13):  # other lengths, other batch sizes, the same converted model
         check_against_torch(model, _tokens(3, length, 1)[:n_inputs], result)
-        source = result.source_path.read_text()
-        assert "layers.Embedding(" in source
-        assert 'dtype="int64"' in source  # token ids and the mask stay integers
-        # attention keeps no more Transposes than the model's own permutes
-        assert result.report.transpose_count <= result.report.imported_transposes
-        if length == 9 and name not in TFLITE_BROKEN:  # float32 TFLite, both batch sizes
-            result.to_tflite(tmp_path / f"{name}.tflite")
-            assert result.report.tflite[-1].checks
+    check_against_torch(model, _tokens(1, 4, 0)[:n_inputs], result)
+    source = result.source_path.read_text()
+    assert "layers.Embedding(" in source
+    assert 'keras.Input(shape=(None,), dtype="int64"' in source  # ids (and mask) stay integers
+    # attention keeps no more Transposes than the model's own permutes
+    assert result.report.transpose_count <= result.report.imported_transposes
+    if name not in TFLITE_BROKEN:  # float32 TFLite, both batch sizes and lengths
+        result.to_tflite(tmp_path / f"{name}.tflite")
+        assert result.report.tflite[-1].checks
+        assert _tflite_input_shapes(tmp_path / f"{name}.tflite") == [[-1, -1]] * n_inputs
+
+
+def _tflite_input_shapes(path) -> list[list[int]]:
+    """The flatbuffer's input shape signatures (-1: dynamic)."""
+    import tensorflow as tf
+
+    details = tf.lite.Interpreter(model_path=str(path)).get_input_details()
+    return [[int(d) for d in x["shape_signature"]] for x in details]
 
 
 # CLIPTextModel's float32 .tflite computes wrong values at batch 3 (and read out of bounds in its

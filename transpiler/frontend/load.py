@@ -127,13 +127,7 @@ def load(
             f"dynamic: {first}); pass dynamic_shapes=None to skip the attempt"
         )
         return loaded
-    if loaded.tracer == FX:
-        loaded.dynamic = describe_dynamic(spec, names)
-    else:
-        loaded.notes.append(
-            "the sequence length is static: on the torch.export path it is dynamic only when "
-            "declared (dynamic_shapes=...)"
-        )
+    loaded.dynamic = describe_dynamic(spec, names)
     return loaded
 
 
@@ -158,8 +152,8 @@ def _load(
     dynamic: DynamicSpec | None,
     auto: bool = False,
 ) -> Loaded:
-    """``load`` for one choice of dynamic dims; ``auto``: ``dynamic`` is the default guess,
-    tried on the fx path only (the torch.export path keeps the example's sizes)."""
+    """``load`` for one choice of dynamic dims; ``auto``: ``dynamic`` is the default guess
+    (an ExportedProgram keeps the dims it was exported with)."""
     # Keras (so TensorFlow) may be loaded later in this process, and fx's stack-trace recording
     # may load torch's inductor, which loads triton: with TensorFlow around that is a SIGSEGV.
     block_triton_if_tensorflow(force=True)
@@ -199,8 +193,7 @@ def _load(
         else:
             loaded = _load_fx(wrapped, fx_graph, example_inputs, registry, dynamic)
     if fx_error is not None or tracer == "export":
-        dims = None if auto else dynamic
-        loaded = _load_export(work, None, example_inputs, registry, fx_error, dims)
+        loaded = _load_export(work, None, example_inputs, registry, fx_error, dynamic)
     loaded.imported.graph.meta["model_class"] = type(model_or_program).__name__
     return loaded
 

@@ -21,15 +21,19 @@ def _reshape_to_traced(b: Builder, input, sizes: tuple = ()):
     if shape == input.shape:
         return input
     keeps_batch(b, [input], shape, "reshape")
-    sized = _sizes_read(input, shape, sizes)
-    if sized is not None:  # dynamic sizes read off one tensor (merged dims split back)
-        ref, ref_axes = sized
-        target = tuple(-1 if d is None else d for d in shape)
-        return b.op("reshape", [input, ref], shape=target, ref_axes=ref_axes)
-    return b.op("reshape", [input], shape=dynamic_target(b, input, shape))
+    try:
+        return b.op("reshape", [input], shape=dynamic_target(b, input, shape))
+    except TranspileError:
+        sized = _sizes_read(shape, sizes)
+        if sized is None:
+            raise
+    # dynamic sizes read off one tensor (GPT-2's Conv1D: batch and length merged, split back)
+    ref, ref_axes = sized
+    target = tuple(-1 if d is None else d for d in shape)
+    return b.op("reshape", [input, ref], shape=target, ref_axes=ref_axes)
 
 
-def _sizes_read(input: Value, shape: tuple, sizes: tuple) -> tuple[Value, tuple] | None:
+def _sizes_read(shape: tuple, sizes: tuple) -> tuple[Value, tuple] | None:
     """For a view/reshape whose target holds several dynamic sizes that are not the input's
     dynamic axes kept in order: (the one tensor they are read off, the axis of it per target
     axis) when every dynamic size is a DimRef of that tensor; else None."""
@@ -45,18 +49,9 @@ def _sizes_read(input: Value, shape: tuple, sizes: tuple) -> tuple[Value, tuple]
         d is None and not isinstance(s, DimRef) for s, d in zip(sizes, shape, strict=True)
     ):
         return None
-    if _keeps_dynamic_axes(input, shape, sizes):
-        return None  # the usual reshape (sizes from the input's own axes) does
     return next(iter(refs.values())), tuple(
         s.axis if isinstance(s, DimRef) else None for s in sizes
     )
-
-
-def _keeps_dynamic_axes(x: Value, shape: tuple, sizes: list) -> bool:
-    """Each dynamic size of the target is read off ``x``'s own dynamic axes, in order."""
-    own = [k for k, d in enumerate(x.shape) if d is None]
-    read = [s.axis for s in sizes if isinstance(s, DimRef) and s.value is x]
-    return read == own and len(read) == sum(d is None for d in shape)
 
 
 @converts(
