@@ -201,3 +201,60 @@ def test_dynamic_shapes_export_tracer(tmp_path):
     assert result.report.dynamic == "x[2]=h, x[3]=w"
     check_against_torch(model, torch.randn(2, 3, 13, 29), result)
     result.to_tflite(tmp_path / "m.tflite")  # checked against PyTorch at both sizes
+
+
+class TinyLM(nn.Module):
+    """What Hugging Face text models do with the sequence length, in a few lines: a position
+    table cut to the length (``pos[:, :L]``), ``arange`` over it, a mask expanded from
+    ``mask[:, None, None, :]`` and gathered with aranges (the mask functions), GPT-2's Conv1D
+    (batch and length merged for a matmul, then split back with sizes read off the ids),
+    ``full_like`` + ``minimum`` (T5's buckets), ``diff`` (GPT-2's packed-sequence check) and
+    CLIP's pooling ``h[arange(B), ids.argmax(-1)]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.pos = nn.Embedding(32, 8)
+        self.register_buffer("position_ids", torch.arange(32)[None], persistent=False)
+        self.w = nn.Parameter(torch.randn(8, 8) / 3)
+        self.b = nn.Parameter(torch.randn(8) / 3)
+
+    def forward(self, ids, mask):
+        b, length = ids.shape
+        pos = self.position_ids.narrow(1, 0, length)  # [:, :length] (fx: narrow)
+        h = self.emb(ids) + self.pos(pos)
+        h = torch.addmm(self.b, h.view(-1, h.size(-1)), self.w).view(b, length, 8)  # Conv1D
+        steps = torch.arange(length) + 0
+        near = torch.minimum(steps, torch.full_like(steps, 4)).float()  # (L,)
+        rows = torch.arange(b)[:, None, None, None]
+        keep = mask.bool()[rows, steps[None, None, None, :]]  # (B, 1, 1, L)
+        keep = keep.expand(b, 1, length, length)
+        scores = (h @ h.transpose(1, 2))[:, None] + near
+        att = torch.softmax(scores.masked_fill(~keep, -1e9), -1)[:, 0]
+        h = att @ h
+        pos = pos.expand(b, -1)
+        jumps = torch.diff(pos, dim=-1, prepend=pos[:, :1] - 1).float()  # all ones
+        pooled = h[torch.arange(b), ids.argmax(-1)]
+        return h * jumps[..., None], pooled
+
+
+def _lm_inputs(batch: int, length: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 50, (batch, length), generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[-1, length - 2 :] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("tracer", ["fx", "export"])
+def test_dynamic_sequence_length_ops(tracer, tmp_path):
+    """One conversion with the defaults keeps the length dynamic on both tracers and matches
+    PyTorch at other lengths and batch sizes (up to the position table's 32)."""
+    torch.manual_seed(0)
+    model = TinyLM().eval()
+    result = transpile(model, _lm_inputs(2, 9, 0), tracer=tracer, out_dir=tmp_path / "out")
+    assert_checks_ok(result)
+    assert result.report.dynamic == "ids[1]=seq, mask[1]=seq", result.report.notes
+    assert 'keras.Input(shape=(None,), dtype="int64"' in result.source_path.read_text()
+    for batch, length in ((3, 4), (1, 17), (2, 32)):
+        check_against_torch(model, _lm_inputs(batch, length, 1), result)

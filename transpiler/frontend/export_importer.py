@@ -357,22 +357,14 @@ def _batch_prefix(b: Any, x: Any, dim: int, start: Any, step: Any) -> Any:
 
 
 def _prefix_to(b: Any, x: Any, dim: int, end: Any, step: int) -> Any:
-    """``x[..., :n, ...]`` on ``dim``, ``n`` a dynamic size read off a value (a position table
-    cut to the sequence length, ``table[:, :ids.shape[1]]``): a slice whose stop is that
-    value's runtime size."""
+    """``x[..., :n, ...]``, ``n`` a dynamic size read off a value (converters/indexing.py)."""
+    from .converters.indexing import prefix_to
+
     if step != 1:
         raise TranspileError(
             f"a slice at {b.where()} with step {step} ends at a dynamic size; only step 1 does"
         )
-    return b.op(
-        "slice",
-        [x, end.value],
-        axes=(dim,),
-        starts=(0,),
-        stops=(0,),
-        steps=(1,),
-        ref_stops=(end.axis,),
-    )
+    return prefix_to(b, x, dim, end)
 
 
 def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:

@@ -152,3 +152,13 @@ def broadcast_sized(b: Any, x: Value, target: Any, what: str) -> Value:
         out = TensorType(tuple(dims), x.type.dtype)
         x = b.op("broadcast_to", [x, ref], out, shape=tuple(step), ref_axes=ref_axes)
     return x
+
+
+def beyond_batch(b: Any, size: Any) -> bool:
+    """``size`` is a DimRef other than a graph input's axis 0 (its batch): a size that the
+    batch-only paths (a reference to the first input's batch) would get wrong."""
+    from ..fx_importer import DimRef
+
+    if not isinstance(size, DimRef):
+        return False
+    return size.axis != 0 or all(size.value is not v for v in b.graph.inputs)

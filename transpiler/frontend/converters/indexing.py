@@ -12,7 +12,7 @@ from ...ir import TensorType, Value
 from ..fx_importer import Builder, DimRef
 from ..registry import converts
 from ._util import axis as norm_axis
-from ._util import broadcast_sized, dynamic_target, keeps_batch
+from ._util import beyond_batch, broadcast_sized, dynamic_target, keeps_batch
 
 
 def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: int = 1) -> Value:
@@ -248,7 +248,26 @@ def unbind(b: Builder, input, dim=0):
 @converts(torch.narrow, "narrow")
 def narrow(b: Builder, input, dim, start, length):
     ax = norm_axis(dim, input.rank)
+    if isinstance(length, DimRef) and start == 0:  # table.narrow(1, 0, ids.size(1))
+        return prefix_to(b, input, ax, length)
     return _slice(b, input, ax, start, start + length)
+
+
+def prefix_to(b: Builder, x: Value, ax: int, end: DimRef) -> Value:
+    """``x[..., :n, ...]`` on axis ``ax``, ``n`` a dynamic size read off a value (a position
+    table cut to the sequence length, ``table[:, :ids.shape[1]]``): a slice whose stop is that
+    value's runtime size."""
+    shape = tuple(None if k == ax else d for k, d in enumerate(x.shape))
+    return b.op(
+        "slice",
+        [x, end.value],
+        TensorType(shape, x.type.dtype),
+        axes=(ax,),
+        starts=(0,),
+        stops=(0,),
+        steps=(1,),
+        ref_stops=(end.axis,),
+    )
 
 
 # torch.select(input, dim, index)
@@ -271,8 +290,8 @@ def expand(b: Builder, input, *sizes):
     # expanded to the batch: x.shape[0] is dynamic, the token is not)
     sized = _expand_sizes(input, sizes, b.out_type.rank)
     if any(  # a size beyond the batch read off a tensor (a sequence length)
-        isinstance(s, DimRef) and d is None and n == 1 and k > 0
-        for k, (s, d, n) in enumerate(zip(sized, b.out_type.shape, x.shape, strict=True))
+        beyond_batch(b, s) and d is None and n == 1
+        for s, d, n in zip(sized, b.out_type.shape, x.shape, strict=True)
     ):
         target = [
             s if isinstance(s, DimRef) and d is None and n == 1 else (-1 if d is None else d)
@@ -329,10 +348,9 @@ def _filled(b: Builder, value, args: tuple = ()) -> Value:
     arr = np.full([1 if d is None else d for d in shape], value, dtype=np.dtype(b.out_type.dtype))
     if None not in shape:
         return b.const(arr, "filled")
-    sizes = _filled_sizes(b, args) if any(d is None for d in shape[1:]) else None
-    if sizes is not None and all(
-        isinstance(s, DimRef) for s, d in zip(sizes, shape, strict=True) if d is None
-    ):
+    sizes = _filled_sizes(b, args)
+    dims = [s for s, d in zip(sizes or [], shape, strict=True) if d is None]
+    if sizes and all(isinstance(s, DimRef) for s in dims) and any(beyond_batch(b, s) for s in dims):
         target = [s if d is None else -1 for s, d in zip(sizes, shape, strict=True)]
         return broadcast_sized(b, b.const(arr, "filled"), target, "a filled tensor")
     if any(d is None for d in shape[1:]) or b.graph.inputs[0].shape[0] is not None:

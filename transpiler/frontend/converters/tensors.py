@@ -17,7 +17,7 @@ from ..fx_importer import Builder, DimRef, torch_dtype_name
 from ..registry import converts
 from ._util import axes as norm_axes
 from ._util import axis as norm_axis
-from ._util import broadcast_sized
+from ._util import beyond_batch, broadcast_sized
 
 _SUPPORTED = ("float32", "int64", "int32", "bool")
 
@@ -310,7 +310,7 @@ def arange(b: Builder, *args, **kwargs):
     if ends and isinstance(ends[0], DimRef) and not isinstance(start, Value | DimRef):
         # torch.arange(start, x.size(1), step) over a dynamic length: a cumulative sum of
         # ones broadcast to that length (read off x at run time), minus one, scaled, shifted
-        if (ends[0].axis > 0 or b.graph.inputs[0].shape[0] is not None) and step == 1:
+        if (beyond_batch(b, ends[0]) or b.graph.inputs[0].shape[0] is not None) and step == 1:
             dtype = b.out_type.dtype
             one = b.const(np.ones((1,), dtype))
             ones = broadcast_sized(b, one, [ends[0]], "torch.arange")
