@@ -32,7 +32,6 @@ for _op, _fns, _mods, _methods in [
     ("tanh", (torch.tanh, F.tanh), (nn.Tanh,), ("tanh", "tanh_")),
     ("hardswish", (F.hardswish,), (nn.Hardswish,), ()),
     ("hardsigmoid", (F.hardsigmoid,), (nn.Hardsigmoid,), ()),
-    ("abs", (torch.abs, torch.absolute), (), ("abs", "absolute")),
     ("neg", (torch.neg, torch.negative, operator.neg), (), ("neg", "negative")),
     ("exp", (torch.exp,), (), ("exp",)),
     ("log", (torch.log,), (), ("log",)),
@@ -49,6 +48,15 @@ for _op, _fns, _mods, _methods in [
     _fn, _mod = _unary(_op)
     converts(*_fns, *_methods)(_fn)
     converts(*_mods)(_mod)
+
+
+@converts(torch.abs, torch.absolute, "abs", "absolute")
+def abs_(b: Builder, input):
+    """abs; of an integer tensor, max(x, -x) (TFLite's ABS takes no int64: T5's relative
+    positions over a dynamic length)."""
+    if input.type.is_float:
+        return b.op("abs", [input])
+    return b.op("maximum", [input, b.op("neg", [input])])
 
 
 # F.leaky_relu(input, negative_slope=0.01, inplace=False)

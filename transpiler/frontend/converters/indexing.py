@@ -110,14 +110,16 @@ def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
         )
     if None in x.shape[1:k] and _aranges(b, k):
         return _reshape_to(b, x, b.out_type.shape)  # x[arange(B)[:, None], arange(L)]: x itself
-    if None in x.shape[1:k] and k == 2 and _aranges(b, 1) and _per_sample(idx := list(lead), x):
-        return _take_per_sample(b, x, idx[1])
-    if None in x.shape[1:k]:
-        raise TranspileError(f"indexing at {b.where()} with index tensors over dynamic sizes")
+    if None in x.shape[k:]:
+        raise TranspileError(
+            f"indexing at {b.where()} with index tensors: the axes after them are dynamic"
+        )
     idx = [i if isinstance(i, Value) else b.const(np.asarray(i, dtype=np.int64)) for i in lead]
+    idx = [i if i.type.dtype == "int64" else _to_int64(b, i) for i in idx]
     linear = idx[0]
     for j in range(1, k):
-        linear = b.op("mul", [linear, b.scalar(int(x.shape[j]), linear)], _bshape(linear))
+        size = _size_of(b, x, j)  # a dynamic size (CLIP's pooling over the length) at run time
+        linear = b.op("mul", [linear, size], _bshape(linear))
         linear = b.op("add", [linear, idx[j]], _bshape(linear, idx[j]))
     rest = x.shape[k:]
     flat_shape = (None if any(d is None for d in x.shape[:k]) else int(np.prod(x.shape[:k])), *rest)
@@ -151,34 +153,17 @@ def _aranges(b: Builder, k: int) -> bool:
     return True
 
 
-def _per_sample(lead: list, x: Value) -> bool:
-    """x[arange(B), i] with ``i`` one index per sample (shape (B,)): CLIP's pooling."""
-    i = lead[1]
-    return isinstance(i, Value) and i.rank == 1 and x.rank >= 2 and i.type.dtype != "bool"
+def _to_int64(b: Builder, i: Value) -> Value:
+    return b.op("cast", [i], TensorType(i.shape, "int64"), dtype="int64")
 
 
-def _take_per_sample(b: Builder, x: Value, i: Value) -> Value:
-    """x[arange(B), i] (i of shape (B,)) over a dynamic axis 1: take_along_axis with i
-    reshaped to (B, 1, 1, ...) and broadcast over x's trailing axes, then axis 1 dropped."""
-    rest = tuple(x.shape[2:])
-    if None in rest:
-        raise TranspileError(f"indexing at {b.where()} with dynamic trailing sizes")
-    idx = b.op(
-        "reshape",
-        [i],
-        TensorType((i.shape[0], 1, *(1,) * len(rest)), i.type.dtype),
-        shape=(-1, 1, *(1,) * len(rest)),
-    )
-    if i.type.dtype != "int64":
-        idx = b.op("cast", [idx], TensorType(idx.shape, "int64"), dtype="int64")
-    if rest:
-        idx = b.op(
-            "broadcast_to", [idx], TensorType((i.shape[0], 1, *rest), "int64"), shape=(-1, 1, *rest)
-        )
-    taken = b.op(
-        "take_along_axis", [x, idx], TensorType((x.shape[0], 1, *rest), x.type.dtype), axis=1
-    )
-    return _reshape_to(b, taken, b.out_type.shape)
+def _size_of(b: Builder, x: Value, axis: int) -> Value:
+    """x's size on ``axis`` as an int64 scalar: a constant, or for a dynamic axis the sum of
+    ones broadcast to it (read off x at run time)."""
+    if x.shape[axis] is not None:
+        return b.graph.add_constant(np.asarray(int(x.shape[axis]), dtype=np.int64), "scalar")
+    ones = broadcast_sized(b, b.const(np.ones((1,), np.int64)), [DimRef(x, axis)], "indexing")
+    return b.op("reduce", [ones], TensorType((), "int64"), kind="sum", axes=(0,))
 
 
 def _bshape(a: Value, c: Value | None = None) -> TensorType:
