@@ -29,6 +29,7 @@ STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
 # get_config() entries whose value is not ``self.<init argument>``; entries beyond __init__'s
 _CONFIG_EXPR = {
     ("ReshapeTo", "shape"): "self.target",
+    ("ReshapeLike", "shape"): "self.target",
     ("Constant", "shape"): "tuple(self.value.shape)",
 }
 _CONFIG_EXTRA = {"GroupedConvTranspose": ("use_bias",)}
@@ -190,30 +191,89 @@ _layer(
     '''
 class ReshapeTo(keras.layers.Layer):
     """Reshape to a full target shape (batch included; -1 marks the dynamic dimension). With
-    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s;
-    with `ref_axes` (called on [x, ref]), a -1 whose entry is an axis takes ref's size there."""
+    several dynamic dimensions, `sizes_from` names the input axes whose sizes fill the -1s."""
 
-    def __init__(self, shape, sizes_from=None, ref_axes=None, **kwargs):
+    def __init__(self, shape, sizes_from=None, **kwargs):
         super().__init__(**kwargs)
         self.target = tuple(shape)
         self.sizes_from = tuple(sizes_from) if sizes_from is not None else None
-        self.ref_axes = tuple(ref_axes) if ref_axes is not None else None
 
-    def call(self, inputs):
-        if self.ref_axes is not None:
-            x, sizes = inputs[0], ops.shape(inputs[1])
-            return ops.reshape(
-                x, [d if r is None else sizes[r] for d, r in zip(self.target, self.ref_axes)]
-            )
-        x = inputs
+    def call(self, x):
         if self.sizes_from is None:
             return ops.reshape(x, self.target)
         sizes, fill = ops.shape(x), iter(self.sizes_from)
         return ops.reshape(x, [sizes[next(fill)] if d == -1 else d for d in self.target])
 
-    def compute_output_spec(self, inputs):  # the input's dtype: ids and masks stay integers
-        x = inputs[0] if self.ref_axes is not None else inputs
+    def compute_output_spec(self, x):  # the input's dtype: token ids and masks stay integers
         return keras.KerasTensor(tuple(None if d == -1 else d for d in self.target), x.dtype)
+''',
+)
+
+_layer(
+    "SliceTo",
+    '''
+class SliceTo(keras.layers.Layer):
+    """x[..., start:stop:step, ...] on ``axis`` (tuples: one entry per axis), called on
+    [x, ref]: where ``ref_stop`` names an axis of ref, that stop is ref's runtime size there
+    plus ``stop`` (a position table cut to the sequence length of the token ids)."""
+
+    def __init__(self, axis, start, stop, step, ref_stop, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.start, self.stop, self.step = axis, start, stop, step
+        self.ref_stop = ref_stop
+
+    def call(self, inputs):
+        x, sizes = inputs[0], ops.shape(inputs[1])
+        index = [slice(None)] * len(x.shape)
+        spec = zip(self.axis, self.start, self.stop, self.step, self.ref_stop, strict=True)
+        for axis, start, stop, step, r in spec:
+            index[axis] = slice(start, stop if r is None else sizes[r] + stop, step)
+        return x[tuple(index)]
+''',
+)
+
+_layer(
+    "BroadcastLike",
+    '''
+class BroadcastLike(keras.layers.Layer):
+    """Broadcast x to `shape`, called on [x, ref]: -1 keeps x's size, None takes ref's size on
+    axis `ref_axes[i]` (a mask expanded to the dynamic sequence length of the token ids)."""
+
+    def __init__(self, shape, ref_axes, **kwargs):
+        super().__init__(**kwargs)
+        self.shape, self.ref_axes = tuple(shape), tuple(ref_axes)
+
+    def call(self, inputs):
+        x, ref = inputs
+        x_shape, ref_shape = ops.shape(x), ops.shape(ref)
+        target = [
+            ref_shape[self.ref_axes[i]] if s is None else (x_shape[i] if s == -1 else s)
+            for i, s in enumerate(self.shape)
+        ]
+        return ops.broadcast_to(x, target)
+''',
+)
+
+_layer(
+    "ReshapeLike",
+    '''
+class ReshapeLike(keras.layers.Layer):
+    """Reshape x to `shape`, called on [x, ref]: a -1 whose `ref_axes` entry is an axis takes
+    ref's runtime size there (batch and length merged for a matmul, then split back)."""
+
+    def __init__(self, shape, ref_axes, **kwargs):
+        super().__init__(**kwargs)
+        self.target, self.ref_axes = tuple(shape), tuple(ref_axes)
+
+    def call(self, inputs):
+        x, sizes = inputs[0], ops.shape(inputs[1])
+        return ops.reshape(
+            x, [d if r is None else sizes[r] for d, r in zip(self.target, self.ref_axes)]
+        )
+
+    def compute_output_spec(self, inputs):  # the input's dtype: ids and masks stay integers
+        shape = tuple(None if d == -1 else d for d in self.target)
+        return keras.KerasTensor(shape, inputs[0].dtype)
 ''',
 )
 
@@ -349,24 +409,18 @@ _layer(
     '''
 class Slice(keras.layers.Layer):
     """x[..., start:stop:step, ...] on ``axis`` (tuples: one entry per axis; stop None: to the
-    end). With ``ref_stop`` (an axis of a second input, per axis: None for a plain stop), it
-    is called on [x, ref] and that stop is ref's size on the axis plus ``stop``."""
+    end)."""
 
-    def __init__(self, axis, start, stop=None, step=1, ref_stop=None, **kwargs):
+    def __init__(self, axis, start, stop=None, step=1, **kwargs):
         super().__init__(**kwargs)
         self.axis, self.start, self.stop, self.step = axis, start, stop, step
-        self.ref_stop = ref_stop
 
-    def call(self, inputs):
-        x, ref = (inputs[0], inputs[1]) if isinstance(inputs, (list, tuple)) else (inputs, None)
-        spec = (self.axis, self.start, self.stop, self.step, self.ref_stop)
+    def call(self, x):
+        spec = (self.axis, self.start, self.stop, self.step)
         if not isinstance(self.axis, (tuple, list)):
             spec = tuple((v,) for v in spec)
-        elif self.ref_stop is None:
-            spec = spec[:4] + ((None,) * len(self.axis),)
         index = [slice(None)] * len(x.shape)
-        for axis, start, stop, step, r in zip(*spec, strict=True):
-            stop = stop if r is None else ops.shape(ref)[r] + stop
+        for axis, start, stop, step in zip(*spec, strict=True):
             index[axis] = slice(start, stop, step)
         return x[tuple(index)]
 ''',
@@ -616,19 +670,17 @@ _layer(
     "BroadcastTo",
     '''
 class BroadcastTo(keras.layers.Layer):
-    """Broadcast to `shape`: -1 keeps the size, None takes the size of the second input's axis
-    `ref_axes[i]` (default: its batch size)."""
+    """Broadcast to `shape`: -1 keeps the size, None takes the batch size of the second input."""
 
-    def __init__(self, shape, ref_axes=None, **kwargs):
+    def __init__(self, shape, **kwargs):
         super().__init__(**kwargs)
         self.shape = tuple(shape)
-        self.ref_axes = tuple(ref_axes) if ref_axes is not None else (0,) * len(self.shape)
 
     def call(self, inputs):
         x, ref = (inputs[0], inputs[1]) if isinstance(inputs, list | tuple) else (inputs, None)
         x_shape = ops.shape(x)
         target = [
-            ops.shape(ref)[self.ref_axes[i]] if s is None else (x_shape[i] if s == -1 else s)
+            ops.shape(ref)[0] if s is None else (x_shape[i] if s == -1 else s)
             for i, s in enumerate(self.shape)
         ]
         return ops.broadcast_to(x, target)

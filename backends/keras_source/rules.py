@@ -276,12 +276,15 @@ def _slice(node: Node, graph: Graph) -> list[KerasCall]:
     spec = tuple(zip(a["axes"], a["starts"], a["stops"], a["steps"], strict=True))
     if a["ref_stops"] is None:
         return [_slice_call(node.inputs[0], spec)]
-    call = _slice_call(node.inputs[0], spec)  # stops from the second input's runtime sizes
-    refs = tuple(a["ref_stops"])
-    call.kwargs["stop"] = call.kwargs.get("stop", tuple(a["stops"]) if len(spec) > 1 else None)
-    call.kwargs["ref_stop"] = refs if len(spec) > 1 else refs[0]
-    call.inputs, call.list_input = list(node.inputs), True
-    return [call]
+    # stops read off the second input's runtime sizes
+    kwargs = {
+        "axis": tuple(a["axes"]),
+        "start": tuple(a["starts"]),
+        "stop": tuple(a["stops"]),
+        "step": tuple(a["steps"]),
+        "ref_stop": tuple(a["ref_stops"]),
+    }
+    return [KerasCall("SliceTo", list(node.inputs), (), kwargs, list_input=True)]
 
 
 def _slice_call(x: Value, spec: tuple, suffix: str = "") -> KerasCall:
@@ -530,12 +533,15 @@ def _prelu(node: Node, graph: Graph) -> list[KerasCall]:
 @emits("broadcast_to")
 def _broadcast_to(node: Node, graph: Graph) -> list[KerasCall]:
     ref_axes = node.attrs["ref_axes"]
+    if ref_axes is not None:  # sizes read off the second input's axes
+        args = (tuple(node.attrs["shape"]), tuple(ref_axes))
+        return [KerasCall("BroadcastLike", list(node.inputs), args, {}, list_input=True)]
     return [
         KerasCall(
             "BroadcastTo",
             list(node.inputs),
             (tuple(node.attrs["shape"]),),
-            {"ref_axes": tuple(ref_axes)} if ref_axes is not None else {},
+            {},
             list_input=len(node.inputs) > 1,
         )
     ]
@@ -631,8 +637,8 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     # split TFLite's XNNPACK partitions)
     x, shape = node.inputs[0], tuple(node.attrs["shape"])
     if node.attrs["ref_axes"] is not None:  # sizes read off the second input at run time
-        kwargs = {"ref_axes": tuple(node.attrs["ref_axes"])}
-        return [KerasCall("ReshapeTo", list(node.inputs), (shape,), kwargs, list_input=True)]
+        args = (shape, tuple(node.attrs["ref_axes"]))
+        return [KerasCall("ReshapeLike", list(node.inputs), args, {}, list_input=True)]
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
