@@ -28,7 +28,6 @@ from transpiler.backends._layouts import (
     transposed_as_conv_kernel,
 )
 from transpiler.backends._planning import (
-    cubic_taps,
     grid_sample_taps,
     pad_pieces,
     pool_taps,
@@ -754,6 +753,8 @@ def _resize(node: Node, plan: Plan) -> Step:
     ins = xv.shape[1:-1]
     if a["coord"] is not None:  # ONNX's Resize semantics
         return _resize_taps(node, x, xv, ins, sizes)
+    if a["mode"] not in ("nearest", "nearest-exact", "linear"):  # bicubic comes with a coord
+        raise TranspileError(f"internal: resize mode {a['mode']!r} at {node.source} has no coord")
     # a 2-d resize that one TF resize kernel computes exactly: that op (TFLite RESIZE_*)
     builtins = (
         resize_builtins(ins, sizes, mode, a["align_corners"], scales) if len(ins) == 2 else ()
@@ -778,8 +779,6 @@ def _resize(node: Node, plan: Plan) -> Step:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
-    if mode == "cubic":
-        return _cubic_resize(node, x, ins, sizes, scales)
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
@@ -797,26 +796,6 @@ def _resize(node: Node, plan: Plan) -> Step:
             else:
                 lo, hi = tf.gather(xs, low, axis=axis), tf.gather(xs, high, axis=axis)
                 xs = lo + (hi - lo) * weight
-        return xs
-
-    return step
-
-
-def _cubic_resize(node: Node, x: Step, ins: tuple, sizes: tuple, scales: Any) -> Step:
-    """Bicubic resize: per axis, four gathers weighted by PyTorch's kernel (cubic_taps)."""
-    rank = node.inputs[0].rank
-    plans = []
-    for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
-        scale = scales[axis - 1] if scales else None
-        index, weight = cubic_taps(n, out, node.attrs["align_corners"], scale)
-        shape = [out if i == axis else 1 for i in range(rank)]
-        plans.append((axis, index, [w.reshape(shape) for w in weight]))
-
-    def step(env: Env) -> Any:
-        xs = x(env)
-        for axis, index, weights in plans:
-            taps = [tf.gather(xs, index[k], axis=axis) * weights[k] for k in range(4)]
-            xs = (taps[0] + taps[1]) + (taps[2] + taps[3])
         return xs
 
     return step

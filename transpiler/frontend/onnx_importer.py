@@ -517,15 +517,9 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
 
     for node in proto.graph.node:
         outs = list(node.output)
-        if not any(o in value_depends for o in outs if o):
-            for o in outs:
-                if not o or o not in run_a:
-                    continue
-                if o in depends:
-                    merged = _merge(run_a[o], run_b.get(o))
-                    env[o] = merged if merged is not None else _Unfoldable(node)
-                else:
-                    env[o] = run_a[o]
+        if not any(o in value_depends for o in outs if o) and _fold(
+            node, env, run_a, run_b, depends
+        ):
             continue
         b.node = node
         path, classes = torch_scopes(node)
@@ -595,6 +589,39 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
         notes,
         dynamic,
     )
+
+
+def _fold(
+    node: Any,
+    env: dict[str, Any],
+    run_a: dict[str, np.ndarray],
+    run_b: dict[str, np.ndarray],
+    depends: set[str],
+) -> bool:
+    """Fold a node whose outputs do not depend on the input *values* into ``env``: constants,
+    or Partials (shape vectors holding the batch). False when an output depends on the batch size
+    as data (e.g. torch.onnx's class token ``expand(N, -1, -1)``: an Expand of a constant to a
+    batch-sized shape) and the node has a converter: it is converted like any other node, its
+    dynamic batch taken from the graph's first input (``broadcast_to``'s reference), as the
+    PyTorch frontends convert the same expand. Without a converter such an output is marked
+    unfoldable (an error where it is read)."""
+    from .onnx_ops import ONNX_CONVERTERS
+
+    folded: dict[str, Any] = {}
+    for o in node.output:
+        if not o or o not in run_a:
+            continue
+        if o not in depends:
+            folded[o] = run_a[o]
+            continue
+        merged = _merge(run_a[o], run_b.get(o))
+        if merged is None:
+            if node.op_type in ONNX_CONVERTERS and (node.domain or "") in ("", "ai.onnx"):
+                return False
+            merged = _Unfoldable(node)
+        folded[o] = merged
+    env.update(folded)
+    return True
 
 
 class OnnxReference(Reference):
