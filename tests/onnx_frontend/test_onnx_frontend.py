@@ -258,6 +258,45 @@ def test_gemm_attributes_and_shape_folding():
     assert result.graph.nodes[0].attrs["shape"] == (-1, 18)
 
 
+def test_batch_sized_expand_of_a_constant():
+    """ViT's class token as torch.onnx writes ``token.expand(N, -1, -1)``: Expand of a constant
+    to a shape from Shape -> Gather -> Unsqueeze -> Concat -> Where(Equal(-1)), concatenated
+    with the data. The Expand's output depends on the batch size only: converted as
+    broadcast_to with the batch taken from the input, as the PyTorch frontends convert it;
+    ORT at batch 1 and 2, and the generated model at batch 5. An op without a converter on such
+    a value is still refused clearly."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1", "minus1"], ["target"], axis=0),
+        helper.make_node("Equal", ["target", "minus1"], ["keep"]),
+        helper.make_node("Where", ["keep", "ones", "target"], ["shape"]),
+        helper.make_node("Expand", ["token", "shape"], ["tokens"], "/Expand"),
+        helper.make_node("Concat", ["tokens", "x"], ["y"], "/Concat", axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+        numpy_helper.from_array(np.ones(3, np.int64), "ones"),
+        _w("token", rng.standard_normal((1, 1, 4))),
+    ]
+    model = _model(nodes, [_info("x", ["N", 5, 4])], [_info("y", ["N", 6, 4])], inits)
+    result = transpile(model)
+    assert result.report.ok and result.report.batch == "dynamic"
+    assert "broadcast_to" in [n.op for n in result.graph.nodes]
+    x = rng.standard_normal((5, 5, 4)).astype(np.float32)
+    want = np.concatenate([np.broadcast_to(numpy_helper.to_array(inits[-1]), (5, 1, 4)), x], 1)
+    np.testing.assert_allclose(result.load()(x), want, rtol=0, atol=1e-6)
+    # the same value read by an op without a converter: a clear refusal naming both nodes
+    nodes[-1] = helper.make_node("Sin", ["tokens"], ["y"], "/Sin")
+    model = _model(nodes, [_info("x", ["N", 5, 4])], [_info("y", ["N", 1, 4])], inits)
+    with pytest.raises(UnsupportedOpError, match="Sin"):
+        transpile(model)
+
+
 def test_unsupported_ops_listed_at_once():
     nodes = [
         helper.make_node("Sin", ["x"], ["a"], "first/sin"),
