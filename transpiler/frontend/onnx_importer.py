@@ -40,6 +40,7 @@ from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
 from ..verify import Reference
 from .fx_importer import Builder
+from .onnx_views import simplify_views
 
 __all__ = [
     "OnnxImported",
@@ -574,6 +575,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                 )
             env[o] = r
     graph.outputs = _outputs(graph, b, env, output_names)
+    simplify_views(graph)
     graph.meta["model_class"] = _model_name(proto, model)
     graph.meta["output_names"] = output_names
     graph.meta["frontend"] = "onnx"
