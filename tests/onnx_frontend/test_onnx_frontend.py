@@ -194,6 +194,65 @@ def test_modelproto_and_cli(tiny_onnx, tmp_path):
     assert (tmp_path / "cli" / "model.py").exists()
 
 
+# -- a class token and nn.MultiheadAttention through the exporter (ViT's encoder in small) --------
+
+ATTENTION = """
+import torch
+from torch import nn
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(1, 1, 16))
+        self.ln = nn.LayerNorm(16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.head = nn.Linear(16, 3)
+    def forward(self, x):
+        x = torch.cat([self.token.expand(x.shape[0], -1, -1), x], 1)
+        y = self.ln(x)
+        return self.head(x + self.attn(y, y, y, need_weights=False)[0])
+def build():
+    torch.manual_seed(0)
+    return Block().eval()
+"""
+EXPORT_ATTENTION = (
+    ATTENTION
+    + """
+import sys
+torch.onnx.export(build(), (torch.randn(2, 7, 16),), sys.argv[1], opset_version=17,
+    dynamo=False, input_names=["x"], output_names=["y"],
+    dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+"""
+)
+
+
+def test_class_token_and_attention(tmp_path):
+    """torch.onnx writes the class token's ``expand(N, -1, -1)`` as an Expand to a batch-sized
+    shape and MultiheadAttention sequence-first, with batch-times-heads reshapes: converted
+    with PyTorch's numbers (batch 1 and 3 by the check, 5 here) and the Transpose count of
+    the PyTorch conversion of the same module (onnx_views.py)."""
+    path = tmp_path / "attention.onnx"
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_ATTENTION, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scope: dict = {}
+    exec(ATTENTION, scope)  # noqa: S102 - the same module, built with the same seed
+    model = scope["build"]()
+    result = transpile(path, out_dir=tmp_path / "onnx")
+    assert result.report.ok and result.report.batch == "dynamic"
+    from_torch = transpile(model, torch.randn(1, 7, 16), verify=False, out_dir=tmp_path / "pt")
+    assert result.report.transpose_count == from_torch.report.transpose_count
+    assert result.graph.count("transpose") == from_torch.graph.count("transpose")
+    x = torch.randn(5, 7, 16)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    err, bound = _err(result.load()(x.numpy()), ref)
+    assert err <= bound
+
+
 # -- hand-built graphs ----------------------------------------------------------------------------
 
 
