@@ -356,6 +356,43 @@ def test_batch_sized_expand_of_a_constant():
         transpile(model)
 
 
+def _view_chain(perms_and_shapes):
+    nodes, inits, name = [], [], "x"
+    for k, (op, arg) in enumerate(perms_and_shapes):
+        out = f"v{k}"
+        if op == "Transpose":
+            nodes.append(helper.make_node("Transpose", [name], [out], perm=list(arg)))
+        else:
+            inits.append(numpy_helper.from_array(np.array(arg, np.int64), f"s{k}"))
+            nodes.append(helper.make_node("Reshape", [name, f"s{k}"], [out]))
+        name = out
+    nodes.append(helper.make_node("Relu", [name], ["y"]))
+    return nodes, inits
+
+
+@pytest.mark.parametrize(
+    "chain,shape,transposes",
+    [
+        # two transposes around a reshape that splits and merges channels: one suffices
+        ([("Transpose", (0, 2, 1)), ("Reshape", (0, 2, 3, 4)), ("Transpose", (0, 2, 1, 3)),
+          ("Reshape", (0, 6, 4))], ["N", 4, 6], 1),
+        # a ShuffleNet channel shuffle: already one transpose, left as it is
+        ([("Reshape", (0, 2, 3, 4)), ("Transpose", (0, 2, 1, 3)), ("Reshape", (0, 6, 4))],
+         ["N", 6, 4], 1),
+    ],
+)  # fmt: skip
+def test_view_chains_simplified_exactly(chain, shape, transposes):
+    """onnx_views.py: a reshape/transpose tree is recomputed with fewer transposes where its
+    index map allows (checked against onnxruntime at two batch sizes), never with more."""
+    from transpiler.frontend.onnx_importer import import_onnx
+
+    nodes, inits = _view_chain(chain)
+    out = [shape[0], *([6, 4] if shape[1:] == [4, 6] else shape[1:])]
+    model = _model(nodes, [_info("x", shape)], [_info("y", out)], inits)
+    assert import_onnx(model).graph.count("transpose") == transposes
+    assert transpile(model).report.ok
+
+
 def test_unsupported_ops_listed_at_once():
     nodes = [
         helper.make_node("Sin", ["x"], ["a"], "first/sin"),
