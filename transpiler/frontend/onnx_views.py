@@ -328,8 +328,8 @@ def _emit(graph: Graph, root: Value, end: Value, plan: dict, anchor: Node) -> Va
 def _canonicalize_tree(graph: Graph, root: Value) -> None:
     nodes, ends = _tree(graph, root)
     have = sum(n.op == "transpose" for n in nodes)
-    if not have or not ends:
-        return
+    if not have or not ends or any(o is e for o in graph.outputs for e in ends):
+        return  # (an end that is a graph output keeps its node: the output names it)
     plans = []
     for end in ends:
         plan = _plan(root, _chain(end, root))
@@ -340,14 +340,10 @@ def _canonicalize_tree(graph: Graph, root: Value) -> None:
     if need >= have:
         return
     for end, plan in zip(ends, plans, strict=True):
-        anchor = min(graph.users(end), key=graph.nodes.index, default=None)
-        if anchor is None:  # a graph output only
-            anchor = graph.nodes[graph.nodes.index(end.producer) + 1 :][:1] or [None]
-            anchor = anchor[0]
-            if anchor is None:
-                return
+        anchor = min(graph.users(end), key=graph.nodes.index)  # read by a non-view op
         new = _emit(graph, root, end, plan, anchor)
-        new.torch_ref = end.torch_ref
+        if new is not root:
+            new.torch_ref = end.torch_ref
         graph.replace_all_uses(end, new)
 
 
