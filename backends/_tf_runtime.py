@@ -16,6 +16,7 @@ __all__ = [
     "builtin_rnn_loops",
     "cast_input",
     "count_transposes",
+    "has_recurrent_layers",
     "keras_function",
     "numpy_callable",
     "scan_over_time",
@@ -43,18 +44,34 @@ def cast_input(x: Any, dtype: Any) -> Any:
     return tf.convert_to_tensor(np.asarray(x, dtype=dtype.as_numpy_dtype))
 
 
-def keras_function(model: Any) -> Any:
+def keras_function(model: Any, builtin_loops: bool = False) -> Any:
     """``model`` (a Keras model on the TensorFlow backend) as one ``tf.function`` whose input
     signature is the model's inputs (dynamic batch); positional tensors in, as ``model`` gives
-    them out. ``.get_concrete_function()`` is its graph (TFLite, Transpose counting)."""
+    them out. ``.get_concrete_function()`` is its graph (TFLite, Transpose counting).
+    ``builtin_loops``: recurrent layers traced with ``scan_over_time`` (for TFLite: Keras' own
+    loop needs Flex ops there, and is faster everywhere else)."""
     tf = tensorflow()
     specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
 
     def call(*xs: Any) -> Any:
-        with builtin_rnn_loops():  # active while the function traces
+        # active while the function traces
+        with builtin_rnn_loops() if builtin_loops else contextlib.nullcontext():
             return model(list(xs) if len(xs) > 1 else xs[0], training=False)
 
     return tf.function(call, input_signature=specs)
+
+
+def has_recurrent_layers(model: Any) -> bool:
+    """Whether a Keras model holds a recurrent layer (``keras.layers.RNN`` and its subclasses
+    LSTM / GRU / SimpleRNN, wrapped in Bidirectional or not), nested models included."""
+    import keras
+
+    def walk(layer: Any) -> bool:
+        if isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional):
+            return True
+        return any(walk(inner) for inner in getattr(layer, "layers", ()) if inner is not layer)
+
+    return walk(model)
 
 
 def scan_over_time(

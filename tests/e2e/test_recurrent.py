@@ -234,3 +234,24 @@ def test_recurrent_tflite_static_length(backend: str, tmp_path):
     run = _tflite_callable(result.to_tflite(tmp_path / "m2.tflite", batch_size=2))
     # one batch of 2 (run_tflite would split a larger one on axis 0, and h_n's batch is axis 1)
     check_against_torch(model, torch.randint(0, 50, (2, 9)), run)
+
+
+def test_builtin_loops_match_keras_loop():
+    """scan_over_time, as the TFLite trace runs Keras' recurrent layers, against Keras' own
+    loop: sequences and final states, forward and backward, return_sequences off too."""
+    import keras
+    from transpiler.backends._tf_runtime import keras_function
+
+    inp = keras.Input((None, 5))
+    seq, h, c = keras.layers.LSTM(6, return_sequences=True, return_state=True)(inp)
+    back = keras.layers.GRU(4, go_backwards=True, return_sequences=True)(seq)
+    last = keras.layers.SimpleRNN(3)(back)
+    model = keras.Model(inp, [seq, h, c, back, last])
+    plain, builtin = keras_function(model), keras_function(model, builtin_loops=True)
+    graph = builtin.get_concrete_function().graph.as_graph_def()
+    nodes = [n.op for f in graph.library.function for n in f.node_def] + [n.op for n in graph.node]
+    assert not [op for op in nodes if op.startswith("TensorList")]
+    for batch, length in ((2, 7), (3, 1)):
+        x = np.random.default_rng(length).normal(size=(batch, length, 5)).astype("float32")
+        for a, b in zip(plain(x), builtin(x), strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6)
