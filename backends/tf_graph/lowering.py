@@ -1029,8 +1029,11 @@ def _roll(node: Node, plan: Plan) -> Step:
 
 @lowers("rnn")
 def _rnn(node: Node, plan: Plan) -> Step:
-    """A tf.scan over time-major steps per direction (a While loop: any sequence length)."""
+    """A while loop over time per direction (any sequence length; TFLite's builtin WHILE, see
+    scan_over_time)."""
     from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    from .._tf_runtime import scan_over_time
 
     mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
     _, _, lstm = rnn_layout(node)
@@ -1047,19 +1050,23 @@ def _rnn(node: Node, plan: Plan) -> Step:
         dirs.append((w_ih, b_ih, _rnn_cell(mode, hidden, w_hh, b_hh), states))
 
     def step(env: Env) -> Any:
-        xs = tf.transpose(x(env), [1, 0, 2])  # (T, N, I)
-        t, n = tf.shape(xs)[0], tf.shape(xs)[1]
+        xs = x(env)  # (N, T, I)
+        n, t = tf.shape(xs)[0], tf.shape(xs)[1]
         flat = tf.reshape(xs, [-1, xs.shape[-1]])
         seqs, finals = [], []
         for k, (w_ih, b_ih, cell, states) in enumerate(dirs):
             gi = tf.matmul(flat, w_ih) + (b_ih if b_ih is not None else 0.0)
-            gi = tf.reshape(gi, tf.stack([t, n, -1]))
+            gi = tf.reshape(gi, tf.stack([n, t, gi.shape[-1]]))
             zeros = tf.zeros(tf.stack([n, hidden]), xs.dtype)
-            start = tuple(s(env) for s in states) or ((zeros, zeros) if lstm else (zeros,))
-            out = tf.scan(cell, gi, initializer=start, reverse=k == 1)
-            seqs.append(tf.transpose(out[0], [1, 0, 2]))
-            last = 0 if k == 1 else -1
-            finals.extend(o[last] for o in out)
+            start = [s(env) for s in states] or ([zeros, zeros] if lstm else [zeros])
+
+            def one(g: Any, carried: list[Any], cell: Any = cell) -> tuple[Any, list[Any]]:
+                new = cell(tuple(carried), g)
+                return new[0], list(new)
+
+            _, seq, final = scan_over_time(one, gi, start, reverse=k == 1)
+            seqs.append(tf.reverse(seq, [1]) if k == 1 else seq)  # back to input order
+            finals.extend(final)
         seq = seqs[0] if len(seqs) == 1 else tf.concat(seqs, -1)
         return (seq, *finals)
 
