@@ -228,6 +228,17 @@ class SliceTo(keras.layers.Layer):
         for axis, start, stop, step, r in spec:
             index[axis] = slice(start, stop if r is None else sizes[r] + stop, step)
         return x[tuple(index)]
+
+    def compute_output_spec(self, inputs):  # a size read at run time: unknown when built
+        x = inputs[0]
+        shape = list(x.shape)
+        spec = zip(self.axis, self.start, self.stop, self.step, self.ref_stop, strict=True)
+        for axis, start, stop, step, r in spec:
+            if r is not None or shape[axis] is None:
+                shape[axis] = None
+            else:
+                shape[axis] = len(range(*slice(start, stop, step).indices(shape[axis])))
+        return keras.KerasTensor(tuple(shape), x.dtype)
 ''',
 )
 
@@ -250,6 +261,13 @@ class BroadcastLike(keras.layers.Layer):
             for i, s in enumerate(self.shape)
         ]
         return ops.broadcast_to(x, target)
+
+    def compute_output_spec(self, inputs):  # a size read at run time: unknown when built
+        x = inputs[0]
+        shape = [
+            None if s is None else (x.shape[i] if s == -1 else s) for i, s in enumerate(self.shape)
+        ]
+        return keras.KerasTensor(tuple(shape), x.dtype)
 ''',
 )
 
