@@ -13,7 +13,9 @@ weights go to both converters through a saved state_dict:
 
 Then both ``.tflite`` files are loaded in THIS process by the same interpreter
 (``tf.lite.Interpreter``, default delegates = XNNPACK, ``num_threads=1``, batch 1) and timed
-alternately (round-robin, median per file; compare the ratio: the machine is shared). Per file:
+alternately (round-robin, median per file; compare the ratio: the machine is shared; with
+``--repeat K`` the alternating timing runs K times and the ratio is the median of the K ratios,
+their range printed beside it). Per file:
 op histogram, TRANSPOSE count, XNNPACK partitions (DELEGATE nodes after delegation), size,
 whether it takes another batch size, and max error against PyTorch on a held-out input.
 
@@ -22,7 +24,8 @@ whether it takes another batch size, and max error against PyTorch on a held-out
     python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 12 --per-round 3
     python benchmarks/tflite_vs_litert.py --litert-only        # LiteRT files alone, first
     python benchmarks/tflite_vs_litert.py --reuse-litert       # then take them from --work
-    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours   # re-time kept files
+    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours --repeat 5  # re-time kept
+                                                 # files: 5 alternating timings, median ratio
 
 Options: ``--litert-python /tmp/litert-venv/bin/python``, ``--work /tmp/tflite_vs_litert``
 (files kept there), ``--json benchmarks/results/tflite_vs_litert.json`` (rows merged by model).
@@ -284,14 +287,13 @@ def bench(name: str, args) -> dict:
         err, scale = max_error(refs, run_file(interps[k], x))
         row[k] = tflite_stats(files[k]) | {"max_abs_err": err, "max_abs_ref": scale}
         row[k]["conversion"] = conv[k]
-    times = alternating(
-        {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()},
-        rounds=args.rounds,
-        per_round=args.per_round,
-    )
-    for k, samples in times.items():
-        row[k]["latency_ms"] = 1e3 * statistics.median(samples)
-    row["latency_ratio"] = row["ours"]["latency_ms"] / row["litert"]["latency_ms"]
+    calls = {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()}
+    runs = [alternating(calls, args.rounds, args.per_round) for _ in range(args.repeat)]
+    for k in files:
+        row[k]["latency_ms"] = 1e3 * statistics.median(s for run in runs for s in run[k])
+    ratios = [statistics.median(run["ours"]) / statistics.median(run["litert"]) for run in runs]
+    row["latency_ratio"] = statistics.median(ratios)
+    row["latency_ratios"] = ratios  # one per repeat of the alternating timing: the spread
     row["conversion_ratio"] = conv["ours"]["total_s"] / conv["litert"]["total_s"]
     return row
 
@@ -311,13 +313,19 @@ def table(rows: list[dict]) -> str:
 
         lines.append(
             f"| {r['model']} {r['input']} | {o['latency_ms']:.1f} / {t['latency_ms']:.1f} "
-            f"(**{r['latency_ratio']:.2f}**) | {o['xnnpack_partitions']} / "
+            f"(**{r['latency_ratio']:.2f}**{spread(r)}) | {o['xnnpack_partitions']} / "
             f"{t['xnnpack_partitions']} | {o['transpose']} / {t['transpose']} | {o['n_ops']} / "
             f"{t['n_ops']} | {o['size_mb']:.1f} / {t['size_mb']:.1f} | {o['max_abs_err']:.1e} / "
             f"{t['max_abs_err']:.1e} | {o['conversion']['total_s']:.0f} / "
             f"{t['conversion']['total_s']:.0f} | {yn(o)} / {yn(t)} |"
         )
     return "\n".join(lines)
+
+
+def spread(row: dict) -> str:
+    """ ", 0.97–1.04": the lowest and highest ratio of the repeats (none for one repeat)."""
+    ratios = row.get("latency_ratios", [])
+    return f", {min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else ""
 
 
 def histogram_diff(rows: list[dict]) -> str:
@@ -345,6 +353,9 @@ def main() -> None:
     p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--per-round", type=int, default=3)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="repeat the alternating timing; ratio: their median"
+    )
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
     args = p.parse_args()
     torch.set_num_threads(1)
