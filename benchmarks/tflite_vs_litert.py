@@ -3,13 +3,15 @@
 For each model (random weights, BatchNorm statistics randomized as the tests do), the same
 weights go to both converters through a saved state_dict:
 
-- ours: ``transpile`` (with its numeric check) + ``result.to_tflite(path)`` (float32), timed in
-  this process (the first model also pays the process's one-time framework loading);
+- ours: ``transpile`` (with its numeric check) + ``result.to_tflite(path)`` (float32, checked
+  again), timed inside a fresh subprocess of this python (``--ours-worker``);
 - LiteRT-Torch: ``litert_torch.convert`` + ``export``, timed inside a subprocess run with
   LiteRT-Torch's python (a throwaway venv, see BENCHMARKS.md), with the same I/O layout
   (``litert_torch.to_channel_last_io`` for NHWC input and NHWC feature-map outputs).
-  Conversion times include neither process's imports (LiteRT-Torch's subprocess wall time,
-  imports included, is recorded as ``process_s``).
+  The two conversions run one after the other, which goes first alternating from model to
+  model. Conversion times (``total_s``) exclude each process's imports (ours: torch,
+  TensorFlow, Keras, transpiler; LiteRT-Torch's: torch, litert_torch), not the first-call
+  costs inside the conversion; each subprocess's wall time, imports included, is ``process_s``.
 
 Then both ``.tflite`` files are loaded in THIS process by the same interpreter
 (``tf.lite.Interpreter``, default delegates = XNNPACK, ``num_threads=1``, batch 1) and timed
@@ -167,27 +169,47 @@ def max_error(refs: list[np.ndarray], outs: list[np.ndarray]) -> tuple[float, fl
 # ------------------------------------------------------------------------------------------------
 
 
-def convert_ours(model, name: str, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
-    """transpile + float32 to_tflite, timed; with ``reuse``, a file kept from the same weights
-    and the same commit of this repository is taken."""
-    from transpiler import transpile
-
-    spec = SPECS[name]
+def convert_ours(name: str, state: Path, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
+    """transpile + float32 to_tflite in a fresh process (``--ours-worker``, this python), like
+    LiteRT-Torch's; its timing row. With ``reuse``, a file kept from the same weights and the
+    same commit of this repository is taken."""
     path, meta = work / f"{name}.ours.tflite", work / f"{name}.ours.json"
     key = f"{digest} {git_revision()}"
     if reuse and path.exists() and meta.exists():
         timing = json.loads(meta.read_text())
         if timing.get("key") == key:
             return path, timing | {"reused": True}
-    example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
-    t0 = time.perf_counter()
-    result = transpile(model, example, io_layout=spec.io_layout, out_dir=work / f"{name}.ours")
-    t1 = time.perf_counter()
-    result.to_tflite(path)
-    t2 = time.perf_counter()
-    timing = {"transpile_s": t1 - t0, "to_tflite_s": t2 - t1, "total_s": t2 - t0, "key": key}
+    cmd = [sys.executable, __file__, "--ours-worker", name, "--state", str(state)]
+    timing = run_worker([*cmd, "--out", str(path), "--work", str(work)], "OURS_RESULT ")
+    timing["key"] = key
     meta.write_text(json.dumps(timing))
     return path, timing
+
+
+def ours_worker(name: str, state: str, out: str, work: str) -> dict:
+    """The worker: load the state_dict into a fresh model, transpile it (with the numeric
+    check) and write the float32 TFLite file (checked again), timed after the imports of torch,
+    TensorFlow, Keras and this package (``import_s``; LiteRT-Torch's worker excludes its own
+    imports the same way)."""
+    t0 = time.perf_counter()
+    import keras  # noqa: F401 - imported here so that the timing below excludes it
+    import tensorflow  # noqa: F401
+
+    from transpiler import transpile
+
+    t1 = time.perf_counter()
+    spec = SPECS[name]
+    model = build(name)
+    model.load_state_dict(torch.load(state, weights_only=True))
+    example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
+    t2 = time.perf_counter()
+    result = transpile(
+        model.eval(), example, io_layout=spec.io_layout, out_dir=f"{work}/{name}.ours"
+    )
+    t3 = time.perf_counter()
+    result.to_tflite(out)
+    t4 = time.perf_counter()
+    return {"import_s": t1 - t0, "transpile_s": t3 - t2, "to_tflite_s": t4 - t3, "total_s": t4 - t2}
 
 
 def git_revision() -> str:
@@ -242,18 +264,20 @@ def convert_litert(
     return timing
 
 
-def run_worker(cmd: list[str]) -> dict:
-    """Run a LiteRT-Torch conversion subprocess; its timing row (or its error's last lines)."""
+def run_worker(cmd: list[str], marker: str = "LITERT_RESULT ") -> dict:
+    """Run a conversion subprocess; its timing row (or its error's last lines), with its wall
+    time, imports included (``process_s``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = ""
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
     for line in proc.stdout.splitlines():
-        if line.startswith("LITERT_RESULT "):
+        if line.startswith(marker):
             return json.loads(line.split(" ", 1)[1]) | {"process_s": wall}
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-    raise RuntimeError("LiteRT-Torch conversion failed:\n" + "\n".join(tail))
+    who = "LiteRT-Torch" if marker.startswith("LITERT") else "our"
+    raise RuntimeError(f"{who} conversion failed:\n" + "\n".join(tail))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,12 +295,24 @@ def bench(name: str, args) -> dict:
     digest = state_digest(model)
     row: dict = {"model": name, "input": f"{spec.size}x{spec.size}", "io_layout": spec.io_layout}
     files, conv = {"litert": work / f"{name}.litert.tflite"}, {}
-    conv["litert"] = convert_litert(
-        name, state, digest, files["litert"], args.litert_python, args.reuse_litert
-    )
+
+    def litert() -> None:
+        conv["litert"] = convert_litert(
+            name, state, digest, files["litert"], args.litert_python, args.reuse_litert
+        )
+
+    def ours() -> None:
+        files["ours"], conv["ours"] = convert_ours(name, state, work, digest, args.reuse_ours)
+
     if args.litert_only:
+        litert()
         return row | {"litert": {"conversion": conv["litert"]}}
-    files["ours"], conv["ours"] = convert_ours(model, name, work, digest, args.reuse_ours)
+    # the conversions alternate which goes first from one model to the next (both in fresh
+    # processes on the same, shared machine)
+    for convert in (
+        (litert, ours) if args.models.split(",").index(name) % 2 == 0 else (ours, litert)
+    ):
+        convert()
 
     held = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(7))
     refs = references(model, name, held)
@@ -357,7 +393,14 @@ def main() -> None:
         "--repeat", type=int, default=1, help="repeat the alternating timing; ratio: their median"
     )
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
+    p.add_argument("--ours-worker", metavar="MODEL", help=argparse.SUPPRESS)  # convert_ours
+    p.add_argument("--state", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ours_worker:
+        row = ours_worker(args.ours_worker, args.state, args.out, args.work)
+        print("OURS_RESULT " + json.dumps(row), flush=True)
+        return
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}

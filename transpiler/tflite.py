@@ -125,6 +125,9 @@ def converter_for(concrete: Any) -> Any:
     inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]
     outputs = list(concrete.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, concrete)  # noqa: SLF001
+    # no CONVERSION_METADATA entry (the converter's version and options): adding it parses the
+    # finished flatbuffer into Python objects and serializes it again, seconds for 100 MB
+    converter.exclude_conversion_metadata = True
     return converter
 
 
