@@ -567,7 +567,10 @@ def _export_dims(spec: Any) -> list[dict[int, Any]] | None:
 
 
 def export_program(
-    model: torch.nn.Module, inputs: Sequence[torch.Tensor], dynamic: Any = None
+    model: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    dynamic: Any = None,
+    prefer_auto: bool = False,
 ) -> tuple[Any, BatchSpec]:
     """``torch.export`` with a symbolic batch; the inference graph (no decompositions) and what
     is known of its batch.
@@ -575,13 +578,23 @@ def export_program(
     First a batch ``Dim("batch", min=1)``; when torch.export refuses it and suggests bounds
     (a guard ``batch <= 63`` in the model: ``Dim("batch", max=63)``), those bounds; only when
     neither works, the batch specialized to the example's size, which the returned
-    ``BatchSpec`` then says (the generated model takes that batch only)."""
+    ``BatchSpec`` then says (the generated model takes that batch only). ``prefer_auto``: the
+    dims beyond the batch are the default guess (no names or bounds declared), so torch.export
+    finds their ranges itself first (``Dim.AUTO``: a position table's ``seq <= 64`` without a
+    failed export first)."""
     from transpiler._hygiene import block_triton_if_tensorflow
 
     block_triton_if_tensorflow()
     traced = _batch_of_two(inputs)
     example = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
     extra = _export_dims(dynamic)
+    if extra is not None and prefer_auto:
+        try:
+            ep = _export(model, traced, torch.export.Dim("batch", min=1), _auto_dims(dynamic))
+            dynamic[:] = _recorded_ranges(ep, dynamic)
+            return ep.run_decompositions({}), BatchSpec()
+        except Exception:  # noqa: BLE001 - the declared path below decides
+            pass
     try:
         return _export(model, traced, torch.export.Dim("batch", min=1), extra).run_decompositions(
             {}

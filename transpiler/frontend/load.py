@@ -193,7 +193,7 @@ def _load(
         else:
             loaded = _load_fx(wrapped, fx_graph, example_inputs, registry, dynamic)
     if fx_error is not None or tracer == "export":
-        loaded = _load_export(work, None, example_inputs, registry, fx_error, dynamic)
+        loaded = _load_export(work, None, example_inputs, registry, fx_error, dynamic, auto)
     loaded.imported.graph.meta["model_class"] = type(model_or_program).__name__
     return loaded
 
@@ -232,9 +232,10 @@ def _load_export(
     registry: ConverterRegistry,
     fx_error: TranspileError | None,
     dynamic: DynamicSpec | None = None,
+    auto: bool = False,
 ) -> Loaded:
     """The torch.export path: export ``work`` (or take ``program``), rewrite its ATen graph
-    into an fx graph the importer converts."""
+    into an fx graph the importer converts; ``auto``: ``dynamic`` is the default guess."""
     if example_inputs is None:
         why = f" ({str(fx_error).splitlines()[0]})" if fx_error else ""
         raise TranspileError(
@@ -245,7 +246,7 @@ def _load_export(
 
     inputs_a = normalize_inputs(example_inputs)
     if program is None:
-        program, batch = export_program(work, inputs_a, dynamic)
+        program, batch = export_program(work, inputs_a, dynamic, prefer_auto=auto)
     else:
         batch = program_batch(program)
         program = program.run_decompositions({})
