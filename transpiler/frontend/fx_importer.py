@@ -111,6 +111,7 @@ class Builder:
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
         self.example_out: Any = None  # its result in the first run
+        self.fx_node: fx.Node | None = None  # the fx node being converted
         self._ref: str | None = None
 
     def op(
@@ -453,6 +454,7 @@ def import_model(
             fn = _converter(node, modules, registry)
             args, kwargs = arg(node.args), arg(node.kwargs)
             b.example_out = a  # the traced run's result (shape checks in converters)
+            b.fx_node = node
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
             b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
             try:

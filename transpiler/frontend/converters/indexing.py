@@ -25,6 +25,24 @@ def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: in
     return b.op("slice", [x], out, axes=(ax,), starts=(start,), stops=(stop,), steps=(step,))
 
 
+def fraction_slice(b: Builder, x: Value, ax: int, m: int, lo: int, hi: int) -> Value | None:
+    """Rows ``lo/m .. hi/m`` of ``x``'s dynamic axis ``ax`` (whose size ``m`` divides): the axis
+    reshaped to ``(m, size/m)``, ``lo:hi`` taken on the ``m`` axis, the two merged back.
+    ``x[B:2B]`` of a ``2B`` axis is ``m=2, lo=1, hi=2``. None when ``x`` has another dynamic
+    axis (the reshape could not name both)."""
+    shape = tuple(x.shape)
+    if shape[ax] is not None or sum(d is None for d in shape) != 1:
+        return None
+    if (lo, hi) == (0, m):
+        return x
+    split = (*shape[:ax], m, None, *shape[ax + 1 :])
+    target = (*shape[:ax], m, -1, *shape[ax + 1 :])
+    y = b.op("reshape", [x], TensorType(split, x.type.dtype), shape=target)
+    y = _slice(b, y, ax, lo, hi if hi < m else None)
+    merged = tuple(-1 if d is None else d for d in shape)
+    return b.op("reshape", [y], TensorType(shape, x.type.dtype), shape=merged)
+
+
 def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
     if tuple(shape) == tuple(x.shape):
         return x
