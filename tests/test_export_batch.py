@@ -55,6 +55,40 @@ class FixedBatch(nn.Module):
         return self.lin(x.reshape(2, -1))
 
 
+class CatChunk(nn.Module):
+    """RAFT's pattern: two inputs concatenated on the batch, one conv over both, chunked back
+    in two (torch's chunk guard ``(3B - 1) // B == 2`` used to specialize the batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, a, b):
+        f1, f2 = torch.chunk(self.conv(torch.cat([a, b], 0)), 2, dim=0)
+        return f1 * f2.sigmoid() + f2.chunk(2, 1)[0].mean()
+
+
+class CatSplit(nn.Module):
+    """torch.split by the batch size of a ``3B`` axis, and a slice ``f[B:]`` of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+
+    def forward(self, a, b):
+        f = self.lin(torch.cat([a, b, a], 0))
+        p, q, r = torch.split(f, a.shape[0])
+        return p - q * r + f[a.shape[0] :].mean(0)
+
+
+class ChunkCountByBatch(nn.Module):
+    """chunk(3) of a ``2B`` axis: 2 pieces at B = 1, 3 at B = 3; the batch cannot be dynamic."""
+
+    def forward(self, a, b):
+        pieces = torch.cat([a, b], 0).chunk(3)
+        return pieces[0] * 2 + pieces[-1].mean()
+
+
 def _same(fn, model, *xs):
     with torch.no_grad():
         expected = model(*xs)
@@ -136,6 +170,66 @@ def test_static_exported_program_and_cli(tmp_path):
     assert (tmp_path / "cli" / "model.py").exists()
 
 
+def test_chunk_of_concatenated_inputs_keeps_a_dynamic_batch():
+    """The chunk is traced with symbolic bounds and converts as fixed fractions of the axis;
+    checked with verify=False at three batch sizes, and by the numeric check."""
+    torch.manual_seed(stable_seed("cat-chunk"))
+    model = CatChunk().eval()
+    x = (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
+    result = transpile(model, x, tracer="export")
+    assert_checks_ok(result)
+    assert result.report.batch == "dynamic"
+    assert result.keras_model().inputs[0].shape[0] is None
+    fn = transpile(model, x, tracer="export", verify=False).load()
+    for n in (1, 2, 5):
+        _same(fn, model, torch.randn(n, 3, 8, 8), torch.randn(n, 3, 8, 8))
+
+
+def test_split_by_the_batch_size_keeps_a_dynamic_batch():
+    torch.manual_seed(stable_seed("cat-split"))
+    model = CatSplit().eval()
+    result = transpile(model, (torch.randn(1, 6), torch.randn(1, 6)), tracer="export")
+    assert_checks_ok(result)
+    assert result.report.batch == "dynamic"
+    fn = result.load()
+    for n in (2, 3, 7):
+        _same(fn, model, torch.randn(n, 6), torch.randn(n, 6))
+
+
+def test_chunk_count_that_follows_the_batch_stays_static():
+    """No symbolic cut where the number of pieces depends on the batch: torch's own guard
+    applies and the batch is static (said, and checked at that batch)."""
+    model = ChunkCountByBatch()
+    result = transpile(model, (torch.randn(1, 4), torch.randn(1, 4)), tracer="export")
+    assert result.report.batch == "static: 1"
+    assert {c.batch_size for c in result.report.checks} == {1}
+    assert all(c.ok for c in result.report.checks)
+    _same(result.load(), model, torch.randn(1, 4), torch.randn(1, 4))
+
+
+def test_slice_fractions_of_a_symbolic_axis():
+    """Which slices of a symbolic axis convert, read from the exported graph's sizes: bounds
+    that are fixed fractions of the axis (``f[:B]``, ``f[B:]`` of ``2B``), not others."""
+    from transpiler.frontend.export_importer import _slice_fractions
+
+    class Cuts(nn.Module):
+        def forward(self, a, b):
+            f = torch.cat([a, b], 0)
+            n = a.shape[0]
+            return f[:n], f[n:], f[1:], f[: n + 1], torch.cat([a, b, b], 0)[2 * n :]
+
+    batch = torch.export.Dim("batch", min=1)
+    ep = torch.export.export(
+        Cuts(),
+        (torch.randn(2, 3), torch.randn(2, 3)),
+        dynamic_shapes={"a": {0: batch}, "b": {0: batch}},
+        strict=False,
+    )
+    slices = [n for n in ep.graph.nodes if n.target is torch.ops.aten.slice.Tensor]
+    cuts = [_slice_fractions(n) for n in slices]
+    assert cuts == [(0, 2, 0, 1), (0, 2, 1, 2), None, None, (0, 3, 2, 3)]
+
+
 def test_second_run_failure_names_the_run():
     model = FixedBatch().eval()
     with pytest.raises(TranspileError) as info:
@@ -146,10 +240,11 @@ def test_second_run_failure_names_the_run():
 
 
 @pytest.mark.slow
-def test_raft_small_converts_exactly_at_its_static_batch():
-    """torchvision raft_small (weights=None): F.grid_sample and InstanceNorm convert; torch.export
-    specializes its batch (a guard from torch.chunk it cannot prove, ``(3B - 1) // B == 2``), so
-    the model is converted for batch 1 and says so, checked at that batch."""
+def test_raft_small_converts_exactly_with_a_dynamic_batch():
+    """torchvision raft_small (weights=None): F.grid_sample and InstanceNorm convert; the chunk
+    of its two images' features (``2B``) in two, whose guard ``(3B - 1) // B == 2`` made
+    torch.export specialize the batch, is traced with symbolic bounds, so the batch stays
+    dynamic: checked at batches 1, 2 and 3 (verify=True checks 1 and another size)."""
     import torchvision
 
     torch.manual_seed(stable_seed("raft"))
@@ -166,11 +261,20 @@ def test_raft_small_converts_exactly_at_its_static_batch():
     model = Raft().eval()
     x = (torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
     result = transpile(model, x)
-    assert all(c.ok for c in result.report.checks) and result.report.checks
-    assert result.report.batch == "static: 1"
-    assert any("static" in n for n in result.report.notes)
-    assert result.keras_model().inputs[0].shape[0] == 1
-    _same(result.load(), model, torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
+    assert_checks_ok(result)
+    assert result.report.tracer == "torch.export"
+    assert result.report.batch == "dynamic"
+    assert len({c.batch_size for c in result.report.checks}) == 2
+    assert result.keras_model().inputs[0].shape[0] is None
+    fn = result.load()
+    for n in (1, 2, 3):
+        xs = (torch.randn(n, 3, 128, 128), torch.randn(n, 3, 128, 128))
+        with torch.no_grad():
+            expected = model(*xs).numpy()
+        got = fn(*(v.numpy() for v in xs))
+        assert got.shape == expected.shape
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert float(np.abs(got - expected).max()) / scale <= 1e-4
 
 
 @pytest.mark.slow

@@ -19,6 +19,10 @@ The batch is traced symbolic (``torch.export.Dim``) from a batch of 2 built from
 (export refuses a dynamic dimension traced at size 1), then the usual two shape runs follow.
 When torch.export refuses a dynamic batch, the bounds it suggests are tried, then a static
 batch (``export_program`` returns a ``BatchSpec`` saying which; the second run stays inside it).
+``torch.chunk`` / ``torch.split`` of a symbolic axis (RAFT's two images concatenated on the
+batch, then chunked in two) are traced without the floor-division guard that would specialize
+the batch (``_symbolic_splits``), and slices whose bounds are fixed fractions of a symbolic
+axis (``x[B:2B]`` of a ``2B`` axis) convert exactly (``_slice_fractions``).
 """
 
 from __future__ import annotations
@@ -382,38 +386,75 @@ def _divides(m: int, size: Any) -> bool:
     return all(c.is_Integer and int(c) % m == 0 for c in coeffs)
 
 
-def _symbolic_slice(b: Any, x: Any, dim: int, step: Any) -> Any:
-    """``aten.slice`` whose bounds are symbolic (``x[B:2B]`` of RAFT's two images' features,
-    ``2B`` long, from torch.chunk): exact when both bounds are fixed fractions ``p``, ``q`` of
-    the sliced axis' symbolic size ``S`` and the common denominator ``m`` divides ``S`` for
-    every batch. The axis is reshaped to ``(m, S/m)``, rows ``p·m .. q·m`` are kept, and the
-    two axes merge back. None when that does not apply (the caller decides what else)."""
-    from .converters.indexing import fraction_slice
+def _slice_fractions(node: fx.Node) -> tuple[int, int, int, int] | None:
+    """For an ``aten.slice.Tensor`` node (of an exported graph, or its copy; ``val`` metadata
+    kept) whose bounds are symbolic: ``(dim, m, lo, hi)`` when the slice is rows ``lo/m ..
+    hi/m`` of its axis (``x[B:2B]`` of a ``2B`` axis: ``(0, 2, 1, 2)``) for every value of the
+    symbols, and that axis is the input's only symbolic one; else None.
 
-    node = b.fx_node
-    if node is None or step != 1 or not node.args or not isinstance(node.args[0], fx.Node):
+    Both bounds must be fixed fractions ``p``, ``q`` of the axis' size ``S`` (a polynomial in
+    the symbols), the common denominator ``m`` must divide ``S`` for every batch (each of its
+    coefficients), and torch must not have clamped the bounds (the result is ``(q - p)·S``)."""
+    args = list(node.args) + [None] * (5 - len(node.args))
+    x, dim, lo_arg, hi_arg, step = args[:5]
+    val = x.meta.get("val") if isinstance(x, fx.Node) else None
+    out = node.meta.get("val")
+    if not isinstance(val, torch.Tensor) or not isinstance(out, torch.Tensor) or val.dim() == 0:
         return None
-    val = node.args[0].meta.get("val")
-    if not isinstance(val, torch.Tensor) or not isinstance(dim, int):
+    dim = (dim or 0) % val.dim()
+    if step not in (None, 1) or sum(isinstance(d, torch.SymInt) for d in val.shape) != 1:
         return None
-    dim = dim % val.dim()
     size = _sym_expr(val.shape[dim])
-    args = list(node.args) + [None] * (4 - len(node.args))
-    start = _sym_expr(args[2]) if args[2] is not None else 0
-    to_end = args[3] is None or (isinstance(args[3], int) and args[3] >= 2**62)
-    end = size if to_end else _sym_expr(args[3])
-    if size is None or start is None or end is None or not size.free_symbols:
+    if size is None or not size.free_symbols:
+        return None
+    start = _sym_expr(lo_arg) if lo_arg is not None else 0
+    to_end = hi_arg is None or (isinstance(hi_arg, int) and hi_arg >= 2**62)
+    end = size if to_end else _sym_expr(hi_arg)
+    if start is None or end is None:
         return None
     p, q = _fraction_of(start, size), _fraction_of(end, size)
-    out = node.meta.get("val")
-    if p is None or q is None or not 0 <= p < q <= 1 or not isinstance(out, torch.Tensor):
+    if p is None or q is None or not 0 <= p < q <= 1:
         return None
     if _fraction_of(_sym_expr(out.shape[dim]), size) != q - p:  # torch clamped the bounds
         return None
     m = int(math.lcm(int(p.q), int(q.q)))
     if not _divides(m, size):
         return None
-    return fraction_slice(b, x, dim, m, int(p * m), int(q * m))
+    return dim, m, int(p * m), int(q * m)
+
+
+def _symbolic_bounds(node: fx.Node) -> bool:
+    """An ``aten.slice`` with a symbolic start, or a symbolic end (not a constant's prefix)."""
+    args = list(node.args) + [None] * (4 - len(node.args))
+    return any(isinstance(a, fx.Node) for a in args[2:4])
+
+
+def _unconvertible_slice(ep: Any) -> fx.Node | None:
+    """The first slice of an exported program with symbolic bounds that ``_slice_fractions``
+    does not convert: a symbolic start, or a symbolic end on a symbolic axis (a symbolic end
+    on a static axis, a position table cut to the batch, is left to the importer)."""
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or node.target is not aten.slice.Tensor:
+            continue
+        if not _symbolic_bounds(node) or _slice_fractions(node) is not None:
+            continue
+        args = list(node.args) + [None] * (4 - len(node.args))
+        val = args[0].meta.get("val") if isinstance(args[0], fx.Node) else None
+        dim = args[1] or 0
+        symbolic_axis = isinstance(val, torch.Tensor) and isinstance(val.shape[dim], torch.SymInt)
+        if isinstance(args[2], fx.Node) or symbolic_axis:
+            return node
+    return None
+
+
+def _symbolic_slice(b: Any, x: Any) -> Any:
+    """``aten.slice`` with symbolic bounds that are fixed fractions of its axis: the axis
+    reshaped to ``(m, S/m)``, rows ``lo .. hi`` of the ``m`` axis kept, the two merged back
+    (``fraction_slice``). None when ``_slice_fractions`` says it does not apply."""
+    from .converters.indexing import fraction_slice
+
+    cut = _slice_fractions(b.fx_node) if b.fx_node is not None else None
+    return fraction_slice(b, x, *cut) if cut is not None else None
 
 
 def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
@@ -453,7 +494,7 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
 
         def convert_slice(b, x, dim=0, start=None, end=None, step=1):
             if start is DYNAMIC or end is DYNAMIC:
-                cut = _symbolic_slice(b, x, dim, step)
+                cut = _symbolic_slice(b, x)
                 if cut is not None:
                     return cut
             if end is DYNAMIC and start is not DYNAMIC:
@@ -651,6 +692,7 @@ def _symbolic_splits() -> Any:
     ``torch.split``) with an integer size cut a symbolic axis without the guard that
     specializes it (``_symbolic_pieces``); every other call goes to torch's own."""
     chunk_fn, chunk_method, split_method = torch.chunk, torch.Tensor.chunk, torch.Tensor.split
+    cuts: list[Any] = []  # the pieces cut here (the caller checks that they convert)
 
     def chunk(input: Any, chunks: int, dim: int = 0) -> Any:
         pieces = None
@@ -658,21 +700,24 @@ def _symbolic_splits() -> Any:
             size = input.shape[dim] if isinstance(dim, int) else None
             if isinstance(size, torch.SymInt):
                 pieces = _symbolic_pieces(input, (size + chunks - 1) // chunks, chunks, dim)
+        if pieces is not None:
+            cuts.append(pieces)
         return pieces if pieces is not None else chunk_fn(input, chunks, dim)
 
     def chunk_as_method(self: Any, chunks: int, dim: int = 0) -> Any:
-        pieces = chunk(self, chunks, dim) if isinstance(chunks, int) and chunks > 1 else None
-        return pieces if pieces is not None else chunk_method(self, chunks, dim)
+        return chunk(self, chunks, dim)  # torch.chunk(x, ...) is x.chunk(...)
 
     def split_as_method(self: Any, split_size: Any, dim: int = 0) -> Any:
         pieces = None
         if isinstance(split_size, int | torch.SymInt) and not isinstance(split_size, bool):
             pieces = _symbolic_pieces(self, split_size, None, dim)
+        if pieces is not None:
+            cuts.append(pieces)
         return pieces if pieces is not None else split_method(self, split_size, dim)
 
     torch.chunk, torch.Tensor.chunk, torch.Tensor.split = chunk, chunk_as_method, split_as_method
     try:
-        yield
+        yield cuts
     finally:
         torch.chunk, torch.Tensor.chunk, torch.Tensor.split = chunk_fn, chunk_method, split_method
 
@@ -680,9 +725,15 @@ def _symbolic_splits() -> Any:
 def _export(
     model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
 ) -> Any:
+    """One torch.export call (``dim``: the batch Dim, None for a static batch). Symbolic axes
+    are cut by chunk / split without torch's specializing guard (``_symbolic_splits``); where
+    a cut gives a slice the importer cannot convert, the export is redone with torch's own."""
     dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim, extra)
-    with _symbolic_splits():
-        return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    with _symbolic_splits() as cuts:
+        ep = torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    if cuts and _unconvertible_slice(ep) is not None:
+        ep = torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    return ep
 
 
 def _export_dims(spec: Any) -> list[dict[int, Any]] | None:

@@ -168,7 +168,11 @@ def chunk(b: Builder, input, chunks, dim=0):
     ax = norm_axis(dim, input.rank)
     n = b.static(input.shape[ax], "the chunked dimension")
     if n is None:
-        raise TranspileError(f"chunk along a dynamic dimension at {b.where()}")
+        raise TranspileError(
+            f"chunk along a dynamic dimension at {b.where()}: use tracer='export' (the "
+            "torch.export path converts a chunk of a dynamic axis that the chunk count divides, "
+            "e.g. two inputs concatenated on the batch and chunked in two)."
+        )
     size = -(-n // chunks)
     sizes = [min(size, n - k) for k in range(0, n, size)]
     return _pieces(b, input, sizes, ax)
@@ -180,7 +184,11 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
     ax = norm_axis(dim, tensor.rank)
     n = tensor.shape[ax]
     if n is None:
-        raise TranspileError(f"split along a dynamic dimension at {b.where()}")
+        raise TranspileError(
+            f"split along a dynamic dimension at {b.where()}: use tracer='export' (the "
+            "torch.export path converts a split of a dynamic axis into fixed fractions of it, "
+            "e.g. torch.split(x, x.shape[0] // 2))."
+        )
     if isinstance(split_size_or_sections, int):
         s = split_size_or_sections
         sizes = [min(s, n - k) for k in range(0, n, s)]
