@@ -81,6 +81,26 @@ class CatSplit(nn.Module):
         return p - q * r + f[a.shape[0] :].mean(0)
 
 
+class CatSplitFx(nn.Module):
+    """torch.split by the batch size of a ``3B`` axis (symbolic tracing follows it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+
+    def forward(self, a, b):
+        p, q, r = torch.split(self.lin(torch.cat([a, b, a], 0)), a.shape[0])
+        return p - q * r
+
+
+class BatchChunk(nn.Module):
+    """chunk(2) of the batch itself: the pieces' sizes (and count) depend on the batch."""
+
+    def forward(self, x):
+        a, b = x.chunk(2)
+        return a * 2 + b
+
+
 class ChunkCountByBatch(nn.Module):
     """chunk(3) of a ``2B`` axis: 2 pieces at B = 1, 3 at B = 3; the batch cannot be dynamic."""
 
@@ -194,6 +214,30 @@ def test_split_by_the_batch_size_keeps_a_dynamic_batch():
     fn = result.load()
     for n in (2, 3, 7):
         _same(fn, model, torch.randn(n, 6), torch.randn(n, 6))
+
+
+def test_fx_path_cuts_an_axis_that_is_a_multiple_of_the_batch():
+    """The fx path (the default tracer traces these): chunk / split into equal pieces of an
+    axis that is k times the batch in both import runs, k a multiple of the piece count;
+    verify=False, checked at three batch sizes, and the numeric check for the split."""
+    torch.manual_seed(stable_seed("fx-cat-chunk"))
+    model = CatChunk().eval()
+    x = (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
+    result = transpile(model, x, verify=False)
+    assert result.report.tracer.startswith("torch.fx")
+    assert result.report.batch == "dynamic"
+    fn = result.load()
+    for n in (1, 2, 5):
+        _same(fn, model, torch.randn(n, 3, 8, 8), torch.randn(n, 3, 8, 8))
+    split = CatSplitFx().eval()
+    result = transpile(split, (torch.randn(1, 6), torch.randn(1, 6)), tracer="fx")
+    assert_checks_ok(result)
+    _same(result.load(), split, torch.randn(4, 6), torch.randn(4, 6))
+
+
+def test_fx_chunk_of_the_batch_itself_is_refused():
+    with pytest.raises(TranspileError, match="the number of pieces must not depend on the batch"):
+        transpile(BatchChunk(), torch.randn(2, 4), tracer="fx")
 
 
 def test_chunk_count_that_follows_the_batch_stays_static():

@@ -112,6 +112,8 @@ class Builder:
         self.example_kwargs: dict = {}
         self.example_out: Any = None  # its result in the first run
         self.fx_node: fx.Node | None = None  # the fx node being converted
+        self.other_args: tuple = ()  # its arguments in the second run
+        self.batches: tuple[int, int] | None = None  # the two runs' batch sizes
         self._ref: str | None = None
 
     def op(
@@ -417,6 +419,8 @@ def import_model(
             graph.meta["modules"].setdefault(str(path), (short, module))
     graph.meta["example_batch"] = int(inputs_a[0].shape[0]) if inputs_a else None
     b = Builder(graph)
+    if inputs_a and inputs_b and inputs_a[0].dim() and inputs_b[0].dim():
+        b.batches = (int(inputs_a[0].shape[0]), int(inputs_b[0].shape[0]))
     env: dict[fx.Node, Any] = {}
     modules = dict(model.named_modules())
 
@@ -457,6 +461,7 @@ def import_model(
             b.fx_node = node
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
             b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
+            b.other_args = fx.node.map_arg(node.args, lambda n: run_b.values.get(n))
             try:
                 if node.op == "call_module":
                     out = fn(b, modules[node.target], *args, **kwargs)

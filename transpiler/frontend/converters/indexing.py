@@ -162,17 +162,45 @@ def _pieces(b: Builder, x: Value, sizes: list[int], dim: int) -> list[Value]:
     return out
 
 
+def _batch_multiple(b: Builder, x: Value, ax: int) -> int | None:
+    """``k`` when ``x``'s dynamic axis ``ax`` is ``k`` times the batch in both of the import's
+    runs (two inputs concatenated on the batch: ``k = 2``); None when it is not, or the runs
+    have the same batch (the one-line form's dynamic spatial sizes)."""
+    xa = b.example_args[0] if b.example_args else None
+    xb = b.other_args[0] if b.other_args else None
+    if b.batches is None or not isinstance(xa, torch.Tensor) or not isinstance(xb, torch.Tensor):
+        return None
+    (na, nb), sa, sb = b.batches, int(xa.shape[ax]), int(xb.shape[ax])
+    if na == nb or sa % na or sb % nb or sa // na != sb // nb:
+        return None
+    return sa // na
+
+
+def _dynamic_pieces(b: Builder, x: Value, ax: int, count: int, what: str) -> list[Value]:
+    """``count`` equal pieces of ``x``'s dynamic axis ``ax`` (``fraction_slice``), where that
+    axis is ``k`` times the batch with ``count`` dividing ``k`` (so every batch size cuts into
+    ``count`` equal pieces, as PyTorch's chunk / split do)."""
+    k = _batch_multiple(b, x, ax)
+    pieces = None
+    if k is not None and count > 0 and k % count == 0:
+        pieces = [fraction_slice(b, x, ax, count, i, i + 1) for i in range(count)]
+    if pieces is None or any(p is None for p in pieces):
+        raise TranspileError(
+            f"{what} along a dynamic dimension at {b.where()}: only a cut into equal pieces of "
+            "an axis that is a multiple of the batch (two inputs concatenated on the batch, "
+            "chunked in two), with no other dynamic axis, converts; the number of pieces must "
+            "not depend on the batch size."
+        )
+    return pieces
+
+
 # torch.chunk(input, chunks, dim=0)
 @converts(torch.chunk, "chunk")
 def chunk(b: Builder, input, chunks, dim=0):
     ax = norm_axis(dim, input.rank)
     n = b.static(input.shape[ax], "the chunked dimension")
     if n is None:
-        raise TranspileError(
-            f"chunk along a dynamic dimension at {b.where()}: use tracer='export' (the "
-            "torch.export path converts a chunk of a dynamic axis that the chunk count divides, "
-            "e.g. two inputs concatenated on the batch and chunked in two)."
-        )
+        return _dynamic_pieces(b, input, ax, chunks, "chunk")
     size = -(-n // chunks)
     sizes = [min(size, n - k) for k in range(0, n, size)]
     return _pieces(b, input, sizes, ax)
@@ -184,17 +212,32 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
     ax = norm_axis(dim, tensor.rank)
     n = tensor.shape[ax]
     if n is None:
-        raise TranspileError(
-            f"split along a dynamic dimension at {b.where()}: use tracer='export' (the "
-            "torch.export path converts a split of a dynamic axis into fixed fractions of it, "
-            "e.g. torch.split(x, x.shape[0] // 2))."
-        )
+        return _split_dynamic(b, tensor, ax)
     if isinstance(split_size_or_sections, int):
         s = split_size_or_sections
         sizes = [min(s, n - k) for k in range(0, n, s)]
     else:
         sizes = list(b.static(split_size_or_sections, "split sizes"))
     return _pieces(b, tensor, sizes, ax)
+
+
+def _split_dynamic(b: Builder, x: Value, ax: int) -> list[Value]:
+    """torch.split of a dynamic axis: equal pieces (``_dynamic_pieces``) when, in both runs,
+    the pieces are equal and as many (``torch.split(f, n)`` of ``f``, ``3n`` long)."""
+    out = b.example_out
+    xa, xb = (b.example_args[0], b.other_args[0]) if b.other_args else (None, None)
+    size_a, size_b = (b.example_args[1:2] or [None])[0], (b.other_args[1:2] or [None])[0]
+    count = len(out) if isinstance(out, list | tuple) else 0
+    equal = (
+        isinstance(xa, torch.Tensor)
+        and isinstance(xb, torch.Tensor)
+        and isinstance(size_a, int)
+        and isinstance(size_b, int)
+        and count > 0
+        and xa.shape[ax] == count * size_a
+        and xb.shape[ax] == count * size_b
+    )
+    return _dynamic_pieces(b, x, ax, count if equal else 0, "split")
 
 
 # torch.unbind(input, dim=0)
