@@ -378,3 +378,21 @@ def test_structure_check_names_the_node_that_lost_the_batch():
         node.output.type = TensorType((2, *node.output.shape[1:]), node.output.type.dtype)
     with pytest.raises(TranspileError, match=rf"fixed at 2.*{flatten.output.name} \(reshape\)"):
         check_structure(None, graph, imported, [inputs, others], ("nchw", "nchw"), False)
+
+
+def test_source_line_names_torchvision_not_the_caller():
+    """A frame in torchvision is the model's source (``torch`` is a prefix of its path, not
+    its directory)."""
+    import os
+
+    from transpiler.frontend.fx_importer import _TORCH_DIR, _source_line
+
+    node = torch.fx.Graph().placeholder("x")
+    vision = os.path.join(os.path.dirname(_TORCH_DIR), "torchvision", "models", "raft.py")
+    inner = os.path.join(_TORCH_DIR, "functional.py")
+    node.meta["stack_trace"] = (
+        f'  File "/home/me/run.py", line 9, in forward\n'
+        f'  File "{vision}", line 493, in forward\n'
+        f'  File "{inner}", line 12, in chunk\n'
+    )
+    assert _source_line(node) == "raft.py:493"

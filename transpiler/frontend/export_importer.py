@@ -424,7 +424,7 @@ def _slice_fractions(node: fx.Node) -> tuple[int, int, int, int] | None:
 
 
 def _symbolic_bounds(node: fx.Node) -> bool:
-    """An ``aten.slice`` with a symbolic start, or a symbolic end (not a constant's prefix)."""
+    """An ``aten.slice`` with a symbolic start or end."""
     args = list(node.args) + [None] * (4 - len(node.args))
     return any(isinstance(a, fx.Node) for a in args[2:4])
 

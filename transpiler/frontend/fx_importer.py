@@ -79,7 +79,7 @@ def _target_name(node: fx.Node) -> str:
 def _source_line(node: fx.Node) -> str:
     trace = node.meta.get("stack_trace") or ""
     for path, line, _fn in reversed(_FRAME.findall(trace)):
-        if not path.startswith((_TORCH_DIR, _OUR_DIR)):
+        if not path.startswith((_TORCH_DIR + os.sep, _OUR_DIR + os.sep)):  # not torchvision/
             return f"{os.path.basename(path)}:{line}"
     return ""
 
