@@ -240,6 +240,51 @@ def test_fx_chunk_of_the_batch_itself_is_refused():
         transpile(BatchChunk(), torch.randn(2, 4), tracer="fx")
 
 
+class HalfCuts(nn.Module):
+    """Slices at fractions of a ``2B`` / ``3B`` axis, by the batch size (``f[:n]``, ``f[n:]``,
+    ``g[n:2n]``, ``g[-n:]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, a, b):
+        f = self.conv(torch.cat([a, b], 0))
+        g = torch.cat([a, b, a * 2], 0)
+        n = a.shape[0]
+        return f[:n] - f[n:, :, 1:].mean() + g[n : 2 * n, :1] * g[-n:, :1]
+
+
+def test_fx_path_slices_at_fractions_of_a_batch_multiple():
+    torch.manual_seed(stable_seed("fx-half-cuts"))
+    model = HalfCuts().eval()
+    x = (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
+    result = transpile(model, x, verify=False)
+    assert result.report.tracer.startswith("torch.fx")
+    fn = result.load()
+    for n in (1, 2, 4):
+        _same(fn, model, torch.randn(n, 3, 8, 8), torch.randn(n, 3, 8, 8))
+
+
+class SizeTimesHalf(nn.Module):
+    def forward(self, a):
+        return a * (a.shape[0] // 2)
+
+
+class RangeOfHalf(nn.Module):
+    def forward(self, a):
+        return a + torch.arange(a.shape[0] // 2 + 1).float().mean()
+
+
+@pytest.mark.parametrize("model", [SizeTimesHalf(), RangeOfHalf()], ids=["scalar", "tensor"])
+def test_export_size_equal_at_both_runs_is_not_folded(model):
+    """``B // 2`` is 1 at both shape runs (batches 2 and 3): folding it would build a model
+    wrong at batch 4; torch.export's symbolic size says it follows the batch, so it is refused
+    with a clear message instead."""
+    with pytest.raises(TranspileError, match="batch size"):
+        transpile(model, torch.randn(2, 4), tracer="export", verify=False)
+
+
 def test_chunk_count_that_follows_the_batch_stays_static():
     """No symbolic cut where the number of pieces depends on the batch: torch's own guard
     applies and the batch is static (said, and checked at that batch)."""

@@ -418,6 +418,7 @@ def import_model(
             module, _, short = str(name).rpartition(".")
             graph.meta["modules"].setdefault(str(path), (short, module))
     graph.meta["example_batch"] = int(inputs_a[0].shape[0]) if inputs_a else None
+    varied = _varied_symbols(fx_graph, inputs_a, inputs_b)
     b = Builder(graph)
     if inputs_a and inputs_b and inputs_a[0].dim() and inputs_b[0].dim():
         b.batches = (int(inputs_a[0].shape[0]), int(inputs_b[0].shape[0]))
@@ -448,7 +449,17 @@ def import_model(
         elif node in batch_const:
             const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
+        elif not _is_tensorish(a) and _follows_varied(node, varied):
+            env[node] = DYNAMIC  # a size of the batch (torch.export's SymInt), even where the
+            # two runs give the same value (s0 // 2 at batches 2 and 3)
         elif node not in depends:
+            if isinstance(a, torch.Tensor) and _follows_varied(node, varied):
+                raise TranspileError(
+                    f"{_target_name(node)} at {_source_info(node, modules).describe()} builds a "
+                    f"tensor whose shape {tuple(node.meta['val'].shape)} depends on the batch "
+                    "size in a way the two shape runs do not show (equal at both batch sizes); "
+                    "build it from the batch size directly, or use a static batch."
+                )
             hint = _attr_hint(node, "const")
             env[node] = b.const(a, hint) if isinstance(a, torch.Tensor) else _merge_static(a, bb)
         elif not _is_tensorish(a):
@@ -470,6 +481,12 @@ def import_model(
             except TranspileError:
                 raise
             except Exception as exc:  # noqa: BLE001 - name the node
+                if _contains_dynamic((args, kwargs)):  # a converter that takes sizes as numbers
+                    raise TranspileError(
+                        f"{_target_name(node)} at {b.where()} takes a number that depends on a "
+                        "dynamic input size (the batch size); compute it from static sizes, or "
+                        "use a static batch."
+                    ) from exc
                 raise TranspileError(
                     f"converting {_target_name(node)} at {b.where()} failed: "
                     f"{type(exc).__name__}: {exc}"
@@ -487,6 +504,39 @@ def import_model(
 
 
 _CONV_FUNCTIONS = {f"conv{k}{n}d" for k in ("", "_transpose") for n in (1, 2, 3)}
+
+
+def _symbols(value: Any) -> set:
+    """The free symbols of a SymInt / SymFloat / SymBool (a tensor: of its shape)."""
+    if isinstance(value, torch.Tensor):
+        return set().union(*(_symbols(d) for d in value.shape)) if value.dim() else set()
+    if isinstance(value, torch.SymInt | torch.SymFloat | torch.SymBool):
+        return set(getattr(value.node.expr, "free_symbols", ()))
+    return set()
+
+
+def _varied_symbols(
+    fx_graph: fx.Graph, inputs_a: Sequence[torch.Tensor], inputs_b: Sequence[torch.Tensor]
+) -> set:
+    """The symbols (torch.export's ``val`` metadata) of the input sizes that differ between
+    the two shape runs: the batch, and the declared dynamic dims."""
+    placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
+    out: set = set()
+    for node, x, y in zip(placeholders, inputs_a, inputs_b, strict=False):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or not isinstance(x, torch.Tensor):
+            continue
+        if not isinstance(y, torch.Tensor) or val.dim() != x.dim() or x.dim() != y.dim():
+            continue
+        for d, (p, q) in enumerate(zip(x.shape, y.shape, strict=True)):
+            if p != q:
+                out |= _symbols(val.shape[d])
+    return out
+
+
+def _follows_varied(node: fx.Node, varied: set) -> bool:
+    """``node``'s value (a size, or a tensor's shape) is an expression of a varied symbol."""
+    return bool(varied) and bool(_symbols(node.meta.get("val")) & varied)
 
 
 def _unbatched_conv(fx_graph: fx.Graph, model: torch.nn.Module, run: _Run) -> str | None:

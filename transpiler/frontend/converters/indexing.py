@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import operator
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder
+from ..fx_importer import DYNAMIC, Builder
 from ..registry import converts
 from ._util import axis as norm_axis
 from ._util import dynamic_target, keeps_batch
@@ -81,7 +84,7 @@ def getitem(b: Builder, obj, index):
             f"indexing at {b.where()} mixes an integer with an index tensor/list (NumPy's "
             "dimension reordering); index in two steps"
         )
-    index = tuple(i if isinstance(i, Value) else b.static(i, "an index") for i in index)
+    index = tuple(_index_entry(b, k, i, bool(advanced)) for k, i in enumerate(index))
     n_ellipsis = sum(i is Ellipsis for i in index)
     used = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_ellipsis:
@@ -91,7 +94,9 @@ def getitem(b: Builder, obj, index):
     for i in index:
         if i is None:
             continue
-        if isinstance(i, slice):
+        if isinstance(i, _RunSlice):
+            x = _run_slice(b, x, ax, i.k)
+        elif isinstance(i, slice):
             start, stop, step = i.start or 0, i.stop, i.step or 1
             if step < 1:
                 raise TranspileError(f"negative slice step at {b.where()} is not supported")
@@ -111,6 +116,54 @@ def getitem(b: Builder, obj, index):
             raise TranspileError(f"index {i!r} at {b.where()} is not supported")
         ax += 1
     return _reshape_to(b, x, b.out_type.shape)
+
+
+class _RunSlice:
+    """A slice of ``x[...]`` whose bounds differ between the import's two runs (``f[:n]``,
+    ``f[n:]`` with ``n = x.shape[0]``): position ``k`` of the index, resolved from the runs."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+
+def _index_entry(b: Builder, k: int, i: Any, advanced: bool) -> Any:
+    """Entry ``k`` of ``x[...]``: a tensor as is, a slice whose bounds depend on the batch
+    marked for the runs (``_RunSlice``; not next to an index tensor), anything else static."""
+    if isinstance(i, Value):
+        return i
+    if isinstance(i, slice) and any(v is DYNAMIC for v in (i.start, i.stop)) and not advanced:
+        return _RunSlice(k)
+    return b.static(i, "an index")
+
+
+def _run_slice(b: Builder, x: Value, ax: int, k: int) -> Value:
+    """``x[..., lo:hi, ...]`` on the dynamic axis ``ax`` with bounds that depend on the batch:
+    exact when, in both runs, they are the same fractions ``p``, ``q`` of the axis, and the
+    axis is ``k`` times the batch with the common denominator ``m`` dividing ``k`` (every batch
+    size then cuts at ``p`` and ``q``): ``fraction_slice``. Refused otherwise."""
+    runs = []
+    for args in (b.example_args, b.other_args):
+        index = args[1] if len(args) > 1 else None
+        index = index if isinstance(index, tuple) else (index,)
+        t = args[0] if args else None
+        cut = index[k] if k < len(index) else None
+        if isinstance(t, torch.Tensor) and isinstance(cut, slice) and cut.step in (None, 1):
+            lo, hi, _ = cut.indices(int(t.shape[ax]))
+            runs.append((Fraction(lo, int(t.shape[ax])), Fraction(hi, int(t.shape[ax]))))
+    same = len(runs) == 2 and runs[0] == runs[1] and runs[0][0] < runs[0][1]
+    p, q = runs[0] if same else (Fraction(0), Fraction(0))
+    m = math.lcm(p.denominator, q.denominator)
+    multiple = _batch_multiple(b, x, ax) if same else None
+    out = None
+    if multiple is not None and multiple % m == 0:
+        out = fraction_slice(b, x, ax, m, int(p * m), int(q * m))
+    if out is None:
+        raise TranspileError(
+            f"a slice at {b.where()} has bounds that depend on a dynamic input size; only "
+            "bounds that are fixed fractions of an axis that is a multiple of the batch convert "
+            "(f[:n] and f[n:] of f = torch.cat([a, b]) with n = a.shape[0])."
+        )
+    return out
 
 
 def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
