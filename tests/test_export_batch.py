@@ -276,6 +276,25 @@ class RangeOfHalf(nn.Module):
         return a + torch.arange(a.shape[0] // 2 + 1).float().mean()
 
 
+class SliceToHalf(nn.Module):
+    def forward(self, a):
+        return a[: a.shape[0] // 2] * 2
+
+
+class ViewToHalf(nn.Module):
+    def forward(self, a):
+        return a.reshape(a.shape[0] // 2, -1) * 2
+
+
+@pytest.mark.parametrize("model", [SliceToHalf(), ViewToHalf()], ids=["slice", "view"])
+def test_fx_size_equal_at_both_runs_is_not_folded(model):
+    """The fx path: ``B // 2`` is 1 at both shape runs (batches 2 and 3) although it is
+    computed from the batch; it stays dynamic, and the slice / reshape that would have baked
+    in 1 (a model wrong at batch 4, passing the check at 2 and 3) is refused."""
+    with pytest.raises(TranspileError, match="dynamic input size"):
+        transpile(model, torch.randn(2, 4), tracer="fx", verify=False)
+
+
 @pytest.mark.parametrize("model", [SizeTimesHalf(), RangeOfHalf()], ids=["scalar", "tensor"])
 def test_export_size_equal_at_both_runs_is_not_folded(model):
     """``B // 2`` is 1 at both shape runs (batches 2 and 3): folding it would build a model

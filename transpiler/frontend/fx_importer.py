@@ -18,6 +18,7 @@ built with ``fx.Tracer().trace`` and interpreted here node by node.
 from __future__ import annotations
 
 import inspect
+import operator
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -419,6 +420,7 @@ def import_model(
             graph.meta["modules"].setdefault(str(path), (short, module))
     graph.meta["example_batch"] = int(inputs_a[0].shape[0]) if inputs_a else None
     varied = _varied_symbols(fx_graph, inputs_a, inputs_b)
+    coincident = _coincident_numbers(fx_graph, run_a, run_b)
     b = Builder(graph)
     if inputs_a and inputs_b and inputs_a[0].dim() and inputs_b[0].dim():
         b.batches = (int(inputs_a[0].shape[0]), int(inputs_b[0].shape[0]))
@@ -449,7 +451,7 @@ def import_model(
         elif node in batch_const:
             const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
-        elif not _is_tensorish(a) and _follows_varied(node, varied):
+        elif not _is_tensorish(a) and (node in coincident or _follows_varied(node, varied)):
             env[node] = DYNAMIC  # a size of the batch (torch.export's SymInt), even where the
             # two runs give the same value (s0 // 2 at batches 2 and 3)
         elif node not in depends:
@@ -531,6 +533,43 @@ def _varied_symbols(
         for d, (p, q) in enumerate(zip(x.shape, y.shape, strict=True)):
             if p != q:
                 out |= _symbols(val.shape[d])
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, torch.Tensor)
+
+
+def _coincident_numbers(fx_graph: fx.Graph, run_a: _Run, run_b: _Run) -> set[fx.Node]:
+    """Numbers computed from a size that differs between the two runs, whose own values happen
+    to be equal in both (``x.shape[0] // 2`` at batches 2 and 3): folding them would build a
+    model wrong at other batch sizes, so they stay ``DYNAMIC``. A size read directly
+    (``x.shape[1]``, ``x.size(1)``) varies only where its value differs; arithmetic on numbers
+    varies where an operand does."""
+    varies: set[fx.Node] = set()
+    out: set[fx.Node] = set()
+    for node in fx_graph.nodes:
+        a, bb = run_a.values.get(node), run_b.values.get(node)
+        if node.op == "placeholder" or _is_tensorish(a):
+            continue
+        differs = _merge_static(a, bb) is DYNAMIC if _is_number(a) else False
+        read = _is_shape_query(node) or (
+            node.op == "call_function"
+            and node.target is operator.getitem
+            and node.args
+            and isinstance(node.args[0], fx.Node)
+            and not _is_tensorish(run_a.values.get(node.args[0]))
+        )
+        if differs:
+            varies.add(node)
+        elif (
+            not read
+            and node.op == "call_function"
+            and _is_number(a)
+            and any(i in varies for i in node.all_input_nodes)
+        ):
+            varies.add(node)
+            out.add(node)
     return out
 
 
