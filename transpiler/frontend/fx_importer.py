@@ -144,7 +144,6 @@ class Builder:
         self.out_type: TensorType | None = None
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
-        self.other_args: tuple = ()  # its arguments in the second run (other sizes)
         self.example_out: Any = None  # its result in the first run
         self.fx_node: fx.Node | None = None  # the fx node being converted
         self.other_args: tuple = ()  # its arguments in the second run
@@ -486,8 +485,9 @@ def import_model(
             const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
         elif not _is_tensorish(a) and (node in coincident or _follows_varied(node, varied)):
-            env[node] = DYNAMIC  # a size of the batch (torch.export's SymInt), even where the
-            # two runs give the same value (s0 // 2 at batches 2 and 3)
+            # a size of the batch (torch.export's SymInt), even where the two runs give the
+            # same value (s0 // 2 at batches 2 and 3); a size read off a tensor stays a DimRef
+            env[node] = _symbolic_size(node, env, DYNAMIC)
         elif node not in depends:
             if isinstance(a, torch.Tensor) and _follows_varied(node, varied):
                 raise TranspileError(
