@@ -108,25 +108,37 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         ) from exc
 
 
-def converter_for(frozen: Any) -> Any:
+def converter_for(frozen: Any, integer: bool = False) -> Any:
     """A TFLiteConverter for a frozen concrete function. The converter would freeze it again (a
     full variables-to-constants pass and a prune, seconds on a large model) although it has no
     variables left: it gets the frozen GraphDef as is, with the dilated convolutions folded out
-    of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A converter without that
-    hook gets a re-wrapped function instead."""
+    of SpaceToBatchND/BatchToSpaceND and, for an ``integer`` export, the keep-dims means
+    rewritten (transpiler/tflite_graph.py). A converter without that hook gets a re-wrapped
+    function instead."""
     import tensorflow as tf
 
-    from .tflite_graph import fold_dilated_convs, native_dilated_convs
+    from .tflite_graph import fold_dilated_convs, mean_without_keepdims, native_dilated_convs
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if not hasattr(converter, "_freeze_concrete_function"):
         return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
     graph_def = frozen.graph.as_graph_def()
     fold_dilated_convs(graph_def)
+    if integer:
+        mean_without_keepdims(graph_def, lambda name: _static_shape(frozen.graph, name))
     inputs = [t for t in frozen.inputs if t.dtype.name != "resource"]
     outputs = list(frozen.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, frozen)  # noqa: SLF001
     return converter
+
+
+def _static_shape(graph: Any, op_name: str) -> list | None:
+    """The static shape of an op's first output (None for unknown sizes), None if unknown."""
+    try:
+        shape = graph.get_operation_by_name(op_name).outputs[0].shape
+    except (KeyError, ValueError, IndexError):
+        return None
+    return None if shape.rank is None else shape.as_list()
 
 
 def _is_frozen(concrete: Any) -> bool:

@@ -12,15 +12,23 @@ SpaceToBatchND paddings minus the BatchToSpaceND crops become one explicit Pad (
 zero). The result is exact: the
 same taps over the same (zero-)padded input. A triple whose crops exceed its paddings, or
 whose parts are shared with other consumers, is left as it is.
+
+For the integer variants, ``mean_without_keepdims`` turns every keep-dims Mean (Keras' global
+average pooling: a 4-D ``(N, 1, 1, C)`` result) into a Mean without kept dimensions and a
+Reshape back. Exact in float; in int8, TFLite's kernel for a keep-dims MEAN over the spatial
+axes truncates where the other path rounds (measured on a ReLU6 ``7x7x1280`` input: rms error
+0.49 against 0.41 output steps, biased by -0.28 step), which cost mobilenet_v2 0.3 dB end to
+end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["fold_dilated_convs", "native_dilated_convs"]
+__all__ = ["fold_dilated_convs", "mean_without_keepdims", "native_dilated_convs"]
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
@@ -132,3 +140,38 @@ def native_dilated_convs(frozen: Any) -> Any:
     rewritten = wrap_function.function_from_graph_def(graph_def, inputs, outputs)
     rewritten._transpiler_frozen = True
     return rewritten
+
+
+def mean_without_keepdims(graph_def: Any, shape_of: Callable[[str], list | None]) -> int:
+    """Rewrite, in place, every ``Mean(keep_dims=True)`` node of a frozen GraphDef whose
+    output shape (``shape_of(node name)``: a list with None for unknown sizes, or None) has at
+    most one unknown size into ``Mean(keep_dims=False)`` + ``Reshape`` to that shape. The
+    Reshape keeps the node's name, so its consumers are unchanged; returns how many."""
+    import tensorflow as tf
+
+    done = 0
+    for node in list(graph_def.node):
+        if node.op != "Mean" or not node.attr["keep_dims"].b:
+            continue
+        shape = shape_of(node.name)
+        if shape is None or sum(d is None for d in shape) > 1:
+            continue
+        reduced = graph_def.node.add()
+        reduced.CopyFrom(node)
+        reduced.name = f"{node.name}_reduced"
+        reduced.attr["keep_dims"].b = False
+        target = graph_def.node.add()
+        target.name, target.op = f"{node.name}_kept_shape", "Const"
+        target.attr["dtype"].type = tf.int32.as_datatype_enum
+        dims = np.array([-1 if d is None else int(d) for d in shape], np.int32)
+        target.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(dims))
+        dtype = node.attr["T"].type
+        node.op = "Reshape"
+        del node.input[:]
+        node.input.extend([reduced.name, target.name])
+        for key in list(node.attr):
+            del node.attr[key]
+        node.attr["T"].type = dtype
+        node.attr["Tshape"].type = tf.int32.as_datatype_enum
+        done += 1
+    return done
