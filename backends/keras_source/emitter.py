@@ -338,7 +338,7 @@ def _constant_args(arr: np.ndarray) -> list[tuple[str, str]]:
     (weights are stored as float32; the integers met here are small indices and sizes)."""
     args = [("shape", _lit(tuple(arr.shape)))]
     if arr.dtype.kind != "f":
-        args.append(("dtype_of_value", _lit(arr.dtype.name)))
+        args.append(("cast_to", _lit(arr.dtype.name)))
     return args
 
 

@@ -420,7 +420,7 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     # Stored as float32. An integer or boolean constant meeting an integer/bool tensor is cast
     # back in the layer; next to a float tensor it promotes to float, as in PyTorch.
     if arr.dtype.kind != "f" and not x.type.is_float:
-        kwargs["dtype_of_value"] = arr.dtype.name
+        kwargs["cast_to"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
     call.weights = [_f32(arr)]
     return [call]
@@ -625,6 +625,9 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
+    if len(shape) > 1 and shape[0] == -1 and -1 not in shape[1:] and x.shape[0] is None:
+        # the common case (the leading axis dynamic): layers.Reshape's form, shape minus batch
+        return [KerasCall("BatchReshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
 
 
