@@ -50,26 +50,22 @@ def _layer(name: str, source: str, helpers: tuple[Callable, ...] = ()) -> None:
             params.append(part)
     keys = params + list(_CONFIG_EXTRA.get(name, ()))
     if keys:
-        values = [_CONFIG_EXPR.get((name, k), "self." + k) for k in keys]
-        source += "\n    def get_config(self):\n" + _config_return(keys, values)
+        items = [f'"{k}": {_CONFIG_EXPR.get((name, k), "self." + k)}' for k in keys]
+        source += "\n    def get_config(self):\n" + _config_return(items)
     SOURCES[name] = "".join(shared) + f"{SERIALIZABLE}\n{source}"
 
 
-def _config_return(keys: list[str], values: list[str]) -> str:
+def _config_return(items: list[str]) -> str:
     """get_config()'s body, formatted as ruff would at 8 spaces of indent, 100 columns: one
     ``return {**super().get_config(), ...}`` line where it fits, else the layer's own entries
-    first, as ``config = dict(...)`` (one line where that fits)."""
-    items = [f'"{k}": {v}' for k, v in zip(keys, values, strict=True)]
+    first, as ``config = {...}`` (one line where that fits)."""
     one = f"        return {{**super().get_config(), {', '.join(items)}}}"
     if len(one) <= 100:
         return one + "\n"
-    pairs = [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
-    config = f"        config = dict({', '.join(pairs)})\n"
+    config = f"        config = {{{', '.join(items)}}}\n"
     if len(config) > 101:
         config = (
-            "        config = dict(\n"
-            + "".join(f"            {p},\n" for p in pairs)
-            + "        )\n"
+            "        config = {\n" + "".join(f"            {i},\n" for i in items) + "        }\n"
         )
     return config + "        return {**super().get_config(), **config}\n"
 
@@ -79,17 +75,17 @@ _layer(
     '''
 class ConstantOperand(keras.layers.Layer):
     """y = op(x, c), or op(c, x) with reverse=True, for a constant c of `shape` in the weights
-    (stored as float32; `cast_to`: the dtype of an integer or boolean constant)."""
+    (stored as float32; `cast`: the dtype to cast an integer or boolean constant to)."""
 
-    def __init__(self, op, shape, reverse=False, cast_to=None, **kwargs):
+    def __init__(self, op, shape, reverse=False, cast=None, **kwargs):
         super().__init__(**kwargs)
-        self.op, self.shape, self.reverse, self.cast_to = op, tuple(shape), reverse, cast_to
+        self.op, self.shape, self.reverse, self.cast = op, tuple(shape), reverse, cast
         self.value = self.add_weight(
             name="value", shape=self.shape, initializer="zeros", trainable=False
         )
 
     def call(self, x):
-        value = ops.cast(self.value, self.cast_to) if self.cast_to else self.value
+        value = ops.cast(self.value, self.cast) if self.cast else self.value
         a, b = (value, x) if self.reverse else (x, value)
         if self.op == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
             return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
@@ -752,18 +748,18 @@ _layer(
     '''
 class Constant(keras.layers.Layer):
     """A constant tensor stored in the weights; the input only anchors it in the graph (stored
-    as float32; `cast_to`: the dtype of an integer or boolean constant)."""
+    as float32; `cast`: the dtype to cast an integer or boolean constant to)."""
 
-    def __init__(self, shape, cast_to=None, **kwargs):
+    def __init__(self, shape, cast=None, **kwargs):
         super().__init__(**kwargs)
-        self.cast_to = cast_to
+        self.cast = cast
         self.value = self.add_weight(
             name="value", shape=tuple(shape), initializer="zeros", trainable=False
         )
 
     def call(self, anchor):
         value = ops.convert_to_tensor(self.value)
-        return ops.cast(value, self.cast_to) if self.cast_to else value
+        return ops.cast(value, self.cast) if self.cast else value
 ''',
 )
 

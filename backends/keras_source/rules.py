@@ -421,7 +421,7 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     # Stored as float32. An integer or boolean constant meeting an integer/bool tensor is cast
     # back in the layer; next to a float tensor it promotes to float, as in PyTorch.
     if arr.dtype.kind != "f" and not x.type.is_float:
-        kwargs["cast_to"] = arr.dtype.name
+        kwargs["cast"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
     call.weights = [_f32(arr)]
     return [call]
