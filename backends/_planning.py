@@ -16,7 +16,6 @@ import numpy as np
 
 __all__ = [
     "resize_axis",
-    "cubic_taps",
     "resize_builtins",
     "resize_taps",
     "pool_taps",
@@ -44,30 +43,6 @@ def resize_axis(n, out, mode, align_corners=False, scale=None):
     low = np.minimum(np.floor(src), n - 1).astype("int32")
     high = np.minimum(low + 1, n - 1)
     return low, high, (src - low).astype("float32")
-
-
-def cubic_taps(n, out, align_corners=False, scale=None):
-    """PyTorch's bicubic interpolate along one axis (size n -> out) as four gathers:
-    (index, weight), each (4, out), with y = sum over taps of x[index[k]] * weight[k].
-    PyTorch's kernel: Keys' cubic convolution with A = -0.75, source x = (dst + 0.5) * scale - 0.5
-    (not clamped at 0) or dst * (n - 1) / (out - 1) with align_corners, taps floor(x) - 1 ..
-    floor(x) + 2 clamped to the border. scale: PyTorch's coordinate scale (1 / scale_factor),
-    else n / out. Computed in float64."""
-    a = -0.75
-    dst = np.arange(out, dtype=np.float64)
-    if align_corners:
-        src = dst * ((n - 1) / (out - 1)) if out > 1 else dst * 0.0
-    else:
-        src = (dst + 0.5) * (n / out if scale is None else scale) - 0.5
-    base = np.floor(src)
-    t = src - base
-    near = [t, 1.0 - t]  # distances to the two inner taps
-    far = [t + 1.0, 2.0 - t]  # distances to the two outer taps
-    inner = [((a + 2) * d - (a + 3)) * d * d + 1 for d in near]
-    outer = [((a * d - 5 * a) * d + 8 * a) * d - 4 * a for d in far]
-    weight = np.stack([outer[0], inner[0], inner[1], outer[1]]).astype("float32")
-    index = base.astype("int64")[None, :] + np.arange(-1, 3)[:, None]
-    return np.clip(index, 0, n - 1).astype("int32"), weight
 
 
 def _interpolation_matrix(n, out, low, high=None, weight=None):
@@ -277,7 +252,6 @@ def grid_sample_taps(ops, grid, size, mode, padding_mode, align_corners):
 # the imports each function needs in the generated module ("numpy" is imported as np)
 HELPER_IMPORTS = {
     "resize_axis": ("numpy",),
-    "cubic_taps": ("numpy",),
     "pool_taps": ("itertools",),
     "pad_pieces": (),
     "grid_source": (),

@@ -63,9 +63,9 @@ def recurrent() -> None:
 
     lstm = nn.LSTM(32, 64, 2, batch_first=True, bidirectional=True)
     gru = nn.GRU(32, 64, 2, batch_first=True, bidirectional=True)
-    row("LSTM(32, 64, 2 layers, bidirectional), T=20", Wrap(lstm), torch.randn(2, 20, 32))
-    row("GRU(32, 64, 2 layers, bidirectional), T=20", Wrap(gru), torch.randn(2, 20, 32))
-    row("CRNN, 1x16x20", CRNN(), torch.randn(2, 1, 16, 20))
+    row("LSTM(32, 64, 2 layers, bidirectional), T=20", Wrap(lstm), torch.randn(2, 20, 32), True)
+    row("GRU(32, 64, 2 layers, bidirectional), T=20", Wrap(gru), torch.randn(2, 20, 32), True)
+    row("CRNN, 1x16x20", CRNN(), torch.randn(2, 1, 16, 20), tflite=True)
 
 
 def hugging_face(names: list[str]) -> None:
@@ -86,7 +86,7 @@ def blocks() -> None:
 
     row("Llama-style decoder block, L=10", LlamaBlock(), torch.randn(2, 10, 32), tflite=True)
     row("LSTMCell loop, 5 steps", CellLoop("lstm"), torch.randn(2, 5, 6), tflite=True)
-    row("Embedding → reshape → LSTM tagger, L=9", Tagger(), torch.randint(0, 50, (2, 9)))
+    row("Embedding → reshape → LSTM tagger, L=9", Tagger(), torch.randint(0, 50, (2, 9)), True)
 
 
 def vision(names: list[str]) -> None:

@@ -3,17 +3,22 @@
 For each model (random weights, BatchNorm statistics randomized as the tests do), the same
 weights go to both converters through a saved state_dict:
 
-- ours: ``transpile`` (with its numeric check) + ``result.to_tflite(path)`` (float32), timed in
-  this process (the first model also pays the process's one-time framework loading);
+- ours: ``transpile`` (with its numeric check) + ``result.to_tflite(path)`` (float32, checked
+  again), timed inside a fresh subprocess of this python (``--ours-worker``);
 - LiteRT-Torch: ``litert_torch.convert`` + ``export``, timed inside a subprocess run with
   LiteRT-Torch's python (a throwaway venv, see BENCHMARKS.md), with the same I/O layout
   (``litert_torch.to_channel_last_io`` for NHWC input and NHWC feature-map outputs).
-  Conversion times include neither process's imports (LiteRT-Torch's subprocess wall time,
-  imports included, is recorded as ``process_s``).
+  The two conversions run one after the other, which goes first alternating from model to
+  model. Conversion times (``total_s``) exclude each process's imports (ours: torch,
+  TensorFlow, Keras, transpiler; LiteRT-Torch's: torch, litert_torch), not the first-call
+  costs inside the conversion; each subprocess's wall time, imports included, is ``process_s``,
+  and the conversion's CPU time over all threads ``cpu_s`` (less bound to the machine's load).
 
 Then both ``.tflite`` files are loaded in THIS process by the same interpreter
 (``tf.lite.Interpreter``, default delegates = XNNPACK, ``num_threads=1``, batch 1) and timed
-alternately (round-robin, median per file; compare the ratio: the machine is shared). Per file:
+alternately (round-robin, median per file; compare the ratio: the machine is shared; with
+``--repeat K`` the alternating timing runs K times and the ratio is the median of the K ratios,
+their range printed beside it). Per file:
 op histogram, TRANSPOSE count, XNNPACK partitions (DELEGATE nodes after delegation), size,
 whether it takes another batch size, and max error against PyTorch on a held-out input.
 
@@ -22,7 +27,8 @@ whether it takes another batch size, and max error against PyTorch on a held-out
     python benchmarks/tflite_vs_litert.py --models resnet18,yolo11n --rounds 12 --per-round 3
     python benchmarks/tflite_vs_litert.py --litert-only        # LiteRT files alone, first
     python benchmarks/tflite_vs_litert.py --reuse-litert       # then take them from --work
-    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours   # re-time kept files
+    python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours --repeat 5  # re-time kept
+                                                 # files: 5 alternating timings, median ratio
 
 Options: ``--litert-python /tmp/litert-venv/bin/python``, ``--work /tmp/tflite_vs_litert``
 (files kept there), ``--json benchmarks/results/tflite_vs_litert.json`` (rows merged by model).
@@ -164,27 +170,53 @@ def max_error(refs: list[np.ndarray], outs: list[np.ndarray]) -> tuple[float, fl
 # ------------------------------------------------------------------------------------------------
 
 
-def convert_ours(model, name: str, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
-    """transpile + float32 to_tflite, timed; with ``reuse``, a file kept from the same weights
-    and the same commit of this repository is taken."""
-    from transpiler import transpile
-
-    spec = SPECS[name]
+def convert_ours(name: str, state: Path, work: Path, digest: str, reuse: bool) -> tuple[Path, dict]:
+    """transpile + float32 to_tflite in a fresh process (``--ours-worker``, this python), like
+    LiteRT-Torch's; its timing row. With ``reuse``, a file kept from the same weights and the
+    same commit of this repository is taken."""
     path, meta = work / f"{name}.ours.tflite", work / f"{name}.ours.json"
     key = f"{digest} {git_revision()}"
     if reuse and path.exists() and meta.exists():
         timing = json.loads(meta.read_text())
         if timing.get("key") == key:
             return path, timing | {"reused": True}
-    example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
-    t0 = time.perf_counter()
-    result = transpile(model, example, io_layout=spec.io_layout, out_dir=work / f"{name}.ours")
-    t1 = time.perf_counter()
-    result.to_tflite(path)
-    t2 = time.perf_counter()
-    timing = {"transpile_s": t1 - t0, "to_tflite_s": t2 - t1, "total_s": t2 - t0, "key": key}
+    cmd = [sys.executable, __file__, "--ours-worker", name, "--state", str(state)]
+    timing = run_worker([*cmd, "--out", str(path), "--work", str(work)], "OURS_RESULT ")
+    timing["key"] = key
     meta.write_text(json.dumps(timing))
     return path, timing
+
+
+def ours_worker(name: str, state: str, out: str, work: str) -> dict:
+    """The worker: load the state_dict into a fresh model, transpile it (with the numeric
+    check) and write the float32 TFLite file (checked again), timed after the imports of torch,
+    TensorFlow, Keras and this package (``import_s``; LiteRT-Torch's worker excludes its own
+    imports the same way)."""
+    t0 = time.perf_counter()
+    import keras  # noqa: F401 - imported here so that the timing below excludes it
+    import tensorflow  # noqa: F401
+
+    from transpiler import transpile
+
+    t1 = time.perf_counter()
+    spec = SPECS[name]
+    model = build(name)
+    model.load_state_dict(torch.load(state, weights_only=True))
+    example = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(3))
+    t2, c2 = time.perf_counter(), time.process_time()
+    result = transpile(
+        model.eval(), example, io_layout=spec.io_layout, out_dir=f"{work}/{name}.ours"
+    )
+    t3 = time.perf_counter()
+    result.to_tflite(out)
+    t4 = time.perf_counter()
+    times = {
+        "import_s": t1 - t0,
+        "transpile_s": t3 - t2,
+        "to_tflite_s": t4 - t3,
+        "total_s": t4 - t2,
+    }
+    return times | {"cpu_s": time.process_time() - c2}  # all threads' CPU time: less load-bound
 
 
 def git_revision() -> str:
@@ -239,18 +271,20 @@ def convert_litert(
     return timing
 
 
-def run_worker(cmd: list[str]) -> dict:
-    """Run a LiteRT-Torch conversion subprocess; its timing row (or its error's last lines)."""
+def run_worker(cmd: list[str], marker: str = "LITERT_RESULT ") -> dict:
+    """Run a conversion subprocess; its timing row (or its error's last lines), with its wall
+    time, imports included (``process_s``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = ""
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
     for line in proc.stdout.splitlines():
-        if line.startswith("LITERT_RESULT "):
+        if line.startswith(marker):
             return json.loads(line.split(" ", 1)[1]) | {"process_s": wall}
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-    raise RuntimeError("LiteRT-Torch conversion failed:\n" + "\n".join(tail))
+    who = "LiteRT-Torch" if marker.startswith("LITERT") else "our"
+    raise RuntimeError(f"{who} conversion failed:\n" + "\n".join(tail))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,12 +302,24 @@ def bench(name: str, args) -> dict:
     digest = state_digest(model)
     row: dict = {"model": name, "input": f"{spec.size}x{spec.size}", "io_layout": spec.io_layout}
     files, conv = {"litert": work / f"{name}.litert.tflite"}, {}
-    conv["litert"] = convert_litert(
-        name, state, digest, files["litert"], args.litert_python, args.reuse_litert
-    )
+
+    def litert() -> None:
+        conv["litert"] = convert_litert(
+            name, state, digest, files["litert"], args.litert_python, args.reuse_litert
+        )
+
+    def ours() -> None:
+        files["ours"], conv["ours"] = convert_ours(name, state, work, digest, args.reuse_ours)
+
     if args.litert_only:
+        litert()
         return row | {"litert": {"conversion": conv["litert"]}}
-    files["ours"], conv["ours"] = convert_ours(model, name, work, digest, args.reuse_ours)
+    # the conversions alternate which goes first from one model to the next (both in fresh
+    # processes on the same, shared machine)
+    for convert in (
+        (litert, ours) if args.models.split(",").index(name) % 2 == 0 else (ours, litert)
+    ):
+        convert()
 
     held = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(7))
     refs = references(model, name, held)
@@ -284,14 +330,13 @@ def bench(name: str, args) -> dict:
         err, scale = max_error(refs, run_file(interps[k], x))
         row[k] = tflite_stats(files[k]) | {"max_abs_err": err, "max_abs_ref": scale}
         row[k]["conversion"] = conv[k]
-    times = alternating(
-        {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()},
-        rounds=args.rounds,
-        per_round=args.per_round,
-    )
-    for k, samples in times.items():
-        row[k]["latency_ms"] = 1e3 * statistics.median(samples)
-    row["latency_ratio"] = row["ours"]["latency_ms"] / row["litert"]["latency_ms"]
+    calls = {k: (lambda i=i: run_file(i, x)) for k, i in interps.items()}
+    runs = [alternating(calls, args.rounds, args.per_round) for _ in range(args.repeat)]
+    for k in files:
+        row[k]["latency_ms"] = 1e3 * statistics.median(s for run in runs for s in run[k])
+    ratios = [statistics.median(run["ours"]) / statistics.median(run["litert"]) for run in runs]
+    row["latency_ratio"] = statistics.median(ratios)
+    row["latency_ratios"] = ratios  # one per repeat of the alternating timing: the spread
     row["conversion_ratio"] = conv["ours"]["total_s"] / conv["litert"]["total_s"]
     return row
 
@@ -311,13 +356,19 @@ def table(rows: list[dict]) -> str:
 
         lines.append(
             f"| {r['model']} {r['input']} | {o['latency_ms']:.1f} / {t['latency_ms']:.1f} "
-            f"(**{r['latency_ratio']:.2f}**) | {o['xnnpack_partitions']} / "
+            f"(**{r['latency_ratio']:.2f}**{spread(r)}) | {o['xnnpack_partitions']} / "
             f"{t['xnnpack_partitions']} | {o['transpose']} / {t['transpose']} | {o['n_ops']} / "
             f"{t['n_ops']} | {o['size_mb']:.1f} / {t['size_mb']:.1f} | {o['max_abs_err']:.1e} / "
             f"{t['max_abs_err']:.1e} | {o['conversion']['total_s']:.0f} / "
             f"{t['conversion']['total_s']:.0f} | {yn(o)} / {yn(t)} |"
         )
     return "\n".join(lines)
+
+
+def spread(row: dict) -> str:
+    """ ", 0.97–1.04": the lowest and highest ratio of the repeats (none for one repeat)."""
+    ratios = row.get("latency_ratios", [])
+    return f", {min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else ""
 
 
 def histogram_diff(rows: list[dict]) -> str:
@@ -345,8 +396,18 @@ def main() -> None:
     p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--per-round", type=int, default=3)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="repeat the alternating timing; ratio: their median"
+    )
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
+    p.add_argument("--ours-worker", metavar="MODEL", help=argparse.SUPPRESS)  # convert_ours
+    p.add_argument("--state", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ours_worker:
+        row = ours_worker(args.ours_worker, args.state, args.out, args.work)
+        print("OURS_RESULT " + json.dumps(row), flush=True)
+        return
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}

@@ -80,3 +80,20 @@ def test_table_row(bench, tiny_tflite):
     line = bench.table([row]).splitlines()[-1]
     assert line.startswith("| tiny 8x8 | 2.0 / 4.0 (**0.50**) | 2 / 2 |")
     assert bench.histogram_diff([row]) == "- tiny: same histogram"
+
+
+def test_table_row_with_repeats_shows_their_range(bench, tiny_tflite):
+    stats = bench.tflite_stats(tiny_tflite)
+    side = stats | {"latency_ms": 2.0, "max_abs_err": 1e-6, "conversion": {"total_s": 3.0}}
+    row = {"model": "tiny", "input": "8x8", "ours": side, "litert": side | {"latency_ms": 2.1}}
+    row |= {"latency_ratio": 0.95, "latency_ratios": [1.04, 0.95, 0.93]}
+    line = bench.table([row]).splitlines()[-1]
+    assert line.startswith("| tiny 8x8 | 2.0 / 2.1 (**0.95**, 0.93–1.04) |")
+
+
+def test_alternating_timing_reverses_the_order(bench):
+    calls = []
+    samples = bench.alternating(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 2, 1, warmup=0
+    )
+    assert calls == ["a", "b", "b", "a"] and all(len(s) == 2 for s in samples.values())

@@ -341,8 +341,6 @@ def _resize(node: Node, x):
     mode = a["mode"]
     if mode == "linear":
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
-    elif mode == "cubic":
-        mode = "bicubic"
     align = a["align_corners"] if mode not in ("nearest", "nearest-exact") else None
     if a["scales"] is not None:
         factors = [1.0 / s for s in a["scales"]]

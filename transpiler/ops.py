@@ -197,9 +197,10 @@ _op("matmul", "fixed", 2, 2)  # numpy matmul semantics; runs in PyTorch's layout
 _op("einsum", "fixed", 1, None, equation=R)
 
 # Resampling of the spatial axes. Two semantics, chosen by `coord`:
-# - coord None: PyTorch's F.interpolate. mode: nearest, nearest-exact, linear (bi/trilinear),
-#   cubic (PyTorch's bicubic: A = -0.75, borders clamped; 2 spatial axes);
+# - coord None: PyTorch's F.interpolate. mode: nearest, nearest-exact, linear (bi/trilinear);
 #   scales: torch's coordinate scale per axis (in/out, or 1/scale_factor), None when from sizes.
+#   (PyTorch's bicubic, A = -0.75 with borders clamped, is ONNX's cubic Resize: the frontends
+#   give it coord half_pixel or align_corners.)
 # - coord an ONNX coordinate_transformation_mode (half_pixel, pytorch_half_pixel, align_corners,
 #   asymmetric, tf_half_pixel_for_nn, half_pixel_symmetric): ONNX's Resize, as its reference
 #   computes it (backends/_planning.py resize_taps). mode: nearest (nearest_mode), linear or

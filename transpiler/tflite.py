@@ -84,16 +84,13 @@ def op_names(blob: bytes) -> list[str]:
 
 
 def convert(concrete: Any, variant: str = "float32") -> bytes:
-    """A concrete function (variables are frozen into constants) -> TFLite flatbuffer."""
+    """A concrete function (frozen or not: its variables become constants) -> TFLite
+    flatbuffer."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
     if variant not in FLOAT_VARIANTS:
         raise TranspileError(f"unknown TFLite variant {variant!r}; valid choices: {VARIANTS}")
-    frozen = concrete if _is_frozen(concrete) else convert_variables_to_constants_v2(concrete)
-    converter = converter_for(frozen)
+    converter = converter_for(concrete)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -108,25 +105,48 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         ) from exc
 
 
-def converter_for(frozen: Any) -> Any:
-    """A TFLiteConverter for a frozen concrete function. The converter would freeze it again (a
-    full variables-to-constants pass and a prune, seconds on a large model) although it has no
-    variables left: it gets the frozen GraphDef as is, with the dilated convolutions folded out
-    of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A converter without that
-    hook gets a re-wrapped function instead."""
+def converter_for(concrete: Any) -> Any:
+    """A TFLiteConverter for a concrete function, frozen or not. The converter would freeze it
+    itself (variables to constants, then the frozen GraphDef wrapped into a new function: an
+    import and a prune of the whole graph, seconds on a large model; a second time for a function
+    already frozen): it gets the frozen GraphDef (``frozen_graph_def``) as is, with the dilated
+    convolutions folded out of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A
+    converter without that hook gets a frozen, re-wrapped function instead."""
     import tensorflow as tf
 
     from .tflite_graph import fold_dilated_convs, native_dilated_convs
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if not hasattr(converter, "_freeze_concrete_function"):
+        frozen = concrete if _is_frozen(concrete) else freeze(concrete)
         return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
-    graph_def = frozen.graph.as_graph_def()
+    graph_def = frozen_graph_def(concrete)
     fold_dilated_convs(graph_def)
-    inputs = [t for t in frozen.inputs if t.dtype.name != "resource"]
-    outputs = list(frozen.outputs)
-    converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, frozen)  # noqa: SLF001
+    inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]
+    outputs = list(concrete.outputs)
+    converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, concrete)  # noqa: SLF001
+    # no CONVERSION_METADATA entry (the converter's version and options): adding it parses the
+    # finished flatbuffer into Python objects and serializes it again, seconds for 100 MB
+    converter.exclude_conversion_metadata = True
     return converter
+
+
+def frozen_graph_def(concrete: Any) -> Any:
+    """The GraphDef of ``concrete`` with its variables replaced by constants: what
+    ``convert_variables_to_constants_v2`` computes before it wraps that GraphDef into a new
+    concrete function, which the float export does not need (the TFLite converter takes the
+    GraphDef, whose input and output tensors keep ``concrete``'s names)."""
+    if _is_frozen(concrete):
+        return concrete.graph.as_graph_def()
+    from tensorflow.python.framework import convert_to_constants as c
+
+    if not hasattr(c, "_replace_variables_by_constants"):  # another TF: the public path
+        return freeze(concrete).graph.as_graph_def()
+    data = c._FunctionConverterDataInEager(  # noqa: SLF001 - convert_variables_to_constants_v2's
+        func=concrete, lower_control_flow=True, aggressive_inlining=False
+    )
+    graph_def, _ = c._replace_variables_by_constants(converter_data=data)  # noqa: SLF001
+    return graph_def
 
 
 def _is_frozen(concrete: Any) -> bool:
@@ -192,8 +212,10 @@ def export_tflite(
         if not shapes:
             shapes = [tuple(1 if d is None else d for d in s.shape) for s in _specs(concrete)]
         frozen = static_batch(concrete, batch_size, shapes)
-    else:
+    elif variant in q.INT_VARIANTS:  # calibration runs the frozen function
         frozen = freeze(concrete)
+    else:  # the converter freezes it to a GraphDef only (converter_for)
+        frozen = concrete
     names = q.NameMap(report.module_layers, strip_suffix=backend == "keras")
     quant_report = None
     if variant in q.INT_VARIANTS:

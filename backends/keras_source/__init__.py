@@ -15,7 +15,7 @@ import numpy as np
 from transpiler.errors import TranspileError
 from transpiler.ir import Graph
 
-from .._tf_runtime import count_transposes, keras_function, numpy_callable
+from .._tf_runtime import count_transposes, has_recurrent_layers, keras_function, numpy_callable
 from ..base import Backend
 from .emitter import WEIGHTS_FILE, EmittedModule, emit_source
 
@@ -119,6 +119,15 @@ def make_callable(model: Any, n_outputs: int, function: Any = None) -> Callable[
     return fn
 
 
+def tflite_function(model: Any) -> Any:
+    """The model's tf.function for TFLite: Keras' recurrent layers traced with a while loop over
+    plain tensors (TFLite's builtin WHILE at a dynamic batch and length; Keras' own loop keeps
+    its steps in a TensorList, which needs Flex ops there). The same cells, step for step; the
+    export checks the flatbuffer against PyTorch like any other. Models without recurrent
+    layers get their usual function."""
+    return keras_function(model, builtin_loops=has_recurrent_layers(model))
+
+
 class KerasWritten:
     """What the api needs from the written Keras module: a runner, probes, the report's tables."""
 
@@ -147,6 +156,7 @@ class KerasWritten:
         self.function = (
             keras_function(self.model) if keras.backend.backend() == "tensorflow" else None
         )
+        self._tflite_function: Any = None  # traced on demand (recurrent layers only)
         self.run = make_callable(self.model, n_out, self.function)
         self.value_layers = emitted.value_layers
         self.module_layers = emitted.module_layers
@@ -156,11 +166,18 @@ class KerasWritten:
         )
 
     def concrete_function(self) -> Any:
-        """The model's concrete function (dynamic batch), traced once (None off TensorFlow)."""
+        """The model's concrete function (dynamic batch), traced once (None off TensorFlow).
+        A model with recurrent layers is traced again for it, with loops TFLite converts to
+        builtin ops (see tflite_function)."""
         if self.function is None:
             return None
-        concrete = self.function.get_concrete_function()
-        concrete._transpiler_owner = (self.model, self.function)  # keeps the variables alive
+        function = self.function
+        if has_recurrent_layers(self.model):
+            if self._tflite_function is None:
+                self._tflite_function = tflite_function(self.model)
+            function = self._tflite_function
+        concrete = function.get_concrete_function()
+        concrete._transpiler_owner = (self.model, function)  # keeps the variables alive
         return concrete
 
     def probe(self, arrays: list[Any], names: list[str]) -> list[Any]:
@@ -197,7 +214,7 @@ class KerasBackend(Backend):
 
     def concrete_function(self, out_dir: Path, graph: Graph) -> Any:
         model = self.keras_model(out_dir)
-        function = keras_function(model)
+        function = tflite_function(model)
         concrete = function.get_concrete_function()
         # the concrete function reads the model's variables by reference: keep them alive
         concrete._transpiler_owner = (model, function)

@@ -21,7 +21,6 @@ HELPER_NAMES: set[str] = set()
 STDLIB_IMPORTS: dict[str, tuple[str, ...]] = {
     "DilatedMaxPool": ("itertools",),
     "Resize": ("numpy",),
-    "CubicResize": ("numpy",),
     "OnnxResize": ("numpy",),
 }
 
@@ -660,34 +659,6 @@ class Resize(keras.layers.Layer):
         return x
 ''',
     helpers=(_planning.resize_axis,),
-)
-
-_layer(
-    "CubicResize",
-    '''
-class CubicResize(keras.layers.Layer):
-    """PyTorch's bicubic interpolate (A = -0.75, borders clamped) on the spatial axes
-    (channels-last), align_corners as in PyTorch: per axis, four gathers weighted and summed.
-    `scales` is PyTorch's coordinate scale per axis (1/scale_factor), else input/output size."""
-
-    def __init__(self, sizes, align_corners=False, scales=None, **kwargs):
-        super().__init__(**kwargs)
-        self.sizes, self.align_corners = tuple(sizes), align_corners
-        self.scales = tuple(scales) if scales is not None else None
-
-    def call(self, x):
-        for axis, out in enumerate(self.sizes, start=1):
-            scale = self.scales[axis - 1] if self.scales else None
-            index, weight = cubic_taps(x.shape[axis], out, self.align_corners, scale)
-            shape = [out if a == axis else 1 for a in range(len(x.shape))]
-            taps = [
-                ops.take(x, index[k], axis=axis) * ops.convert_to_tensor(weight[k].reshape(shape))
-                for k in range(4)
-            ]
-            x = (taps[0] + taps[1]) + (taps[2] + taps[3])
-        return x
-''',
-    helpers=(_planning.cubic_taps,),
 )
 
 _layer(

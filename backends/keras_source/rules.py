@@ -565,6 +565,8 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
         defaults.update({"exclude_outside": False, "antialias": False})
         kwargs.update({k: a[k] for k, v in defaults.items() if a[k] != v})
         return [KerasCall("OnnxResize", [x], (sizes,), kwargs)]
+    if a["mode"] not in ("nearest", "nearest-exact", "linear"):  # bicubic comes with a coord
+        raise TranspileError(f"internal: resize mode {a['mode']!r} at {node.source} has no coord")
     ins = x.shape[1:-1]
     # a 2-d resize that TF's (and TFLite's) resize kernels compute exactly: keras.layers.Resizing,
     # which converts to one RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR. Keras' nearest is
@@ -585,11 +587,6 @@ def _resize(node: Node, graph: Graph) -> list[KerasCall]:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
-    if a["mode"] == "cubic":
-        kwargs = {"align_corners": bool(a["align_corners"])}
-        if scales is not None:
-            kwargs["scales"] = tuple(float(s) for s in scales)
-        return [KerasCall("CubicResize", [x], (sizes,), kwargs)]
     kwargs: dict[str, Any] = {"mode": a["mode"]}
     if a["mode"] == "linear":
         kwargs["align_corners"] = bool(a["align_corners"])

@@ -28,7 +28,6 @@ from transpiler.backends._layouts import (
     transposed_as_conv_kernel,
 )
 from transpiler.backends._planning import (
-    cubic_taps,
     grid_sample_taps,
     pad_pieces,
     pool_taps,
@@ -754,6 +753,8 @@ def _resize(node: Node, plan: Plan) -> Step:
     ins = xv.shape[1:-1]
     if a["coord"] is not None:  # ONNX's Resize semantics
         return _resize_taps(node, x, xv, ins, sizes)
+    if a["mode"] not in ("nearest", "nearest-exact", "linear"):  # bicubic comes with a coord
+        raise TranspileError(f"internal: resize mode {a['mode']!r} at {node.source} has no coord")
     # a 2-d resize that one TF resize kernel computes exactly: that op (TFLite RESIZE_*)
     builtins = (
         resize_builtins(ins, sizes, mode, a["align_corners"], scales) if len(ins) == 2 else ()
@@ -778,8 +779,6 @@ def _resize(node: Node, plan: Plan) -> Step:
         raise TranspileError(
             f"resize at {node.source} on a dynamic spatial size needs example_inputs with sizes"
         )
-    if mode == "cubic":
-        return _cubic_resize(node, x, ins, sizes, scales)
     # per axis: gather indices (and linear weights), computed here in float64 as PyTorch does
     plans = []
     for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
@@ -797,26 +796,6 @@ def _resize(node: Node, plan: Plan) -> Step:
             else:
                 lo, hi = tf.gather(xs, low, axis=axis), tf.gather(xs, high, axis=axis)
                 xs = lo + (hi - lo) * weight
-        return xs
-
-    return step
-
-
-def _cubic_resize(node: Node, x: Step, ins: tuple, sizes: tuple, scales: Any) -> Step:
-    """Bicubic resize: per axis, four gathers weighted by PyTorch's kernel (cubic_taps)."""
-    rank = node.inputs[0].rank
-    plans = []
-    for axis, (n, out) in enumerate(zip(ins, sizes, strict=True), start=1):
-        scale = scales[axis - 1] if scales else None
-        index, weight = cubic_taps(n, out, node.attrs["align_corners"], scale)
-        shape = [out if i == axis else 1 for i in range(rank)]
-        plans.append((axis, index, [w.reshape(shape) for w in weight]))
-
-    def step(env: Env) -> Any:
-        xs = x(env)
-        for axis, index, weights in plans:
-            taps = [tf.gather(xs, index[k], axis=axis) * weights[k] for k in range(4)]
-            xs = (taps[0] + taps[1]) + (taps[2] + taps[3])
         return xs
 
     return step
@@ -1050,8 +1029,11 @@ def _roll(node: Node, plan: Plan) -> Step:
 
 @lowers("rnn")
 def _rnn(node: Node, plan: Plan) -> Step:
-    """A tf.scan over time-major steps per direction (a While loop: any sequence length)."""
+    """A while loop over time per direction (any sequence length; TFLite's builtin WHILE, see
+    scan_over_time)."""
     from transpiler.interpreter import rnn_layout, rnn_split_inputs
+
+    from .._tf_runtime import scan_over_time
 
     mode, hidden = node.attrs["mode"], node.attrs["hidden_size"]
     _, _, lstm = rnn_layout(node)
@@ -1068,19 +1050,23 @@ def _rnn(node: Node, plan: Plan) -> Step:
         dirs.append((w_ih, b_ih, _rnn_cell(mode, hidden, w_hh, b_hh), states))
 
     def step(env: Env) -> Any:
-        xs = tf.transpose(x(env), [1, 0, 2])  # (T, N, I)
-        t, n = tf.shape(xs)[0], tf.shape(xs)[1]
+        xs = x(env)  # (N, T, I)
+        n, t = tf.shape(xs)[0], tf.shape(xs)[1]
         flat = tf.reshape(xs, [-1, xs.shape[-1]])
         seqs, finals = [], []
         for k, (w_ih, b_ih, cell, states) in enumerate(dirs):
             gi = tf.matmul(flat, w_ih) + (b_ih if b_ih is not None else 0.0)
-            gi = tf.reshape(gi, tf.stack([t, n, -1]))
+            gi = tf.reshape(gi, tf.stack([n, t, gi.shape[-1]]))
             zeros = tf.zeros(tf.stack([n, hidden]), xs.dtype)
-            start = tuple(s(env) for s in states) or ((zeros, zeros) if lstm else (zeros,))
-            out = tf.scan(cell, gi, initializer=start, reverse=k == 1)
-            seqs.append(tf.transpose(out[0], [1, 0, 2]))
-            last = 0 if k == 1 else -1
-            finals.extend(o[last] for o in out)
+            start = [s(env) for s in states] or ([zeros, zeros] if lstm else [zeros])
+
+            def one(g: Any, carried: list[Any], cell: Any = cell) -> tuple[Any, list[Any]]:
+                new = cell(tuple(carried), g)
+                return new[0], list(new)
+
+            _, seq, final = scan_over_time(one, gi, start, reverse=k == 1)
+            seqs.append(tf.reverse(seq, [1]) if k == 1 else seq)  # back to input order
+            finals.extend(final)
         seq = seqs[0] if len(seqs) == 1 else tf.concat(seqs, -1)
         return (seq, *finals)
 

@@ -2,7 +2,8 @@
 
 The Keras backend must emit real recurrent layers (layers.LSTM / GRU / SimpleRNN, wrapped in
 layers.Bidirectional), so the generated model is readable and trainable; the tf backend lowers
-them to a tf.scan over time.
+them to a while loop over time. Both export to float32 TFLite with builtin ops only (a WHILE
+loop) at a dynamic batch and sequence length.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from helpers import LAYOUTS, assert_checks_ok, check_against_torch, stable_seed
 from torch import nn
 
 from transpiler import TranspileError, transpile
+from transpiler.tflite import op_names, run_tflite
 
 
 class Wrap(nn.Module):
@@ -165,3 +167,91 @@ def test_lstm_proj_size_is_refused(tmp_path):
     with pytest.raises(TranspileError, match="proj_size=3"):
         transpile(model, torch.randn(2, 5, 4), out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+class TokenTagger(nn.Module):
+    """Token ids -> Embedding -> a recurrent layer -> Linear; returns the tags and the final
+    states (every output the layer has)."""
+
+    def __init__(self, rnn: nn.RNNBase):
+        super().__init__()
+        self.emb = nn.Embedding(50, rnn.input_size)
+        self.rnn = rnn
+        self.out = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), 4)
+
+    def forward(self, ids):
+        seq, states = self.rnn(self.emb(ids))
+        return self.out(seq), states
+
+
+TFLITE_RNNS = {
+    "lstm": lambda: nn.LSTM(16, 8, batch_first=True),
+    "gru-bi": lambda: nn.GRU(16, 8, batch_first=True, bidirectional=True),
+    "lstm-bi-2layer": lambda: nn.LSTM(16, 8, 2, batch_first=True, bidirectional=True),
+}
+TFLITE_PARAMS = [
+    pytest.param(name, backend, marks=() if (name, backend) == ("gru-bi", "keras") else slow)
+    for slow in [pytest.mark.slow]
+    for name in TFLITE_RNNS
+    for backend in ("keras", "tf")
+]
+
+
+def _tflite_callable(path):
+    blob = path.read_bytes()
+    ops = op_names(blob)
+    assert "WHILE" in ops and not [op for op in ops if op.startswith("Flex")], ops
+    return lambda *arrays: tuple(run_tflite(blob, list(arrays)))
+
+
+@pytest.mark.parametrize(("name", "backend"), TFLITE_PARAMS)
+def test_recurrent_tflite_dynamic_length(name: str, backend: str, tmp_path):
+    """The sequence axis of token ids stays dynamic (the default on fx): the float32 .tflite
+    (builtin ops, a WHILE loop) matches PyTorch at other batch sizes and lengths."""
+    torch.manual_seed(stable_seed(name, "tflite"))
+    model = TokenTagger(TFLITE_RNNS[name]()).eval()
+    result = transpile(model, torch.randint(0, 50, (2, 9)), backend=backend, out_dir=tmp_path / "o")
+    assert result.report.dynamic == "ids[1]=seq"
+    path = result.to_tflite(tmp_path / "m.tflite")
+    assert result.report.tflite[-1].checks and all(c.ok for c in result.report.tflite[-1].checks)
+    run = _tflite_callable(path)
+    for batch, length in ((1, 4), (3, 13), (2, 1)):
+        check_against_torch(model, torch.randint(0, 50, (batch, length)), run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["keras", "tf"])
+def test_recurrent_tflite_static_length(backend: str, tmp_path):
+    """dynamic_shapes=None (a fixed length): the export works with a dynamic batch and with a
+    static one (batch_size=)."""
+    torch.manual_seed(0)
+    model = TokenTagger(nn.LSTM(16, 8, 2, batch_first=True, bidirectional=True)).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    result = transpile(model, ids, backend=backend, dynamic_shapes=None, out_dir=tmp_path / "o")
+    assert result.report.dynamic == ""
+    run = _tflite_callable(result.to_tflite(tmp_path / "m.tflite"))
+    check_against_torch(model, torch.randint(0, 50, (3, 9)), run)
+    run = _tflite_callable(result.to_tflite(tmp_path / "m2.tflite", batch_size=2))
+    # one batch of 2 (run_tflite would split a larger one on axis 0, and h_n's batch is axis 1)
+    check_against_torch(model, torch.randint(0, 50, (2, 9)), run)
+
+
+def test_builtin_loops_match_keras_loop():
+    """scan_over_time, as the TFLite trace runs Keras' recurrent layers, against Keras' own
+    loop: sequences and final states, forward and backward, return_sequences off too."""
+    import keras
+    from transpiler.backends._tf_runtime import keras_function
+
+    inp = keras.Input((None, 5))
+    seq, h, c = keras.layers.LSTM(6, return_sequences=True, return_state=True)(inp)
+    back = keras.layers.GRU(4, go_backwards=True, return_sequences=True)(seq)
+    last = keras.layers.SimpleRNN(3)(back)
+    model = keras.Model(inp, [seq, h, c, back, last])
+    plain, builtin = keras_function(model), keras_function(model, builtin_loops=True)
+    graph = builtin.get_concrete_function().graph.as_graph_def()
+    nodes = [n.op for f in graph.library.function for n in f.node_def] + [n.op for n in graph.node]
+    assert not [op for op in nodes if op.startswith("TensorList")]
+    for batch, length in ((2, 7), (3, 1)):
+        x = np.random.default_rng(length).normal(size=(batch, length, 5)).astype("float32")
+        for a, b in zip(plain(x), builtin(x), strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6)

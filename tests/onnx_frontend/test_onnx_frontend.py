@@ -194,6 +194,65 @@ def test_modelproto_and_cli(tiny_onnx, tmp_path):
     assert (tmp_path / "cli" / "model.py").exists()
 
 
+# -- a class token and nn.MultiheadAttention through the exporter (ViT's encoder in small) --------
+
+ATTENTION = """
+import torch
+from torch import nn
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(1, 1, 16))
+        self.ln = nn.LayerNorm(16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.head = nn.Linear(16, 3)
+    def forward(self, x):
+        x = torch.cat([self.token.expand(x.shape[0], -1, -1), x], 1)
+        y = self.ln(x)
+        return self.head(x + self.attn(y, y, y, need_weights=False)[0])
+def build():
+    torch.manual_seed(0)
+    return Block().eval()
+"""
+EXPORT_ATTENTION = (
+    ATTENTION
+    + """
+import sys
+torch.onnx.export(build(), (torch.randn(2, 7, 16),), sys.argv[1], opset_version=17,
+    dynamo=False, input_names=["x"], output_names=["y"],
+    dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+"""
+)
+
+
+def test_class_token_and_attention(tmp_path):
+    """torch.onnx writes the class token's ``expand(N, -1, -1)`` as an Expand to a batch-sized
+    shape and MultiheadAttention sequence-first, with batch-times-heads reshapes: converted
+    with PyTorch's numbers (batch 1 and 3 by the check, 5 here) and the Transpose count of
+    the PyTorch conversion of the same module (onnx_views.py)."""
+    path = tmp_path / "attention.onnx"
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_ATTENTION, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scope: dict = {}
+    exec(ATTENTION, scope)  # noqa: S102 - the same module, built with the same seed
+    model = scope["build"]()
+    result = transpile(path, out_dir=tmp_path / "onnx")
+    assert result.report.ok and result.report.batch == "dynamic"
+    from_torch = transpile(model, torch.randn(1, 7, 16), verify=False, out_dir=tmp_path / "pt")
+    assert result.report.transpose_count == from_torch.report.transpose_count
+    assert result.graph.count("transpose") == from_torch.graph.count("transpose")
+    x = torch.randn(5, 7, 16)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    err, bound = _err(result.load()(x.numpy()), ref)
+    assert err <= bound
+
+
 # -- hand-built graphs ----------------------------------------------------------------------------
 
 
@@ -256,6 +315,82 @@ def test_gemm_attributes_and_shape_folding():
     assert result.report.ok and result.report.transpose_count == 0
     assert [n.op for n in result.graph.nodes] == ["reshape", "linear"]
     assert result.graph.nodes[0].attrs["shape"] == (-1, 18)
+
+
+def test_batch_sized_expand_of_a_constant():
+    """ViT's class token as torch.onnx writes ``token.expand(N, -1, -1)``: Expand of a constant
+    to a shape from Shape -> Gather -> Unsqueeze -> Concat -> Where(Equal(-1)), concatenated
+    with the data. The Expand's output depends on the batch size only: converted as
+    broadcast_to with the batch taken from the input, as the PyTorch frontends convert it;
+    ORT at batch 1 and 2, and the generated model at batch 5. An op without a converter on such
+    a value is still refused clearly."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1", "minus1"], ["target"], axis=0),
+        helper.make_node("Equal", ["target", "minus1"], ["keep"]),
+        helper.make_node("Where", ["keep", "ones", "target"], ["shape"]),
+        helper.make_node("Expand", ["token", "shape"], ["tokens"], "/Expand"),
+        helper.make_node("Concat", ["tokens", "x"], ["y"], "/Concat", axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+        numpy_helper.from_array(np.ones(3, np.int64), "ones"),
+        _w("token", rng.standard_normal((1, 1, 4))),
+    ]
+    model = _model(nodes, [_info("x", ["N", 5, 4])], [_info("y", ["N", 6, 4])], inits)
+    result = transpile(model)
+    assert result.report.ok and result.report.batch == "dynamic"
+    assert "broadcast_to" in [n.op for n in result.graph.nodes]
+    x = rng.standard_normal((5, 5, 4)).astype(np.float32)
+    want = np.concatenate([np.broadcast_to(numpy_helper.to_array(inits[-1]), (5, 1, 4)), x], 1)
+    np.testing.assert_allclose(result.load()(x), want, rtol=0, atol=1e-6)
+    # the same value read by an op without a converter: a clear refusal naming both nodes
+    nodes[-1] = helper.make_node("Sin", ["tokens"], ["y"], "/Sin")
+    model = _model(nodes, [_info("x", ["N", 5, 4])], [_info("y", ["N", 1, 4])], inits)
+    with pytest.raises(UnsupportedOpError, match="Sin"):
+        transpile(model)
+
+
+def _view_chain(perms_and_shapes):
+    nodes, inits, name = [], [], "x"
+    for k, (op, arg) in enumerate(perms_and_shapes):
+        out = f"v{k}"
+        if op == "Transpose":
+            nodes.append(helper.make_node("Transpose", [name], [out], perm=list(arg)))
+        else:
+            inits.append(numpy_helper.from_array(np.array(arg, np.int64), f"s{k}"))
+            nodes.append(helper.make_node("Reshape", [name, f"s{k}"], [out]))
+        name = out
+    nodes.append(helper.make_node("Relu", [name], ["y"]))
+    return nodes, inits
+
+
+@pytest.mark.parametrize(
+    "chain,shape,transposes",
+    [
+        # two transposes around a reshape that splits and merges channels: one suffices
+        ([("Transpose", (0, 2, 1)), ("Reshape", (0, 2, 3, 4)), ("Transpose", (0, 2, 1, 3)),
+          ("Reshape", (0, 6, 4))], ["N", 4, 6], 1),
+        # a ShuffleNet channel shuffle: already one transpose, left as it is
+        ([("Reshape", (0, 2, 3, 4)), ("Transpose", (0, 2, 1, 3)), ("Reshape", (0, 6, 4))],
+         ["N", 6, 4], 1),
+    ],
+)  # fmt: skip
+def test_view_chains_simplified_exactly(chain, shape, transposes):
+    """onnx_views.py: a reshape/transpose tree is recomputed with fewer transposes where its
+    index map allows (checked against onnxruntime at two batch sizes), never with more."""
+    from transpiler.frontend.onnx_importer import import_onnx
+
+    nodes, inits = _view_chain(chain)
+    out = [shape[0], *([6, 4] if shape[1:] == [4, 6] else shape[1:])]
+    model = _model(nodes, [_info("x", shape)], [_info("y", out)], inits)
+    assert import_onnx(model).graph.count("transpose") == transposes
+    assert transpile(model).report.ok
 
 
 def test_unsupported_ops_listed_at_once():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,16 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
         return self.registry.module_converter(m) is not None
+
+    def _filter_traceback_frames(self, frames: traceback.StackSummary) -> traceback.StackSummary:
+        """A node's stack trace: the frames from the first ``forward`` on, as torch.fx keeps
+        them, without fx's further filter of its own files (``uninteresting_files()`` imports
+        torch._dynamo, torch._inductor and torch.export on first use: seconds of the first
+        transpile in a process); ``_source_line`` skips torch's frames itself."""
+        for i, frame in enumerate(frames):
+            if frame.name == "forward":
+                return traceback.StackSummary.from_list(list(frames)[i:])
+        return traceback.StackSummary.from_list([])
 
 
 @dataclass

@@ -14,7 +14,9 @@ The shape of the fx importer, with an ONNX runtime in place of PyTorch:
    chains) is a constant; one computed from input *shapes* that differs between the runs (a
    reshape target holding the batch) is a "partial" tuple with ``None`` for the dynamic dims;
    converters read their own output shapes from the runs, so a Reshape to such a target becomes
-   a static shape with -1 for the batch;
+   a static shape with -1 for the batch; any other value computed from input shapes that
+   differs between the runs (ViT's class token expanded to the batch) is data: converted like
+   the values computed from the inputs;
 5. one converter per ONNX op type (``onnx_ops.py``) builds IR; unsupported ops are listed all at
    once with their node names before anything is built.
 
@@ -38,6 +40,7 @@ from ..errors import TranspileError, UnsupportedOpError
 from ..ir import Graph, SourceInfo, TensorType, Value
 from ..verify import Reference
 from .fx_importer import Builder
+from .onnx_views import simplify_views
 
 __all__ = [
     "OnnxImported",
@@ -496,7 +499,14 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
     output_names = [o.name for o in proto.graph.output]
 
     depends, value_depends = _dependence(proto, input_names)
-    _precheck(proto, value_depends)
+    # values computed from the batch size that are data, not shape vectors (ViT's class token
+    # `expand(N, -1, -1)`: an Expand of a constant to a batch-sized shape): converted like the
+    # values computed from the inputs (the Expand as broadcast_to with the batch of the first
+    # input, as the PyTorch frontends convert that expand), their ops checked with theirs
+    batch_data = {
+        o for o in depends - value_depends if o in run_a and _merge(run_a[o], run_b.get(o)) is None
+    }
+    _precheck(proto, value_depends | batch_data)
 
     graph = Graph()
     # module path -> (class, Python module): known where torch.onnx.export (dynamo) recorded
@@ -517,15 +527,10 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
 
     for node in proto.graph.node:
         outs = list(node.output)
-        if not any(o in value_depends for o in outs if o):
-            for o in outs:
-                if not o or o not in run_a:
-                    continue
-                if o in depends:
-                    merged = _merge(run_a[o], run_b.get(o))
-                    env[o] = merged if merged is not None else _Unfoldable(node)
-                else:
-                    env[o] = run_a[o]
+        if not any(o in value_depends or o in batch_data for o in outs if o):
+            for o in outs:  # a constant, or a shape vector holding the batch (a Partial)
+                if o and o in run_a:
+                    env[o] = _merge(run_a[o], run_b.get(o)) if o in depends else run_a[o]
             continue
         b.node = node
         path, classes = torch_scopes(node)
@@ -539,12 +544,6 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
             raise TranspileError(f"{b.where()} produces an empty tensor; not supported.")
         args = [env.get(i) if i else None for i in node.input]
         for a in args:
-            if isinstance(a, _Unfoldable):
-                raise TranspileError(
-                    f"{b.where()} reads a value computed from the batch size by "
-                    f"{a.node.name!r} ({a.node.op_type}) that cannot be folded; export with a "
-                    "static batch size."
-                )
             if isinstance(a, _NotConverted):
                 raise TranspileError(
                     f"{b.where()} reads output {a.index} of {a.node.name!r} ({a.node.op_type}), "
@@ -576,6 +575,7 @@ def import_onnx(model: Any, example_inputs: Any = None) -> OnnxImported:
                 )
             env[o] = r
     graph.outputs = _outputs(graph, b, env, output_names)
+    simplify_views(graph)
     graph.meta["model_class"] = _model_name(proto, model)
     graph.meta["output_names"] = output_names
     graph.meta["frontend"] = "onnx"
@@ -626,11 +626,6 @@ class OnnxReference(Reference):
     def locate(self, node: Any) -> tuple[str, str] | None:
         onnx_node = self.producer.get(node.output.torch_ref)
         return None if onnx_node is None else (onnx_node.name, onnx_node.op_type)
-
-
-@dataclass
-class _Unfoldable:
-    node: Any
 
 
 @dataclass

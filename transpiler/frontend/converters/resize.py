@@ -18,7 +18,6 @@ _MODES = {
     "linear": "linear",
     "bilinear": "linear",
     "trilinear": "linear",
-    "bicubic": "cubic",
 }
 
 
@@ -37,17 +36,19 @@ def interpolate(
 ):
     if mode == "area":  # PyTorch defines it as adaptive average pooling to the output size
         return b.op("adaptive_avg_pool", [input], output_size=tuple(b.out_type.shape[2:]))
-    if mode not in _MODES:
+    if mode not in _MODES and mode != "bicubic":
         raise TranspileError(f"interpolate(mode={mode!r}) at {b.where()} is not supported yet")
     if antialias:
         raise TranspileError(f"interpolate(antialias=True) at {b.where()} is not supported")
     n = input.rank - 2
     sizes = tuple(b.out_type.shape[2:])
-    scales = None
+    given = None  # the scale factors torch maps coordinates with (instead of in / out)
     if scale_factor is not None and not recompute_scale_factor:
-        # torch maps coordinates with the given scale, not with in/out
         factors = scale_factor if isinstance(scale_factor, list | tuple) else [scale_factor] * n
-        scales = tuple(1.0 / float(f) for f in b.static(factors, "scale_factor"))
+        given = tuple(float(f) for f in b.static(factors, "scale_factor"))
+    if mode == "bicubic":
+        return _bicubic(b, input, sizes, given, bool(align_corners))
+    scales = None if given is None else tuple(1.0 / f for f in given)
     return b.op(
         "resize",
         [input],
@@ -55,6 +56,32 @@ def interpolate(
         mode=_MODES[mode],
         align_corners=bool(align_corners),
         scales=scales,
+    )
+
+
+def _bicubic(b: Builder, x: Value, sizes: tuple, given: tuple | None, align: bool) -> Value:
+    """PyTorch's bicubic (Keys' kernel, A = -0.75, taps clamped to the border) is ONNX's cubic
+    Resize with cubic_coeff_a -0.75 and edge clamping: coordinate_transformation_mode
+    align_corners (PyTorch then ignores scale_factor), else half_pixel with ONNX's factor
+    out / in, or the ``given`` scale_factor (PyTorch's coordinate scale is its inverse). The
+    IR's resize with an ONNX ``coord`` (backends/_planning.py resize_taps)."""
+    ins = x.shape[2:]
+    if None in ins:
+        raise TranspileError(
+            f"bicubic interpolate at {b.where()} on a dynamic spatial size; pass example_inputs "
+            "with a fixed size."
+        )
+    if given is None or align:
+        factors = tuple(o / i for i, o in zip(ins, sizes, strict=True))
+    else:
+        factors = given
+    return b.op(
+        "resize",
+        [x],
+        sizes=sizes,
+        mode="cubic",
+        coord="align_corners" if align else "half_pixel",
+        factors=factors,
     )
 
 
