@@ -19,11 +19,17 @@ The batch is traced symbolic (``torch.export.Dim``) from a batch of 2 built from
 (export refuses a dynamic dimension traced at size 1), then the usual two shape runs follow.
 When torch.export refuses a dynamic batch, the bounds it suggests are tried, then a static
 batch (``export_program`` returns a ``BatchSpec`` saying which; the second run stays inside it).
+``torch.chunk`` / ``torch.split`` of a symbolic axis (RAFT's two images concatenated on the
+batch, then chunked in two) are traced without the floor-division guard that would specialize
+the batch (``_symbolic_splits``), and slices whose bounds are fixed fractions of a symbolic
+axis (``x[B:2B]`` of a ``2B`` axis) convert exactly (``_slice_fractions``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -343,6 +349,114 @@ def _batch_prefix(b: Any, x: Any, dim: int, start: Any, step: Any) -> Any:
     return b.op("slice", [flat], out, axes=(0,), starts=(0,), stops=(None,), steps=(n + 1,))
 
 
+def _sym_expr(arg: Any) -> Any:
+    """The sympy expression of an exported node's argument: an int, or a node holding a
+    SymInt (its ``val``); None otherwise."""
+    import sympy
+
+    if isinstance(arg, fx.Node):
+        arg = arg.meta.get("val")
+    if isinstance(arg, torch.SymInt):
+        return arg.node.expr
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        return sympy.Integer(arg)
+    return None
+
+
+def _fraction_of(expr: Any, size: Any) -> Any:
+    """``expr / size`` when it is a rational constant (``B`` of ``2B``: 1/2), else None."""
+    import sympy
+
+    try:
+        ratio = sympy.cancel(expr / size)
+    except Exception:  # noqa: BLE001 - FloorDiv and other non-rational expressions
+        return None
+    return ratio if ratio.is_Rational else None
+
+
+def _divides(m: int, size: Any) -> bool:
+    """``m`` divides ``size`` (a polynomial in the symbolic sizes, integer coefficients) for
+    every value of the symbols: each coefficient is a multiple of ``m``."""
+    import sympy
+
+    try:
+        coeffs = sympy.Poly(size, *sorted(size.free_symbols, key=str)).coeffs()
+    except Exception:  # noqa: BLE001 - not a polynomial (FloorDiv, Mod)
+        return False
+    return all(c.is_Integer and int(c) % m == 0 for c in coeffs)
+
+
+def _slice_fractions(node: fx.Node) -> tuple[int, int, int, int] | None:
+    """For an ``aten.slice.Tensor`` node (of an exported graph, or its copy; ``val`` metadata
+    kept) whose bounds are symbolic: ``(dim, m, lo, hi)`` when the slice is rows ``lo/m ..
+    hi/m`` of its axis (``x[B:2B]`` of a ``2B`` axis: ``(0, 2, 1, 2)``) for every value of the
+    symbols, and that axis is the input's only symbolic one; else None.
+
+    Both bounds must be fixed fractions ``p``, ``q`` of the axis' size ``S`` (a polynomial in
+    the symbols), the common denominator ``m`` must divide ``S`` for every batch (each of its
+    coefficients), and torch must not have clamped the bounds (the result is ``(q - p)·S``)."""
+    args = list(node.args) + [None] * (5 - len(node.args))
+    x, dim, lo_arg, hi_arg, step = args[:5]
+    val = x.meta.get("val") if isinstance(x, fx.Node) else None
+    out = node.meta.get("val")
+    if not isinstance(val, torch.Tensor) or not isinstance(out, torch.Tensor) or val.dim() == 0:
+        return None
+    dim = (dim or 0) % val.dim()
+    if step not in (None, 1) or sum(isinstance(d, torch.SymInt) for d in val.shape) != 1:
+        return None
+    size = _sym_expr(val.shape[dim])
+    if size is None or not size.free_symbols:
+        return None
+    start = _sym_expr(lo_arg) if lo_arg is not None else 0
+    to_end = hi_arg is None or (isinstance(hi_arg, int) and hi_arg >= 2**62)
+    end = size if to_end else _sym_expr(hi_arg)
+    if start is None or end is None:
+        return None
+    p, q = _fraction_of(start, size), _fraction_of(end, size)
+    if p is None or q is None or not 0 <= p < q <= 1:
+        return None
+    if _fraction_of(_sym_expr(out.shape[dim]), size) != q - p:  # torch clamped the bounds
+        return None
+    m = int(math.lcm(int(p.q), int(q.q)))
+    if not _divides(m, size):
+        return None
+    return dim, m, int(p * m), int(q * m)
+
+
+def _symbolic_bounds(node: fx.Node) -> bool:
+    """An ``aten.slice`` with a symbolic start or end."""
+    args = list(node.args) + [None] * (4 - len(node.args))
+    return any(isinstance(a, fx.Node) for a in args[2:4])
+
+
+def _unconvertible_slice(ep: Any) -> fx.Node | None:
+    """The first slice of an exported program with symbolic bounds that ``_slice_fractions``
+    does not convert: a symbolic start, or a symbolic end on a symbolic axis (a symbolic end
+    on a static axis, a position table cut to the batch, is left to the importer)."""
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or node.target is not aten.slice.Tensor:
+            continue
+        if not _symbolic_bounds(node) or _slice_fractions(node) is not None:
+            continue
+        args = list(node.args) + [None] * (4 - len(node.args))
+        val = args[0].meta.get("val") if isinstance(args[0], fx.Node) else None
+        dim = args[1] or 0
+        symbolic_axis = isinstance(val, torch.Tensor) and isinstance(val.shape[dim], torch.SymInt)
+        if isinstance(args[2], fx.Node) or symbolic_axis:
+            return node
+    return None
+
+
+def _symbolic_slice(b: Any, x: Any) -> Any:
+    """``aten.slice`` with symbolic bounds that are fixed fractions of its axis: the axis
+    reshaped to ``(m, S/m)``, rows ``lo .. hi`` of the ``m`` axis kept, the two merged back
+    (``fraction_slice``). None when ``_slice_fractions`` says it does not apply."""
+    from .converters.indexing import fraction_slice
+
+    cut = _slice_fractions(b.fx_node) if b.fx_node is not None else None
+    return fraction_slice(b, x, *cut) if cut is not None else None
+
+
 def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
     if target in _TRUNCATED:
         fn, n = _TRUNCATED[target]
@@ -379,8 +493,18 @@ def _adapter_converter(base: ConverterRegistry, target: Any) -> Any:
         getitem = base.functions.get(operator.getitem)
 
         def convert_slice(b, x, dim=0, start=None, end=None, step=1):
-            if end is DYNAMIC:
+            if start is DYNAMIC or end is DYNAMIC:
+                cut = _symbolic_slice(b, x)
+                if cut is not None:
+                    return cut
+            if end is DYNAMIC and start is not DYNAMIC:
                 return _batch_prefix(b, x, dim, start, step)
+            if start is DYNAMIC:
+                raise TranspileError(
+                    f"a slice at {b.where()} starts at a size that depends on the inputs; "
+                    "only bounds that are fixed fractions of the sliced dimension (x[B:2B] of "
+                    "a 2B axis) convert."
+                )
             index = [slice(None)] * x.rank
             index[dim] = slice(start, None if end is not None and end >= 2**62 else end, step)
             return getitem(b, x, tuple(index))
@@ -516,11 +640,100 @@ def _violation(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else "unknown reason"
 
 
+def _hint(v: Any) -> int | None:
+    """The traced size behind an int or a backed SymInt (None when torch has none)."""
+    if isinstance(v, torch.SymInt):
+        hint = v.node.hint
+        return int(hint) if hint is not None else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _narrow_pieces(x: torch.Tensor, dim: int, piece: Any, count: int) -> Any:
+    """``count`` pieces of ``x`` along ``dim``, each ``piece`` long but the last (the rest)."""
+    size = x.shape[dim]
+    return tuple(
+        x.narrow(dim, k * piece, piece if k < count - 1 else size - (count - 1) * piece)
+        for k in range(count)
+    )
+
+
+def _symbolic_pieces(x: Any, piece: Any, count: int | None, dim: int) -> Any:
+    """``x`` cut along ``dim`` into ``count`` pieces of ``piece`` (the last one shorter), as
+    torch.chunk / torch.split would, when the axis size or the piece is symbolic; None when
+    that is not the case or the traced sizes do not give ``count`` pieces.
+
+    torch decomposes chunk / split with ``guard_int(ceil(size / piece))``, a guard on a
+    floor division of symbols it cannot prove: RAFT cuts its two images' features (``2B``) in
+    two and gets ``(3B - 1) // B == 2``, for which torch.export specializes the batch. The same
+    count is kept here with the two guards that define it, ``(count - 1) * piece < size <=
+    count * piece``, which torch proves (``B < 2B``), and the pieces are ``narrow`` slices whose
+    bounds are symbolic (``x[B:2B]``), which the importer converts. Where torch cannot prove
+    them, it refuses the dynamic batch as before."""
+    if not isinstance(x, torch.Tensor) or not isinstance(dim, int):
+        return None
+    size = x.shape[dim]
+    if not any(isinstance(v, torch.SymInt) for v in (size, piece)):
+        return None
+    size_hint, piece_hint = _hint(size), _hint(piece)
+    if size_hint is None or not piece_hint or piece_hint <= 0:
+        return None
+    if count is None:
+        count = -(-size_hint // piece_hint)
+    if count < 2 or not ((count - 1) * piece_hint < size_hint <= count * piece_hint):
+        return None
+    if not ((count - 1) * piece < size and size <= count * piece):  # guards (see above)
+        return None
+    return _narrow_pieces(x, dim, piece, count)
+
+
+@contextlib.contextmanager
+def _symbolic_splits() -> Any:
+    """While torch.export traces: ``torch.chunk`` / ``Tensor.chunk`` / ``Tensor.split`` (and so
+    ``torch.split``) with an integer size cut a symbolic axis without the guard that
+    specializes it (``_symbolic_pieces``); every other call goes to torch's own."""
+    chunk_fn, chunk_method, split_method = torch.chunk, torch.Tensor.chunk, torch.Tensor.split
+    cuts: list[Any] = []  # the pieces cut here (the caller checks that they convert)
+
+    def chunk(input: Any, chunks: int, dim: int = 0) -> Any:
+        pieces = None
+        if isinstance(input, torch.Tensor) and isinstance(chunks, int) and chunks > 1:
+            size = input.shape[dim] if isinstance(dim, int) else None
+            if isinstance(size, torch.SymInt):
+                pieces = _symbolic_pieces(input, (size + chunks - 1) // chunks, chunks, dim)
+        if pieces is not None:
+            cuts.append(pieces)
+        return pieces if pieces is not None else chunk_fn(input, chunks, dim)
+
+    def chunk_as_method(self: Any, chunks: int, dim: int = 0) -> Any:
+        return chunk(self, chunks, dim)  # torch.chunk(x, ...) is x.chunk(...)
+
+    def split_as_method(self: Any, split_size: Any, dim: int = 0) -> Any:
+        pieces = None
+        if isinstance(split_size, int | torch.SymInt) and not isinstance(split_size, bool):
+            pieces = _symbolic_pieces(self, split_size, None, dim)
+        if pieces is not None:
+            cuts.append(pieces)
+        return pieces if pieces is not None else split_method(self, split_size, dim)
+
+    torch.chunk, torch.Tensor.chunk, torch.Tensor.split = chunk, chunk_as_method, split_as_method
+    try:
+        yield cuts
+    finally:
+        torch.chunk, torch.Tensor.chunk, torch.Tensor.split = chunk_fn, chunk_method, split_method
+
+
 def _export(
     model: torch.nn.Module, inputs: Sequence[torch.Tensor], dim: Any, extra: Any = None
 ) -> Any:
+    """One torch.export call (``dim``: the batch Dim, None for a static batch). Symbolic axes
+    are cut by chunk / split without torch's specializing guard (``_symbolic_splits``); where
+    a cut gives a slice the importer cannot convert, the export is redone with torch's own."""
     dynamic = None if dim is None else _dynamic_shapes(model, inputs, dim, extra)
-    return torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    with _symbolic_splits() as cuts:
+        ep = torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    if cuts and _unconvertible_slice(ep) is not None:
+        ep = torch.export.export(model, tuple(inputs), dynamic_shapes=dynamic, strict=False)
+    return ep
 
 
 def _export_dims(spec: Any) -> list[dict[int, Any]] | None:
@@ -664,7 +877,7 @@ def export_to_fx(ep: Any) -> tuple[torch.nn.Module, fx.Graph]:
 
     def copy(node: fx.Node, op: str, target: Any, args=(), kwargs=None) -> fx.Node:
         new = graph.create_node(op, target, args, kwargs or {}, name=node.name)
-        for key in ("nn_module_stack", "stack_trace"):
+        for key in ("nn_module_stack", "stack_trace", "val"):  # val: symbolic sizes
             if key in node.meta:
                 new.meta[key] = node.meta[key]
         env[node] = new

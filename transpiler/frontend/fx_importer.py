@@ -18,6 +18,7 @@ built with ``fx.Tracer().trace`` and interpreted here node by node.
 from __future__ import annotations
 
 import inspect
+import operator
 import os
 import re
 import traceback
@@ -80,7 +81,7 @@ def _target_name(node: fx.Node) -> str:
 def _source_line(node: fx.Node) -> str:
     trace = node.meta.get("stack_trace") or ""
     for path, line, _fn in reversed(_FRAME.findall(trace)):
-        if not path.startswith((_TORCH_DIR, _OUR_DIR)):
+        if not path.startswith((_TORCH_DIR + os.sep, _OUR_DIR + os.sep)):  # not torchvision/
             return f"{os.path.basename(path)}:{line}"
     return ""
 
@@ -122,6 +123,9 @@ class Builder:
         self.example_args: tuple = ()  # its arguments in the first run
         self.example_kwargs: dict = {}
         self.example_out: Any = None  # its result in the first run
+        self.fx_node: fx.Node | None = None  # the fx node being converted
+        self.other_args: tuple = ()  # its arguments in the second run
+        self.batches: tuple[int, int] | None = None  # the two runs' batch sizes
         self._ref: str | None = None
 
     def op(
@@ -426,7 +430,11 @@ def import_model(
             module, _, short = str(name).rpartition(".")
             graph.meta["modules"].setdefault(str(path), (short, module))
     graph.meta["example_batch"] = int(inputs_a[0].shape[0]) if inputs_a else None
+    varied = _varied_symbols(fx_graph, inputs_a, inputs_b)
+    coincident = _coincident_numbers(fx_graph, run_a, run_b)
     b = Builder(graph)
+    if inputs_a and inputs_b and inputs_a[0].dim() and inputs_b[0].dim():
+        b.batches = (int(inputs_a[0].shape[0]), int(inputs_b[0].shape[0]))
     env: dict[fx.Node, Any] = {}
     modules = dict(model.named_modules())
 
@@ -454,7 +462,17 @@ def import_model(
         elif node in batch_const:
             const = b.const(a[:1], _attr_hint(node, "per_sample"))
             env[node] = b.op("broadcast_to", [const, graph.inputs[0]], shape=(None, *a.shape[1:]))
+        elif not _is_tensorish(a) and (node in coincident or _follows_varied(node, varied)):
+            env[node] = DYNAMIC  # a size of the batch (torch.export's SymInt), even where the
+            # two runs give the same value (s0 // 2 at batches 2 and 3)
         elif node not in depends:
+            if isinstance(a, torch.Tensor) and _follows_varied(node, varied):
+                raise TranspileError(
+                    f"{_target_name(node)} at {_source_info(node, modules).describe()} builds a "
+                    f"tensor whose shape {tuple(node.meta['val'].shape)} depends on the batch "
+                    "size in a way the two shape runs do not show (equal at both batch sizes); "
+                    "build it from the batch size directly, or use a static batch."
+                )
             hint = _attr_hint(node, "const")
             env[node] = b.const(a, hint) if isinstance(a, torch.Tensor) else _merge_static(a, bb)
         elif not _is_tensorish(a):
@@ -464,8 +482,10 @@ def import_model(
             fn = _converter(node, modules, registry)
             args, kwargs = arg(node.args), arg(node.kwargs)
             b.example_out = a  # the traced run's result (shape checks in converters)
+            b.fx_node = node
             b.example_args = fx.node.map_arg(node.args, lambda n: run_a.values.get(n))
             b.example_kwargs = fx.node.map_arg(node.kwargs, lambda n: run_a.values.get(n))
+            b.other_args = fx.node.map_arg(node.args, lambda n: run_b.values.get(n))
             try:
                 if node.op == "call_module":
                     out = fn(b, modules[node.target], *args, **kwargs)
@@ -474,6 +494,12 @@ def import_model(
             except TranspileError:
                 raise
             except Exception as exc:  # noqa: BLE001 - name the node
+                if _contains_dynamic((args, kwargs)):  # a converter that takes sizes as numbers
+                    raise TranspileError(
+                        f"{_target_name(node)} at {b.where()} takes a number that depends on a "
+                        "dynamic input size (the batch size); compute it from static sizes, or "
+                        "use a static batch."
+                    ) from exc
                 raise TranspileError(
                     f"converting {_target_name(node)} at {b.where()} failed: "
                     f"{type(exc).__name__}: {exc}"
@@ -491,6 +517,76 @@ def import_model(
 
 
 _CONV_FUNCTIONS = {f"conv{k}{n}d" for k in ("", "_transpose") for n in (1, 2, 3)}
+
+
+def _symbols(value: Any) -> set:
+    """The free symbols of a SymInt / SymFloat / SymBool (a tensor: of its shape)."""
+    if isinstance(value, torch.Tensor):
+        return set().union(*(_symbols(d) for d in value.shape)) if value.dim() else set()
+    if isinstance(value, torch.SymInt | torch.SymFloat | torch.SymBool):
+        return set(getattr(value.node.expr, "free_symbols", ()))
+    return set()
+
+
+def _varied_symbols(
+    fx_graph: fx.Graph, inputs_a: Sequence[torch.Tensor], inputs_b: Sequence[torch.Tensor]
+) -> set:
+    """The symbols (torch.export's ``val`` metadata) of the input sizes that differ between
+    the two shape runs: the batch, and the declared dynamic dims."""
+    placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
+    out: set = set()
+    for node, x, y in zip(placeholders, inputs_a, inputs_b, strict=False):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or not isinstance(x, torch.Tensor):
+            continue
+        if not isinstance(y, torch.Tensor) or val.dim() != x.dim() or x.dim() != y.dim():
+            continue
+        for d, (p, q) in enumerate(zip(x.shape, y.shape, strict=True)):
+            if p != q:
+                out |= _symbols(val.shape[d])
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, torch.Tensor)
+
+
+def _coincident_numbers(fx_graph: fx.Graph, run_a: _Run, run_b: _Run) -> set[fx.Node]:
+    """Numbers computed from a size that differs between the two runs, whose own values happen
+    to be equal in both (``x.shape[0] // 2`` at batches 2 and 3): folding them would build a
+    model wrong at other batch sizes, so they stay ``DYNAMIC``. A size read directly
+    (``x.shape[1]``, ``x.size(1)``) varies only where its value differs; arithmetic on numbers
+    varies where an operand does."""
+    varies: set[fx.Node] = set()
+    out: set[fx.Node] = set()
+    for node in fx_graph.nodes:
+        a, bb = run_a.values.get(node), run_b.values.get(node)
+        if node.op == "placeholder" or _is_tensorish(a):
+            continue
+        differs = _merge_static(a, bb) is DYNAMIC if _is_number(a) else False
+        read = _is_shape_query(node) or (
+            node.op == "call_function"
+            and node.target is operator.getitem
+            and node.args
+            and isinstance(node.args[0], fx.Node)
+            and not _is_tensorish(run_a.values.get(node.args[0]))
+        )
+        if differs:
+            varies.add(node)
+        elif (
+            not read
+            and node.op == "call_function"
+            and _is_number(a)
+            and any(i in varies for i in node.all_input_nodes)
+        ):
+            varies.add(node)
+            out.add(node)
+    return out
+
+
+def _follows_varied(node: fx.Node, varied: set) -> bool:
+    """``node``'s value (a size, or a tensor's shape) is an expression of a varied symbol."""
+    return bool(varied) and bool(_symbols(node.meta.get("val")) & varied)
 
 
 def _unbatched_conv(fx_graph: fx.Graph, model: torch.nn.Module, run: _Run) -> str | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import operator
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder
+from ..fx_importer import DYNAMIC, Builder
 from ..registry import converts
 from ._util import axis as norm_axis
 from ._util import dynamic_target, keeps_batch
@@ -23,6 +26,24 @@ def _slice(b: Builder, x: Value, ax: int, start: int, stop: int | None, step: in
         shape[ax] = len(range(start, stop, step))
     out = TensorType(tuple(shape), x.type.dtype)
     return b.op("slice", [x], out, axes=(ax,), starts=(start,), stops=(stop,), steps=(step,))
+
+
+def fraction_slice(b: Builder, x: Value, ax: int, m: int, lo: int, hi: int) -> Value | None:
+    """Rows ``lo/m .. hi/m`` of ``x``'s dynamic axis ``ax`` (whose size ``m`` divides): the axis
+    reshaped to ``(m, size/m)``, ``lo:hi`` taken on the ``m`` axis, the two merged back.
+    ``x[B:2B]`` of a ``2B`` axis is ``m=2, lo=1, hi=2``. None when ``x`` has another dynamic
+    axis (the reshape could not name both)."""
+    shape = tuple(x.shape)
+    if shape[ax] is not None or sum(d is None for d in shape) != 1:
+        return None
+    if (lo, hi) == (0, m):
+        return x
+    split = (*shape[:ax], m, None, *shape[ax + 1 :])
+    target = (*shape[:ax], m, -1, *shape[ax + 1 :])
+    y = b.op("reshape", [x], TensorType(split, x.type.dtype), shape=target)
+    y = _slice(b, y, ax, lo, hi if hi < m else None)
+    merged = tuple(-1 if d is None else d for d in shape)
+    return b.op("reshape", [y], TensorType(shape, x.type.dtype), shape=merged)
 
 
 def _reshape_to(b: Builder, x: Value, shape: tuple) -> Value:
@@ -63,7 +84,7 @@ def getitem(b: Builder, obj, index):
             f"indexing at {b.where()} mixes an integer with an index tensor/list (NumPy's "
             "dimension reordering); index in two steps"
         )
-    index = tuple(i if isinstance(i, Value) else b.static(i, "an index") for i in index)
+    index = tuple(_index_entry(b, k, i, bool(advanced)) for k, i in enumerate(index))
     n_ellipsis = sum(i is Ellipsis for i in index)
     used = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_ellipsis:
@@ -73,7 +94,9 @@ def getitem(b: Builder, obj, index):
     for i in index:
         if i is None:
             continue
-        if isinstance(i, slice):
+        if isinstance(i, _RunSlice):
+            x = _run_slice(b, x, ax, i.k)
+        elif isinstance(i, slice):
             start, stop, step = i.start or 0, i.stop, i.step or 1
             if step < 1:
                 raise TranspileError(f"negative slice step at {b.where()} is not supported")
@@ -93,6 +116,54 @@ def getitem(b: Builder, obj, index):
             raise TranspileError(f"index {i!r} at {b.where()} is not supported")
         ax += 1
     return _reshape_to(b, x, b.out_type.shape)
+
+
+class _RunSlice:
+    """A slice of ``x[...]`` whose bounds differ between the import's two runs (``f[:n]``,
+    ``f[n:]`` with ``n = x.shape[0]``): position ``k`` of the index, resolved from the runs."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+
+def _index_entry(b: Builder, k: int, i: Any, advanced: bool) -> Any:
+    """Entry ``k`` of ``x[...]``: a tensor as is, a slice whose bounds depend on the batch
+    marked for the runs (``_RunSlice``; not next to an index tensor), anything else static."""
+    if isinstance(i, Value):
+        return i
+    if isinstance(i, slice) and any(v is DYNAMIC for v in (i.start, i.stop)) and not advanced:
+        return _RunSlice(k)
+    return b.static(i, "an index")
+
+
+def _run_slice(b: Builder, x: Value, ax: int, k: int) -> Value:
+    """``x[..., lo:hi, ...]`` on the dynamic axis ``ax`` with bounds that depend on the batch:
+    exact when, in both runs, they are the same fractions ``p``, ``q`` of the axis, and the
+    axis is ``k`` times the batch with the common denominator ``m`` dividing ``k`` (every batch
+    size then cuts at ``p`` and ``q``): ``fraction_slice``. Refused otherwise."""
+    runs = []
+    for args in (b.example_args, b.other_args):
+        index = args[1] if len(args) > 1 else None
+        index = index if isinstance(index, tuple) else (index,)
+        t = args[0] if args else None
+        cut = index[k] if k < len(index) else None
+        if isinstance(t, torch.Tensor) and isinstance(cut, slice) and cut.step in (None, 1):
+            lo, hi, _ = cut.indices(int(t.shape[ax]))
+            runs.append((Fraction(lo, int(t.shape[ax])), Fraction(hi, int(t.shape[ax]))))
+    same = len(runs) == 2 and runs[0] == runs[1] and runs[0][0] < runs[0][1]
+    p, q = runs[0] if same else (Fraction(0), Fraction(0))
+    m = math.lcm(p.denominator, q.denominator)
+    multiple = _batch_multiple(b, x, ax) if same else None
+    out = None
+    if multiple is not None and multiple % m == 0:
+        out = fraction_slice(b, x, ax, m, int(p * m), int(q * m))
+    if out is None:
+        raise TranspileError(
+            f"a slice at {b.where()} has bounds that depend on a dynamic input size; only "
+            "bounds that are fixed fractions of an axis that is a multiple of the batch convert "
+            "(f[:n] and f[n:] of f = torch.cat([a, b]) with n = a.shape[0])."
+        )
+    return out
 
 
 def _multi_index(b: Builder, x: Value, index: tuple) -> Value:
@@ -144,13 +215,45 @@ def _pieces(b: Builder, x: Value, sizes: list[int], dim: int) -> list[Value]:
     return out
 
 
+def _batch_multiple(b: Builder, x: Value, ax: int) -> int | None:
+    """``k`` when ``x``'s dynamic axis ``ax`` is ``k`` times the batch in both of the import's
+    runs (two inputs concatenated on the batch: ``k = 2``); None when it is not, or the runs
+    have the same batch (the one-line form's dynamic spatial sizes)."""
+    xa = b.example_args[0] if b.example_args else None
+    xb = b.other_args[0] if b.other_args else None
+    if b.batches is None or not isinstance(xa, torch.Tensor) or not isinstance(xb, torch.Tensor):
+        return None
+    (na, nb), sa, sb = b.batches, int(xa.shape[ax]), int(xb.shape[ax])
+    if na == nb or sa % na or sb % nb or sa // na != sb // nb:
+        return None
+    return sa // na
+
+
+def _dynamic_pieces(b: Builder, x: Value, ax: int, count: int, what: str) -> list[Value]:
+    """``count`` equal pieces of ``x``'s dynamic axis ``ax`` (``fraction_slice``), where that
+    axis is ``k`` times the batch with ``count`` dividing ``k`` (so every batch size cuts into
+    ``count`` equal pieces, as PyTorch's chunk / split do)."""
+    k = _batch_multiple(b, x, ax)
+    pieces = None
+    if k is not None and count > 0 and k % count == 0:
+        pieces = [fraction_slice(b, x, ax, count, i, i + 1) for i in range(count)]
+    if pieces is None or any(p is None for p in pieces):
+        raise TranspileError(
+            f"{what} along a dynamic dimension at {b.where()}: only a cut into equal pieces of "
+            "an axis that is a multiple of the batch (two inputs concatenated on the batch, "
+            "chunked in two), with no other dynamic axis, converts; the number of pieces must "
+            "not depend on the batch size."
+        )
+    return pieces
+
+
 # torch.chunk(input, chunks, dim=0)
 @converts(torch.chunk, "chunk")
 def chunk(b: Builder, input, chunks, dim=0):
     ax = norm_axis(dim, input.rank)
     n = b.static(input.shape[ax], "the chunked dimension")
     if n is None:
-        raise TranspileError(f"chunk along a dynamic dimension at {b.where()}")
+        return _dynamic_pieces(b, input, ax, chunks, "chunk")
     size = -(-n // chunks)
     sizes = [min(size, n - k) for k in range(0, n, size)]
     return _pieces(b, input, sizes, ax)
@@ -162,13 +265,32 @@ def split(b: Builder, tensor, split_size_or_sections, dim=0):
     ax = norm_axis(dim, tensor.rank)
     n = tensor.shape[ax]
     if n is None:
-        raise TranspileError(f"split along a dynamic dimension at {b.where()}")
+        return _split_dynamic(b, tensor, ax)
     if isinstance(split_size_or_sections, int):
         s = split_size_or_sections
         sizes = [min(s, n - k) for k in range(0, n, s)]
     else:
         sizes = list(b.static(split_size_or_sections, "split sizes"))
     return _pieces(b, tensor, sizes, ax)
+
+
+def _split_dynamic(b: Builder, x: Value, ax: int) -> list[Value]:
+    """torch.split of a dynamic axis: equal pieces (``_dynamic_pieces``) when, in both runs,
+    the pieces are equal and as many (``torch.split(f, n)`` of ``f``, ``3n`` long)."""
+    out = b.example_out
+    xa, xb = (b.example_args[0], b.other_args[0]) if b.other_args else (None, None)
+    size_a, size_b = (b.example_args[1:2] or [None])[0], (b.other_args[1:2] or [None])[0]
+    count = len(out) if isinstance(out, list | tuple) else 0
+    equal = (
+        isinstance(xa, torch.Tensor)
+        and isinstance(xb, torch.Tensor)
+        and isinstance(size_a, int)
+        and isinstance(size_b, int)
+        and count > 0
+        and xa.shape[ax] == count * size_a
+        and xb.shape[ax] == count * size_b
+    )
+    return _dynamic_pieces(b, x, ax, count if equal else 0, "split")
 
 
 # torch.unbind(input, dim=0)

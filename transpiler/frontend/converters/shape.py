@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import TranspileError
 from ...ir import TensorType, Value
-from ..fx_importer import Builder
+from ..fx_importer import DYNAMIC, Builder
 from ..registry import converts
 from ._util import axes, axis, dynamic_target, keeps_batch
 from .indexing import _slice
@@ -43,7 +45,26 @@ def _reshape_to_traced(b: Builder, input):
 def reshape(b: Builder, input, *args, **kwargs):
     if isinstance(input, nn.Module):  # nn.Flatten / nn.Unflatten: the module comes first
         input = args[0]
+    else:
+        _check_target(b, args[0] if len(args) == 1 else args)
     return _reshape_to_traced(b, input)
+
+
+def _check_target(b: Builder, target: Any) -> None:
+    """The traced shape is the result's shape: refuse a target size computed from a dynamic
+    size (``x.shape[0] // 2``) where the two runs gave the same result size (folding it would
+    be wrong at other batch sizes)."""
+    out = b.out_type.shape if b.out_type is not None else ()
+    if not isinstance(target, list | tuple) or len(target) != len(out):
+        return
+    for k, d in enumerate(target):
+        if d is DYNAMIC and out[k] is not None:
+            raise TranspileError(
+                f"reshape at {b.where()} to a size computed from a dynamic input size (axis "
+                f"{k}) that is {out[k]} at both batch sizes the model was traced with; the "
+                "converted model cannot follow it. Compute it from static sizes, or use "
+                "tracer='export'."
+            )
 
 
 def _reduce(kind: str):
