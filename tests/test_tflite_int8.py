@@ -160,6 +160,75 @@ def test_int8_refusals(bad_result, tmp_path):
     assert not (tmp_path / "a.tflite").exists()
 
 
+class BoxDecode(nn.Module):
+    """YOLO's box decode: distances from a conv, anchors added, boxes scaled by the stride. In
+    TFLite's calibrator the in-place ADD / MUL overwrite the slice and the concat before their
+    ranges are read (recorded 0..anchors+distance, 0..stride x boxes): 30 dB end to end."""
+
+    def __init__(self, size=8, stride=8.0):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        self.register_buffer("anchors", torch.stack([xs, ys]).reshape(1, 2, -1))
+        self.stride = stride
+
+    def forward(self, x):
+        lt, rb = self.conv(x).flatten(2).chunk(2, 1)
+        x1y1, x2y2 = self.anchors - lt, self.anchors + rb
+        return torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * self.stride
+
+
+def test_int8_calibration_ranges_survive_in_place_kernels(tmp_path):
+    torch.manual_seed(0)
+    model = BoxDecode().eval()
+    result = transpile(model, torch.randn(1, 3, 8, 8), out_dir=tmp_path / "out")
+    path = result.to_tflite(
+        tmp_path / "int8.tflite", "int8", calibration=_batches((4, 3, 8, 8), 4, seed=1)
+    )
+    blob = path.read_bytes()
+    assert not _full_integer(blob)
+    assert _torch_sqnr(model, blob, _batches((8, 3, 8, 8), 1, seed=2)) > 35
+
+
+class Pooled(nn.Module):
+    """Global average pooling (a keep-dims mean) then flatten."""
+
+    def forward(self, x):
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def test_int8_global_average_pool_rounds(tmp_path):
+    """The keep-dims int8 MEAN kernel truncates (rms error 0.49 output steps, biased by -0.28
+    step); the export's MEAN without kept dims + RESHAPE rounds. Measured against the exact
+    mean of the quantized input (clipped to the output's range), in output steps."""
+    gen = torch.Generator().manual_seed(0)
+    draw = lambda n: torch.rand(n, 64, 7, 7, generator=gen) * 6  # noqa: E731
+    result = transpile(Pooled(), draw(1), out_dir=tmp_path / "out")
+    path = result.to_tflite(
+        tmp_path / "int8.tflite", "int8", calibration=[draw(4) for _ in range(4)]
+    )
+    from transpiler.quantize import _interp, dequantize, quantize_input, run_all
+
+    interp = _interp(path.read_bytes(), preserve=False)
+    x = draw(32).numpy()
+    run_all(interp, [x])
+    (out,) = interp.get_output_details()
+    ops = interp._get_ops_details()  # noqa: SLF001
+    # float I/O: the model's own QUANTIZE of the input is what the MEAN reads
+    q_in = next(o for o in ops if o["op_name"] == "QUANTIZE")["outputs"][0]
+    q_detail = next(d for d in interp.get_tensor_details() if d["index"] == q_in)
+    exact = dequantize(quantize_input(x, q_detail), q_detail).mean((2, 3))
+    got = interp.get_tensor(out["index"])
+    int8_out = ops[-1]["inputs"][0]  # the DEQUANTIZE's input
+    step, zero = next(d for d in interp.get_tensor_details() if d["index"] == int8_out)[
+        "quantization"
+    ]
+    exact = np.clip(exact, (-128 - zero) * step, (127 - zero) * step)  # the calibrated range
+    err = (got - exact) / step
+    assert np.sqrt((err**2).mean()) < 0.45 and abs(err.mean()) < 0.15, (err.mean(), err.std())
+    assert "MEAN" in [o["op_name"] for o in ops]
+
+
 # ----------------------------------------------------------------------------------------------
 # Target checks: each catches a real violation, named with its PyTorch module
 # ----------------------------------------------------------------------------------------------

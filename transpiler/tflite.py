@@ -105,16 +105,17 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
         ) from exc
 
 
-def converter_for(concrete: Any) -> Any:
+def converter_for(concrete: Any, integer: bool = False) -> Any:
     """A TFLiteConverter for a concrete function, frozen or not. The converter would freeze it
     itself (variables to constants, then the frozen GraphDef wrapped into a new function: an
     import and a prune of the whole graph, seconds on a large model; a second time for a function
     already frozen): it gets the frozen GraphDef (``frozen_graph_def``) as is, with the dilated
-    convolutions folded out of SpaceToBatchND/BatchToSpaceND (transpiler/tflite_graph.py). A
-    converter without that hook gets a frozen, re-wrapped function instead."""
+    convolutions folded out of SpaceToBatchND/BatchToSpaceND and, for an ``integer`` export, the
+    keep-dims means rewritten (transpiler/tflite_graph.py). A converter without that hook gets a
+    frozen, re-wrapped function instead."""
     import tensorflow as tf
 
-    from .tflite_graph import fold_dilated_convs, native_dilated_convs
+    from .tflite_graph import fold_dilated_convs, mean_without_keepdims, native_dilated_convs
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if not hasattr(converter, "_freeze_concrete_function"):
@@ -122,6 +123,8 @@ def converter_for(concrete: Any) -> Any:
         return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
     graph_def = frozen_graph_def(concrete)
     fold_dilated_convs(graph_def)
+    if integer:
+        mean_without_keepdims(graph_def, lambda name: _static_shape(concrete.graph, name))
     inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]
     outputs = list(concrete.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, concrete)  # noqa: SLF001
@@ -147,6 +150,15 @@ def frozen_graph_def(concrete: Any) -> Any:
     )
     graph_def, _ = c._replace_variables_by_constants(converter_data=data)  # noqa: SLF001
     return graph_def
+
+
+def _static_shape(graph: Any, op_name: str) -> list | None:
+    """The static shape of an op's first output (None for unknown sizes), None if unknown."""
+    try:
+        shape = graph.get_operation_by_name(op_name).outputs[0].shape
+    except (KeyError, ValueError, IndexError):
+        return None
+    return None if shape.rank is None else shape.as_list()
 
 
 def _is_frozen(concrete: Any) -> bool:

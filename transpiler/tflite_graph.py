@@ -12,15 +12,23 @@ SpaceToBatchND paddings minus the BatchToSpaceND crops become one explicit Pad (
 zero). The result is exact: the
 same taps over the same (zero-)padded input. A triple whose crops exceed its paddings, or
 whose parts are shared with other consumers, is left as it is.
+
+For the integer variants, ``mean_without_keepdims`` turns every keep-dims Mean (Keras' global
+average pooling: a 4-D ``(N, 1, 1, C)`` result) into a Mean without kept dimensions and a
+Reshape back. Exact in float; in int8, TFLite's kernel for a keep-dims MEAN over the spatial
+axes truncates where the other path rounds (measured on a ReLU6 ``7x7x1280`` input: rms error
+0.49 against 0.41 output steps, biased by -0.28 step), which cost mobilenet_v2 0.3 dB end to
+end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["fold_dilated_convs", "native_dilated_convs"]
+__all__ = ["fold_dilated_convs", "mean_without_keepdims", "native_dilated_convs"]
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
@@ -132,3 +140,56 @@ def native_dilated_convs(frozen: Any) -> Any:
     rewritten = wrap_function.function_from_graph_def(graph_def, inputs, outputs)
     rewritten._transpiler_frozen = True
     return rewritten
+
+
+def mean_without_keepdims(graph_def: Any, shape_of: Callable[[str], list | None]) -> int:
+    """Rewrite, in place, every ``Mean(keep_dims=True)`` node of a frozen GraphDef whose
+    reduction axes are a non-negative constant into ``Mean(keep_dims=False)`` followed by a
+    ``Reshape`` to the node's output shape when ``shape_of(node name)`` (None for unknown
+    sizes) knows all but one size, by one ``ExpandDims`` per reduced axis otherwise. The last
+    new node keeps the node's name, so its consumers are unchanged; returns how many."""
+    import tensorflow as tf
+
+    def const(name: str, value: np.ndarray) -> str:
+        node = graph_def.node.add()
+        node.name, node.op = name, "Const"
+        node.attr["dtype"].type = tf.int32.as_datatype_enum
+        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+        return name
+
+    def becomes(node: Any, op: str, inputs: list[str], dtype: int, index_attr: str) -> None:
+        node.op = op
+        del node.input[:]
+        node.input.extend(inputs)
+        for key in list(node.attr):
+            del node.attr[key]
+        node.attr["T"].type = dtype
+        node.attr[index_attr].type = tf.int32.as_datatype_enum
+
+    nodes = {n.name: n for n in graph_def.node}
+    done = 0
+    for node in list(graph_def.node):
+        if node.op != "Mean" or not node.attr["keep_dims"].b:
+            continue
+        axes = _const(nodes, node.input[1])
+        if axes is None or axes.ndim > 1 or not axes.size or (axes < 0).any():
+            continue
+        name, dtype, shape = node.name, node.attr["T"].type, shape_of(node.name)
+        reduced = graph_def.node.add()
+        reduced.CopyFrom(node)
+        reduced.name = f"{name}_reduced"
+        reduced.attr["keep_dims"].b = False
+        if shape is not None and sum(d is None for d in shape) <= 1:
+            dims = np.array([-1 if d is None else int(d) for d in shape], np.int32)
+            becomes(node, "Reshape", [reduced.name, const(f"{name}_kept", dims)], dtype, "Tshape")
+        else:
+            source, kept = reduced.name, sorted({int(a) for a in axes.ravel()})
+            for k, axis in enumerate(kept):
+                expand = node if k == len(kept) - 1 else graph_def.node.add()
+                if expand is not node:
+                    expand.name = f"{name}_kept_{k}"
+                dim = const(f"{name}_kept_axis_{k}", np.int32(axis))
+                becomes(expand, "ExpandDims", [source, dim], dtype, "Tdim")
+                source = expand.name
+        done += 1
+    return done

@@ -51,38 +51,41 @@ def _layer(name: str, source: str, helpers: tuple[Callable, ...] = ()) -> None:
     keys = params + list(_CONFIG_EXTRA.get(name, ()))
     if keys:
         items = [f'"{k}": {_CONFIG_EXPR.get((name, k), "self." + k)}' for k in keys]
-        source += "\n    def get_config(self):\n" + _dict_return(["**super().get_config()", *items])
+        source += "\n    def get_config(self):\n" + _config_return(items)
     SOURCES[name] = "".join(shared) + f"{SERIALIZABLE}\n{source}"
 
 
-def _dict_return(items: list[str]) -> str:
-    """``return {...}`` formatted as ruff/black would at 8 spaces of indent, 100 columns."""
-    one = f"        return {{{', '.join(items)}}}"
+def _config_return(items: list[str]) -> str:
+    """get_config()'s body, formatted as ruff would at 8 spaces of indent, 100 columns: one
+    ``return {**super().get_config(), ...}`` line where it fits, else the layer's own entries
+    first, as ``config = {...}`` (one line where that fits)."""
+    one = f"        return {{**super().get_config(), {', '.join(items)}}}"
     if len(one) <= 100:
         return one + "\n"
-    return "        return {\n" + "".join(f"            {i},\n" for i in items) + "        }\n"
+    config = f"        config = {{{', '.join(items)}}}\n"
+    if len(config) > 101:
+        config = (
+            "        config = {\n" + "".join(f"            {i},\n" for i in items) + "        }\n"
+        )
+    return config + "        return {**super().get_config(), **config}\n"
 
 
 _layer(
     "ConstantOperand",
     '''
 class ConstantOperand(keras.layers.Layer):
-    """y = op(x, c), or op(c, x) with reverse=True, for a constant c stored in the weights
-    (broadcast from the right, as numpy and PyTorch do; stored as float32, cast to
-    `dtype_of_value` when the constant is an integer or boolean tensor)."""
+    """y = op(x, c), or op(c, x) with reverse=True, for a constant c of `shape` in the weights
+    (stored as float32; `cast`: the dtype to cast an integer or boolean constant to)."""
 
-    def __init__(self, op, shape, reverse=False, dtype_of_value=None, **kwargs):
+    def __init__(self, op, shape, reverse=False, cast=None, **kwargs):
         super().__init__(**kwargs)
-        self.op, self.shape, self.reverse = op, tuple(shape), reverse
-        self.dtype_of_value = dtype_of_value
+        self.op, self.shape, self.reverse, self.cast = op, tuple(shape), reverse, cast
         self.value = self.add_weight(
             name="value", shape=self.shape, initializer="zeros", trainable=False
         )
 
     def call(self, x):
-        value = self.value
-        if self.dtype_of_value:
-            value = ops.cast(value, self.dtype_of_value)
+        value = ops.cast(self.value, self.cast) if self.cast else self.value
         a, b = (value, x) if self.reverse else (x, value)
         if self.op == "add":  # not ops.add: on TensorFlow it reads some broadcasts as a bias add
             return ops.convert_to_tensor(a) + ops.convert_to_tensor(b)
@@ -295,6 +298,18 @@ class ReshapeLike(keras.layers.Layer):
 )
 
 _layer(
+    "BatchReshape",
+    '''
+class BatchReshape(keras.layers.Reshape):
+    """keras.layers.Reshape with -1 for the leading axis, not the batch size read at run time:
+    one reshape to a constant shape (in TFLite: no SHAPE, STRIDED_SLICE and PACK ops)."""
+
+    def call(self, x):
+        return ops.reshape(x, (-1, *self.target_shape))
+''',
+)
+
+_layer(
     "TransposeTo",
     '''
 class TransposeTo(keras.layers.Layer):
@@ -425,8 +440,7 @@ _layer(
     "Slice",
     '''
 class Slice(keras.layers.Layer):
-    """x[..., start:stop:step, ...] on ``axis`` (tuples: one entry per axis; stop None: to the
-    end)."""
+    """x[..., start:stop:step, ...] on `axis` (tuples: one entry per axis; stop None: the end)."""
 
     def __init__(self, axis, start, stop=None, step=1, **kwargs):
         super().__init__(**kwargs)
@@ -792,18 +806,18 @@ _layer(
     '''
 class Constant(keras.layers.Layer):
     """A constant tensor stored in the weights; the input only anchors it in the graph (stored
-    as float32, cast to `dtype_of_value` when the constant is an integer or boolean tensor)."""
+    as float32; `cast`: the dtype to cast an integer or boolean constant to)."""
 
-    def __init__(self, shape, dtype_of_value=None, **kwargs):
+    def __init__(self, shape, cast=None, **kwargs):
         super().__init__(**kwargs)
-        self.dtype_of_value = dtype_of_value
+        self.cast = cast
         self.value = self.add_weight(
             name="value", shape=tuple(shape), initializer="zeros", trainable=False
         )
 
     def call(self, anchor):
         value = ops.convert_to_tensor(self.value)
-        return ops.cast(value, self.dtype_of_value) if self.dtype_of_value else value
+        return ops.cast(value, self.cast) if self.cast else value
 ''',
 )
 

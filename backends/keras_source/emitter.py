@@ -329,7 +329,7 @@ def emit_source(
         f'{indent}"""The architecture, without weights."""\n' + "\n".join(body) + "\n"
     )
     blocks.append(_LOAD_MODEL)
-    out.source = header + "\n" + imports + "\n\n" + "\n\n".join(blocks)
+    out.source = header + "\n" + imports + "\n" + "\n\n".join(blocks)  # isort: one blank line
     return out
 
 
@@ -338,7 +338,7 @@ def _constant_args(arr: np.ndarray) -> list[tuple[str, str]]:
     (weights are stored as float32; the integers met here are small indices and sizes)."""
     args = [("shape", _lit(tuple(arr.shape)))]
     if arr.dtype.kind != "f":
-        args.append(("dtype_of_value", _lit(arr.dtype.name)))
+        args.append(("cast", _lit(arr.dtype.name)))
     return args
 
 

@@ -7,6 +7,7 @@ conversion happens here, in one place: conv OIHW -> HWIO, depthwise (C·m, 1, kh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -430,7 +431,7 @@ def _binary(node: Node, graph: Graph) -> list[KerasCall]:
     # Stored as float32. An integer or boolean constant meeting an integer/bool tensor is cast
     # back in the layer; next to a float tensor it promotes to float, as in PyTorch.
     if arr.dtype.kind != "f" and not x.type.is_float:
-        kwargs["dtype_of_value"] = arr.dtype.name
+        kwargs["cast"] = arr.dtype.name
     call = KerasCall("ConstantOperand", [x], (fn, tuple(arr.shape)), kwargs)
     call.weights = [_f32(arr)]
     return [call]
@@ -639,7 +640,23 @@ def _reshape(node: Node, graph: Graph) -> list[KerasCall]:
     sources = reshape_sources(node)
     if sources is not None:  # several dynamic sizes, read from the input's axes
         return [KerasCall("ReshapeTo", [x], (shape,), {"sizes_from": sources})]
+    if _keeps_batch(x, shape):  # the common case: layers.Reshape's form, shape minus batch
+        return [KerasCall("BatchReshape", [x], (shape[1:],), {})]
     return [KerasCall("ReshapeTo", [x], (shape,), {})]
+
+
+def _keeps_batch(x: Value, shape: tuple[int, ...]) -> bool:
+    """A reshape of each sample: the dynamic batch axis stays first and the rest holds the same
+    number of elements (what keras.layers.Reshape's shape check accepts)."""
+    rest = x.shape[1:]
+    return (
+        len(shape) > 1
+        and shape[0] == -1
+        and -1 not in shape[1:]
+        and x.shape[0] is None
+        and None not in rest
+        and math.prod(rest) == math.prod(shape[1:])
+    )
 
 
 @emits("cast")

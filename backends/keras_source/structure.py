@@ -933,6 +933,10 @@ def _comment(node: Node | None, prefix_path: str) -> str | None:
     return f"# torch: {' + '.join(parts)}"
 
 
+# "# torch: <op> in <module> at <file:line>": an op's comment (not a module's, not a fold)
+_OP_COMMENT = re.compile(r"# torch: (\w+) in ([^+]* at [^+]*)")
+
+
 def _relative_path(path: str, base: str) -> str:
     if not base:
         return path
@@ -955,6 +959,8 @@ class _Writer:
         self.indent = "    "
         self.last_comment: str | None = None
         self.seen_comments: set[str] = set()
+        # the last "# torch: <op> in <where>" line: (index, its comment, ops listed, where)
+        self.merge: tuple[int, str, list[str], str] | None = None
         self.bound: dict[str, tuple] = {}  # variable name -> the value it holds now
         self.hoisted: set[str] = set()  # derived parameters assigned at the top
 
@@ -1126,6 +1132,28 @@ class _Writer:
             return None  # a helper of a noted step: the step's own note comes with it
         return _comment(s.node if own else s.comment_node, self.inst.path)
 
+    def _merge_comment(self, comment: str) -> bool:
+        """One comment per torch source line: the ops of consecutive statements from the same
+        line are listed in the comment above the first (``# torch: split, sub, add in Detect at
+        head.py:201``), when nothing else came between. True when ``comment`` was merged."""
+        match = _OP_COMMENT.fullmatch(comment)
+        if not match or self.merge is None:
+            return False
+        at, last, op_names, where = self.merge
+        if (
+            last != self.last_comment
+            or where != match[2]
+            or not self.lines[at].startswith(self.indent + "#")
+        ):
+            return False
+        names = op_names if match[1] in op_names else [*op_names, match[1]]
+        line = f"{self.indent}# torch: {', '.join(names)} in {where}"
+        if len(line) > MAX_LINE:
+            return False
+        self.lines[at] = line
+        self.merge = (at, comment, names, where)
+        return True
+
     def _emit(self, j: int, item: Any, wire: list[tuple], names: list[str], var) -> None:
         ins = [var[r] for r in wire]
         target = ", ".join(names)
@@ -1161,10 +1189,12 @@ class _Writer:
             comment = None  # the same torch line again (a loop in forward): said once
         if comment and comment != self.last_comment:
             self.seen_comments.add(comment)
-            limit = MAX_LINE - len(self.indent)
-            self.lines.append(
-                self.indent + (comment if len(comment) <= limit else comment[: limit - 3] + "...")
-            )
+            if not self._merge_comment(comment):
+                limit = MAX_LINE - len(self.indent)
+                short = comment if len(comment) <= limit else comment[: limit - 3] + "..."
+                self.lines.append(self.indent + short)
+                match = _OP_COMMENT.fullmatch(comment)
+                self.merge = (len(self.lines) - 1, comment, [match[1]], match[2]) if match else None
             self.last_comment = comment
         if slots is None:
             pairs = [(k, t) for k, t in s.args]
