@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._float64 import fast_depthwise
 from ._pytree import flatten
 from .errors import TranspileError
 from .report import TORCH_ERROR_FACTOR, Check, Divergence, Report
@@ -178,7 +179,7 @@ class _Reference(Reference):
         if self.work64 is None:
             return refs32, None
         try:
-            with torch.no_grad():
+            with torch.no_grad(), fast_depthwise():
                 outs = list(flatten(self.work64(*_float64(inputs))))
             refs64 = [t.detach().numpy() if isinstance(t, torch.Tensor) else t for t in outs]
             if len(refs64) != len(refs32) or any(
@@ -195,9 +196,10 @@ class _Reference(Reference):
         by_name = imported.run_values(inputs)
         try:
             root64 = copy.deepcopy(imported.root).double()
-            by_name64 = dataclasses.replace(imported, root=root64).run_values(
-                _float64(list(inputs))
-            )
+            with fast_depthwise():
+                by_name64 = dataclasses.replace(imported, root=root64).run_values(
+                    _float64(list(inputs))
+                )
         except Exception:  # noqa: BLE001 - diagnose against float32 alone
             by_name64 = {}
         return by_name, by_name64
