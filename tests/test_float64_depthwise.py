@@ -40,7 +40,14 @@ def test_module_and_fallbacks_unchanged():
     dw = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6, padding_mode="reflect").double()
     grouped = torch.nn.Conv2d(6, 4, 3, padding="same", groups=2).double()
     x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
-    with torch.no_grad():
+    plain = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6).double()
+    with torch.no_grad():  # a module's weights require grad: the fast path runs under no_grad
+        assert (
+            _depthwise64((x, plain.weight, plain.bias, (1, 1), (1, 1), (1, 1), 6), {}) is not None
+        )
+        want_plain = plain(x)
+        with fast_depthwise():
+            torch.testing.assert_close(plain(x), want_plain, rtol=1e-12, atol=1e-12)
         want = (dw(x), grouped(x), dw.float()(x.float()))
         dw.double()
         with fast_depthwise():

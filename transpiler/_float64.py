@@ -56,8 +56,7 @@ def _depthwise64(args: tuple, kwargs: dict) -> torch.Tensor | None:
         and x.shape[1] == groups == w.shape[0]
         and w.shape[1] == 1
         and None not in (stride, padding, dilation)
-        and not x.requires_grad
-        and not w.requires_grad
+        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
     ):
         return None
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
