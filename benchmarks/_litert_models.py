@@ -43,6 +43,30 @@ SPECS = {
 }
 
 
+def kept_rows(path) -> dict:
+    """The rows a previous run saved at ``path`` (a JSON list), by model name."""
+    return {r["model"]: r for r in json.loads(path.read_text())} if path.exists() else {}
+
+
+def run_rows(names: str, bench, args, path, kept: dict) -> list[dict]:
+    """``bench(name, args)`` per comma-separated model name, a row each (an error row where it
+    fails, the others still run), printed as it comes; unless ``args.litert_only``, each row is
+    kept in ``path`` by model (with the time it was measured), in ``SPECS`` order."""
+    rows = []
+    for name in names.split(","):
+        try:
+            row = bench(name, args)
+        except Exception as exc:  # noqa: BLE001 - a row saying why, the others still run
+            row = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        if args.litert_only:
+            continue
+        kept[name] = row | {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        path.write_text(json.dumps([kept[k] for k in SPECS if k in kept], indent=1))
+    return rows
+
+
 def build(name: str) -> torch.nn.Module:
     """A fresh model with random weights (no downloads), eval mode."""
     torch.manual_seed(0)

@@ -30,7 +30,6 @@ I/O; ours float I/O: inputs are quantized / outputs dequantized with the files' 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _harness import ROOT
-from _litert_models import SPECS
+from _litert_models import SPECS, kept_rows, run_rows
 from tflite_vs_litert import (
     LITERT_PYTHON,
     alternating,
@@ -213,22 +212,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.json)
-    kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}
+    kept = kept_rows(out)
     if args.print:
         print(table([r for r in kept.values() if "error" not in r]))
         return
-    rows = []
-    for name in args.models.split(","):
-        try:
-            row = bench(name, args)
-        except Exception as exc:  # noqa: BLE001 - a row saying why, the others still run
-            row = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        if args.litert_only:
-            continue
-        kept[name] = row | {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        out.write_text(json.dumps([kept[k] for k in SPECS if k in kept], indent=1))
+    rows = run_rows(args.models, bench, args, out, kept)
     if not args.litert_only:
         print("\nEach cell: ours / LiteRT-Torch PT2E / LiteRT-Torch float + AI Edge Quantizer")
         print(table([r for r in rows if "error" not in r]))

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _harness import ROOT
-from _litert_models import SPECS, build
+from _litert_models import SPECS, build, kept_rows, run_rows
 from _tflite_stats import op_histogram, xnnpack_partitions
 
 LITERT_PYTHON = "/tmp/litert-venv/bin/python"
@@ -410,23 +410,12 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     out = Path(args.json)
-    kept = {r["model"]: r for r in json.loads(out.read_text())} if out.exists() else {}
+    kept = kept_rows(out)
     if args.print:
         good = [r for r in kept.values() if "error" not in r]
         print(table(good) + "\n\n" + histogram_diff(good))
         return
-    rows = []
-    for name in args.models.split(","):
-        try:
-            row = bench(name, args)
-        except Exception as exc:  # noqa: BLE001 - a row saying why, the others still run
-            row = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        if args.litert_only:
-            continue
-        kept[name] = row | {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        out.write_text(json.dumps([kept[k] for k in SPECS if k in kept], indent=1))
+    rows = run_rows(args.models, bench, args, out, kept)
     if args.litert_only:
         return
     good = [r for r in rows if "error" not in r]
