@@ -11,6 +11,7 @@ from .fold_batchnorm import fold_batchnorm
 from .layout import layout
 from .manager import PassContext, PassError, PassRecord, PassResult, run_pipeline
 from .normalize_padding import normalize_padding
+from .pad_class_tokens import pad_class_tokens
 from .prune_conv_taps import prune_conv_taps
 from .split_sparse_taps import split_sparse_taps
 
@@ -19,6 +20,7 @@ DEFAULT_PIPELINE = [
     normalize_padding,  # first: pads/ceil_mode become explicit in NCHW, before layout remaps pads
     fold_batchnorm,  # before layout, so folded convs are plain conv2d (or BN becomes mul+add)
     split_sparse_taps,  # after folding: a dilated conv whose taps mostly read padding -> 1x1s
+    pad_class_tokens,  # tokens broadcast to the batch and concatenated -> zero pad + constant
     layout,  # NCHW -> NHWC; transposes only where a consumer cannot do without
     cancel_transposes,  # T(p)∘T(q) -> T(p∘q), identity transposes dropped
     dead_code,  # last: drops what folding/layout left unused (old weights, dead nodes)
@@ -35,6 +37,7 @@ __all__ = [
     "fold_batchnorm",
     "layout",
     "normalize_padding",
+    "pad_class_tokens",
     "prune_conv_taps",
     "split_sparse_taps",
     "run_pipeline",
