@@ -310,6 +310,27 @@ class BatchReshape(keras.layers.Reshape):
 )
 
 _layer(
+    "LayerNorm",
+    '''
+class LayerNorm(keras.layers.LayerNormalization):
+    """keras.layers.LayerNormalization (same weights) computed as PyTorch writes it,
+    (x - mean) * rsqrt(var + eps) * gamma + beta: two full-size products fewer than Keras'
+    x * (rsqrt(var + eps) * gamma) + (beta - mean * rsqrt(var + eps) * gamma)."""
+
+    def call(self, x):
+        axes = [a % len(x.shape) for a in self.axis]
+        mean, var = ops.moments(x, axes=axes, keepdims=True)
+        y = (x - mean) * ops.rsqrt(var + self.epsilon)
+        shape = [x.shape[a] if a in axes else 1 for a in range(len(x.shape))]
+        if self.scale:
+            y = y * ops.reshape(self.gamma, shape)
+        if self.center:
+            y = y + ops.reshape(self.beta, shape)
+        return y
+''',
+)
+
+_layer(
     "TransposeTo",
     '''
 class TransposeTo(keras.layers.Layer):

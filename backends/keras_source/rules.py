@@ -502,7 +502,8 @@ def _layer_norm(node: Node, graph: Graph) -> list[KerasCall]:
     axes = tuple(a["axes"])
     axis = -1 if axes == (x.rank - 1,) else list(axes)
     kwargs = {"axis": axis, "epsilon": a["eps"]}
-    call = KerasCall("layers.LayerNormalization", [x], (), kwargs)
+    # LayerNorm: Keras' LayerNormalization (same weights), in PyTorch's order of operations
+    call = KerasCall("LayerNorm", [x], (), kwargs)
     call.weights = [_f32(graph.constant(node.inputs[1])), _f32(graph.constant(node.inputs[2]))]
     return [call]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -57,7 +58,8 @@ def _attend(
     scores = _note(
         b.op("matmul", [q, k_t], _t(scores_shape, q)), "scores = q @ k^T * scale", "scores"
     )
-    scores = b.op("mul", [scores, b.scalar(scale)], scores.type)
+    if scale != 1.0:  # 1.0: the scale is already in q (MultiheadAttention's q projection)
+        scores = b.op("mul", [scores, b.scalar(scale)], scores.type)
     if mask is not None:
         scores = b.op("add", [scores, mask], scores.type)
     weights = b.op("softmax", [scores], scores.type, axis=scores.rank - 1)
@@ -146,6 +148,27 @@ def _heads(b: Builder, x: Value, heads: int) -> Value:
     return b.op("transpose", [split], _t((n, heads, length, e // heads), x), perm=(0, 2, 1, 3))
 
 
+def _in_proj(b: Builder, x: Value, w, bias) -> list[Value]:
+    """Self-attention's q, k, v as PyTorch computes them: one projection by the whole in_proj
+    (3E, E), then its three E-wide slices (in TFLite: one FULLY_CONNECTED, not three)."""
+    e3 = w.shape[0]
+    e = e3 // 3
+    inputs = [x, b.const(w, "in_proj_weight")] + (
+        [b.const(bias, "in_proj_bias")] if bias is not None else []
+    )
+    qkv = b.op("linear", inputs, _t((*x.shape[:-1], e3), x))
+    _note(qkv, "q, k, v = in_proj(x) (q scaled by 1/sqrt(head size)), split", "qkv")
+    axis = x.rank - 1
+    out = []
+    for k, name in enumerate("qkv"):
+        attrs = {"axes": (axis,), "starts": (k * e,), "stops": (k * e + e,), "steps": (1,)}
+        piece = b.op("slice", [qkv], _t((*x.shape[:-1], e), x), **attrs)
+        out.append(
+            _note(piece, "q, k, v = in_proj(x) (q scaled by 1/sqrt(head size)), split", name)
+        )
+    return out
+
+
 @converts(nn.MultiheadAttention)
 def multihead_attention(
     b: Builder,
@@ -165,30 +188,45 @@ def multihead_attention(
         )
     if m.bias_k is not None or m.add_zero_attn:
         raise TranspileError(f"MultiheadAttention add_bias_kv/add_zero_attn at {b.where()}")
+    self_attention = query is key and key is value
     if not m.batch_first:  # (L, N, E) -> (N, L, E)
-        query, key, value = (
-            b.op("transpose", [t], _t((t.shape[1], t.shape[0], t.shape[2]), t), perm=(1, 0, 2))
-            for t in (query, key, value)
-        )
+
+        def batch_first(t: Value) -> Value:
+            return b.op(
+                "transpose", [t], _t((t.shape[1], t.shape[0], t.shape[2]), t), perm=(1, 0, 2)
+            )
+
+        if self_attention:
+            query = key = value = batch_first(query)
+        else:
+            query, key, value = (batch_first(t) for t in (query, key, value))
     e, h = m.embed_dim, m.num_heads
     if m._qkv_same_embed_dim:
         w = m.in_proj_weight.detach()
-        ws = (w[:e], w[e : 2 * e], w[2 * e :])
+        ws = [w[:e], w[e : 2 * e], w[2 * e :]]
     else:
-        ws = (m.q_proj_weight.detach(), m.k_proj_weight.detach(), m.v_proj_weight.detach())
+        ws = [m.q_proj_weight.detach(), m.k_proj_weight.detach(), m.v_proj_weight.detach()]
     bias = m.in_proj_bias.detach() if m.in_proj_bias is not None else None
-    bs = (bias[:e], bias[e : 2 * e], bias[2 * e :]) if bias is not None else (None,) * 3
-    projected = []
-    for x, wi, bi in zip((query, key, value), ws, bs, strict=True):
-        inputs = [x, b.const(wi, "in_proj_weight")] + (
-            [b.const(bi, "in_proj_bias")] if bi is not None else []
-        )
-        projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
-    for x, name in zip(projected, "qkv", strict=True):
-        _note(x, "q, k, v projections (in_proj)", name)
+    bs = [bias[:e], bias[e : 2 * e], bias[2 * e :]] if bias is not None else [None] * 3
+    # the softmax scale 1/sqrt(head size) goes into q's projection, not onto the (L x L)
+    # scores: exact for a power of two (head size 64: 1/8), else one rounding per weight
+    scale = 1.0 / math.sqrt(e // h)
+    ws[0] = ws[0] * scale
+    bs[0] = bs[0] * scale if bs[0] is not None else None
+    if self_attention and m._qkv_same_embed_dim:
+        projected = _in_proj(b, query, torch.cat(ws), torch.cat(bs) if bias is not None else None)
+    else:
+        projected = []
+        for x, wi, bi in zip((query, key, value), ws, bs, strict=True):
+            inputs = [x, b.const(wi, "in_proj_weight")] + (
+                [b.const(bi, "in_proj_bias")] if bi is not None else []
+            )
+            projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
+        for x, name in zip(projected, "qkv", strict=True):
+            _note(x, "q, k, v projections (in_proj; q scaled by 1/sqrt(head size))", name)
     q, k, v = (_heads(b, x, h) for x in projected)
     mask = _mask(b, attn_mask, is_causal, q, k)
-    out, weights = _attend(b, q, k, v, 1.0 / math.sqrt(e // h), mask)
+    out, weights = _attend(b, q, k, v, 1.0, mask)
     n, _, length, d = out.shape
     merged = b.op("transpose", [out], _t((n, length, h, d), out), perm=(0, 2, 1, 3))
     _note(merged, "merge the heads")
