@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -148,27 +147,6 @@ def _heads(b: Builder, x: Value, heads: int) -> Value:
     return b.op("transpose", [split], _t((n, heads, length, e // heads), x), perm=(0, 2, 1, 3))
 
 
-def _in_proj(b: Builder, x: Value, w, bias) -> list[Value]:
-    """Self-attention's q, k, v as PyTorch computes them: one projection by the whole in_proj
-    (3E, E), then its three E-wide slices (in TFLite: one FULLY_CONNECTED, not three)."""
-    e3 = w.shape[0]
-    e = e3 // 3
-    inputs = [x, b.const(w, "in_proj_weight")] + (
-        [b.const(bias, "in_proj_bias")] if bias is not None else []
-    )
-    qkv = b.op("linear", inputs, _t((*x.shape[:-1], e3), x))
-    _note(qkv, "q, k, v = in_proj(x) (q scaled by 1/sqrt(head size)), split", "qkv")
-    axis = x.rank - 1
-    out = []
-    for k, name in enumerate("qkv"):
-        attrs = {"axes": (axis,), "starts": (k * e,), "stops": (k * e + e,), "steps": (1,)}
-        piece = b.op("slice", [qkv], _t((*x.shape[:-1], e), x), **attrs)
-        out.append(
-            _note(piece, "q, k, v = in_proj(x) (q scaled by 1/sqrt(head size)), split", name)
-        )
-    return out
-
-
 @converts(nn.MultiheadAttention)
 def multihead_attention(
     b: Builder,
@@ -213,17 +191,14 @@ def multihead_attention(
     scale = 1.0 / math.sqrt(e // h)
     ws[0] = ws[0] * scale
     bs[0] = bs[0] * scale if bs[0] is not None else None
-    if self_attention and m._qkv_same_embed_dim:
-        projected = _in_proj(b, query, torch.cat(ws), torch.cat(bs) if bias is not None else None)
-    else:
-        projected = []
-        for x, wi, bi in zip((query, key, value), ws, bs, strict=True):
-            inputs = [x, b.const(wi, "in_proj_weight")] + (
-                [b.const(bi, "in_proj_bias")] if bi is not None else []
-            )
-            projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
-        for x, name in zip(projected, "qkv", strict=True):
-            _note(x, "q, k, v projections (in_proj; q scaled by 1/sqrt(head size))", name)
+    projected = []
+    for x, wi, bi in zip((query, key, value), ws, bs, strict=True):
+        inputs = [x, b.const(wi, "in_proj_weight")] + (
+            [b.const(bi, "in_proj_bias")] if bi is not None else []
+        )
+        projected.append(b.op("linear", inputs, _t((*x.shape[:-1], e), x)))
+    for x, name in zip(projected, "qkv", strict=True):
+        _note(x, "q, k, v projections (in_proj; q scaled by 1/sqrt(head size))", name)
     q, k, v = (_heads(b, x, h) for x in projected)
     mask = _mask(b, attn_mask, is_causal, q, k)
     out, weights = _attend(b, q, k, v, 1.0, mask)
