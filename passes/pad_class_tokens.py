@@ -94,9 +94,7 @@ def _rewrite(graph: Graph, cat: Node, counts: dict[int, int]) -> bool:
     pads = tuple((before, after) if k == axis else (0, 0) for k in range(x.rank))
     pad = graph.make_node("pad", [x], out.type, {"pads": pads}, cat.source, "pad")
     at = f" at {cat.source.source_line}" if cat.source and cat.source.source_line else ""
-    pad.meta["note"] = (
-        f"torch: cat{at}, as zero token rows; the tokens are in the constant added next"
-    )
+    pad.meta["note"] = f"torch: cat{at}: zero rows for the tokens, added next as a constant"
     fold = _folded_add(graph, cat, counts)
     if fold is not None:  # (x padded) + (tokens + position embedding), one add as before
         add, other = fold
@@ -111,6 +109,14 @@ def _rewrite(graph: Graph, cat: Node, counts: dict[int, int]) -> bool:
         graph.replace_all_uses(out, add.output)
     graph.insert_before(cat, pad)
     graph.nodes.remove(cat)
+    for v in cat.inputs:  # the broadcasts nothing else reads
+        if (
+            v is not x
+            and v.producer in graph.nodes
+            and v not in graph.outputs
+            and not graph.users(v)
+        ):
+            graph.nodes.remove(v.producer)
     return True
 
 

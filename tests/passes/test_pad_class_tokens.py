@@ -10,6 +10,7 @@ from _helpers import import_torch, ops_of, run_pass_and_check
 from transpiler.passes import pad_class_tokens
 
 from transpiler import transpile
+from transpiler.interpreter import run_graph
 
 
 class Tokens(nn.Module):
@@ -32,7 +33,11 @@ class Tokens(nn.Module):
 def _run(model, x):
     g = import_torch(model, x)
     assert ops_of(g).count("broadcast_to") == 1
-    return run_pass_and_check(g, pad_class_tokens, [x.numpy(), np.random.randn(3, 5, 6)])
+    g = run_pass_and_check(g, pad_class_tokens, [x.numpy()])
+    other = torch.randn(3, *x.shape[1:])  # another batch size, against PyTorch itself
+    (y,) = run_graph(g, [other.numpy()])
+    np.testing.assert_allclose(y, model(other).detach().numpy(), rtol=0, atol=1e-5)
+    return g
 
 
 def test_class_token_and_position_embedding_become_pad_plus_one_constant():
