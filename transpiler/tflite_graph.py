@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
+_LINEAR = ("Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMul")  # each has T, its attrs below
 
 
 def _const(nodes: dict[str, Any], name: str) -> np.ndarray | None:
@@ -239,24 +240,22 @@ def _contracted_weights(
 ) -> tuple[np.ndarray, int] | None:
     """(weights, axis of ``weights`` contracted with the input's last axis) when ``node`` is a
     linear map with constant weights contracting its first input's ``axis`` (counted from the
-    end; -1: the last) and mapping each position on its own; None otherwise."""
-    if axis != -1 or node.attr["T"].type != 1:  # DT_FLOAT
+    end; -1: the last) and mapping each position on its own; None otherwise. (Attributes are
+    only read where the op has them: reading a missing key of a NodeDef's attr map adds it.)"""
+    if axis != -1 or node.op not in _LINEAR or node.attr["T"].type != 1:  # DT_FLOAT
         return None
+    w = _folded(nodes, node.input[1])
     if node.op == "Conv2D":
-        w = _folded(nodes, node.input[1])
-        fmt = node.attr["data_format"].s or b"NHWC"
-        pad = node.attr["padding"].s
+        fmt = node.attr["data_format"].s if "data_format" in node.attr else b"NHWC"
+        pad = node.attr["padding"].s if "padding" in node.attr else b""
         if w is None or w.ndim != 4 or w.shape[:2] != (1, 1) or fmt != b"NHWC":
             return None
         return (w, 2) if pad in (b"SAME", b"VALID") else None
-    if node.op in ("MatMul", "BatchMatMulV2", "BatchMatMul"):
-        adj_a = node.attr["transpose_a"].b or node.attr["adj_x"].b
-        adj_b = node.attr["transpose_b"].b or node.attr["adj_y"].b
-        w = _folded(nodes, node.input[1])
-        if adj_a or w is None or w.ndim != 2:
-            return None
-        return w, 1 if adj_b else 0
-    return None
+    adj_a, adj_b = ("transpose_a", "transpose_b") if node.op == "MatMul" else ("adj_x", "adj_y")
+    flag = lambda key: key in node.attr and node.attr[key].b  # noqa: E731
+    if flag(adj_a) or w is None or w.ndim != 2:
+        return None
+    return w, 1 if flag(adj_b) else 0
 
 
 def _projections(graph_def: Any, nodes: dict[str, Any]) -> list[tuple[Any, np.ndarray, int]]:
