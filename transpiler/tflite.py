@@ -111,11 +111,17 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
     import and a prune of the whole graph, seconds on a large model; a second time for a function
     already frozen): it gets the frozen GraphDef (``frozen_graph_def``) as is, with the dilated
     convolutions folded out of SpaceToBatchND/BatchToSpaceND and, for an ``integer`` export, the
-    keep-dims means rewritten (transpiler/tflite_graph.py). A converter without that hook gets a
+    keep-dims means and the weights of linear maps reading a softmax rewritten
+    (transpiler/tflite_graph.py). A converter without that hook gets a
     frozen, re-wrapped function instead."""
     import tensorflow as tf
 
-    from .tflite_graph import fold_dilated_convs, mean_without_keepdims, native_dilated_convs
+    from .tflite_graph import (
+        centre_softmax_projections,
+        fold_dilated_convs,
+        mean_without_keepdims,
+        native_dilated_convs,
+    )
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if not hasattr(converter, "_freeze_concrete_function"):
@@ -125,6 +131,7 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
     fold_dilated_convs(graph_def)
     if integer:
         mean_without_keepdims(graph_def, lambda name: _static_shape(concrete.graph, name))
+        centre_softmax_projections(graph_def)
     inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]
     outputs = list(concrete.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, concrete)  # noqa: SLF001
