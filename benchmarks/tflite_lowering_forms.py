@@ -67,6 +67,134 @@ def split_forms() -> tuple[dict, tuple]:
     return blobs, (1, h, h, c)
 
 
+def shuffle_forms() -> tuple[dict, tuple]:
+    """ShuffleNet's block tail: ``cat([a, f(b)])`` then the channel shuffle (groups 2), 16 times
+    over a 28x28x116 map (f: a cheap elementwise op standing in for the branch)."""
+    import tensorflow as tf
+
+    h, c = 28, 116
+    half = c // 2
+    w = tf.constant(
+        np.random.default_rng(0).standard_normal((1, 1, half, half)).astype(np.float32) * 0.1
+    )
+
+    def branch(
+        b,
+    ):  # a 1x1 conv standing in for the branch (elementwise ops commute with transposes)
+        return tf.nn.conv2d(b, w, 1, "VALID")
+
+    def chain(tail):
+        def f(x):
+            for _ in range(16):
+                a, b = x[..., :half], x[..., half:]
+                x = tail(a, branch(b))
+            return x
+
+        return f
+
+    def transpose_5d(a, b):  # ours: one 5-d TRANSPOSE of (N, H, W, 2, C/2)
+        y = tf.reshape(tf.concat([a, b], -1), (-1, h, h, 2, half))
+        return tf.reshape(tf.transpose(y, (0, 1, 2, 4, 3)), (-1, h, h, c))
+
+    def nchw_round_trip(a, b):  # LiteRT-Torch's: to NCHW, PyTorch's shuffle, back
+        y = tf.transpose(tf.concat([a, b], -1), (0, 3, 1, 2))
+        y = tf.transpose(tf.reshape(y, (-1, 2, half, h, h)), (0, 2, 1, 3, 4))
+        return tf.transpose(tf.reshape(y, (-1, c, h, h)), (0, 2, 3, 1))
+
+    def interleave_concat(a, b):  # cat + shuffle as one concat of (N, H, W, C/2, 1) pieces
+        y = tf.concat([tf.expand_dims(a, -1), tf.expand_dims(b, -1)], -1)
+        return tf.reshape(y, (-1, h, h, c))
+
+    def interleave_stack(a, b):  # the same as one PACK
+        return tf.reshape(tf.stack([a, b], -1), (-1, h, h, c))
+
+    def interleave_reshape_concat(a, b):  # reshape (not EXPAND_DIMS) to (N, H, W, C/2, 1)
+        y = tf.concat([tf.reshape(a, (-1, h, h, half, 1)), tf.reshape(b, (-1, h, h, half, 1))], -1)
+        return tf.reshape(y, (-1, h, h, c))
+
+    def pair_axis_first(a, b):  # (N, 2, HW, C/2) -> (N, HW, C/2, 2)
+        y = tf.concat([tf.reshape(a, (-1, 1, h * h, half)), tf.reshape(b, (-1, 1, h * h, half))], 1)
+        return tf.reshape(tf.transpose(y, (0, 2, 3, 1)), (-1, h, h, c))
+
+    def two_transposes(a, b):  # (N, HW, C) -> (N, C, HW) -> 3-d pair swap -> back
+        y = tf.transpose(tf.reshape(tf.concat([a, b], -1), (-1, h * h, c)), (0, 2, 1))
+        y = tf.transpose(tf.reshape(y, (-1, 2, half, h * h)), (0, 2, 1, 3))
+        return tf.reshape(tf.transpose(tf.reshape(y, (-1, c, h * h)), (0, 2, 1)), (-1, h, h, c))
+
+    def two_step(a, b):  # (N, P, g, k) -> (N, g, k, P) -> (N, P, k, g)
+        y = tf.reshape(tf.concat([a, b], -1), (-1, h * h, 2, half))
+        y = tf.transpose(tf.transpose(y, (0, 2, 3, 1)), (0, 3, 2, 1))
+        return tf.reshape(y, (-1, h, h, c))
+
+    def round_trip_4d(a, b):  # nchw_round_trip on (N, P, g, k)
+        y = tf.reshape(tf.concat([a, b], -1), (-1, h * h, 2, half))
+        y = tf.transpose(tf.transpose(tf.transpose(y, (0, 2, 3, 1)), (0, 2, 1, 3)), (0, 3, 1, 2))
+        return tf.reshape(y, (-1, h, h, c))
+
+    forms = {
+        "transpose_5d": transpose_5d,
+        "interleave_reshape_concat": interleave_reshape_concat,
+        "pair_axis_first": pair_axis_first,
+        "two_transposes": two_transposes,
+        "nchw_round_trip": nchw_round_trip,
+    }
+    blobs = {k: _convert(chain(f), [None, h, h, c]) for k, f in forms.items()}
+
+    def nchw_identity(x):  # the identity halves stay (N, C, HW) through the chain
+        s = tf.transpose(tf.reshape(x, (-1, h * h, c)), (0, 2, 1))
+        for _ in range(16):
+            a, b = s[:, :half], s[:, half:]
+            fb = tf.reshape(
+                branch(tf.reshape(tf.transpose(b, (0, 2, 1)), (-1, h, h, half))), (-1, h * h, half)
+            )
+            fb = tf.transpose(fb, (0, 2, 1))
+            pair = [tf.reshape(a, (-1, half, 1, h * h)), tf.reshape(fb, (-1, half, 1, h * h))]
+            s = tf.reshape(tf.concat(pair, 2), (-1, c, h * h))
+        return tf.reshape(tf.transpose(s, (0, 2, 1)), (-1, h, h, c))
+
+    blobs["nchw_identity"] = _convert(nchw_identity, [None, h, h, c])
+    return blobs, (1, h, h, c)
+
+
+def maxpool_pad_forms() -> tuple[dict, tuple]:
+    """The stem max pool (3x3, stride 2, padding 1) over a ReLU's 112x112x24 output, 8 times
+    (on x + i, so that the copies are not shared): the padding as edge replication on both
+    sides (ours), on the leading side only (the trailing row/column is never read at this
+    size), a zero PAD (exact after a ReLU), and PADV2 with -inf (LiteRT-Torch's)."""
+    import tensorflow as tf
+
+    h, c = 112, 24
+
+    def replicate(x, before, after):
+        for axis in (1, 2):
+            parts = [x[:, :1] if axis == 1 else x[:, :, :1]] * before + [x]
+            parts += [x[:, -1:] if axis == 1 else x[:, :, -1:]] * after
+            x = tf.concat(parts, axis)
+        return x
+
+    def constant(value, before, after):
+        pads = [[0, 0], [before, after], [before, after], [0, 0]]
+        return lambda x, *_: tf.pad(x, pads, constant_values=value)
+
+    def chain(pad):
+        def f(x):
+            x = tf.nn.relu(x)
+            outs = [tf.nn.max_pool2d(pad(x + float(i)), 3, 2, "VALID") for i in range(8)]
+            return tf.add_n(outs)
+
+        return f
+
+    forms = {
+        "replicate_1_1": chain(lambda x: replicate(x, 1, 1)),
+        "replicate_1_0": chain(lambda x: replicate(x, 1, 0)),
+        "zero_pad_1_1": chain(constant(0.0, 1, 1)),
+        "zero_pad_1_0": chain(constant(0.0, 1, 0)),
+        "-inf_padv2_1_1": chain(constant(float("-inf"), 1, 1)),
+    }
+    blobs = {k: _convert(f, [None, h, h, c]) for k, f in forms.items()}
+    return blobs, (1, h, h, c)
+
+
 def layernorm_forms() -> tuple[dict, tuple]:
     import keras
     import tensorflow as tf
@@ -163,10 +291,17 @@ def measure(blobs: dict, shape: tuple, rounds: int, per_round: int = 3) -> list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", default="all", choices=["split", "layernorm", "all"])
+    p.add_argument(
+        "--case", default="all", choices=["split", "layernorm", "shuffle", "maxpool_pad", "all"]
+    )
     p.add_argument("--rounds", type=int, default=16)
     args = p.parse_args()
-    cases = {"split": split_forms, "layernorm": layernorm_forms}
+    cases = {
+        "split": split_forms,
+        "layernorm": layernorm_forms,
+        "shuffle": shuffle_forms,
+        "maxpool_pad": maxpool_pad_forms,
+    }
     for case, build in cases.items():
         if args.case not in (case, "all"):
             continue

@@ -115,7 +115,12 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
     frozen, re-wrapped function instead."""
     import tensorflow as tf
 
-    from .tflite_graph import fold_dilated_convs, mean_without_keepdims, native_dilated_convs
+    from .tflite_graph import (
+        channel_shuffle_round_trips,
+        fold_dilated_convs,
+        mean_without_keepdims,
+        native_dilated_convs,
+    )
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if not hasattr(converter, "_freeze_concrete_function"):
@@ -123,6 +128,7 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
         return tf.lite.TFLiteConverter.from_concrete_functions([native_dilated_convs(frozen)])
     graph_def = frozen_graph_def(concrete)
     fold_dilated_convs(graph_def)
+    channel_shuffle_round_trips(graph_def, lambda name: _static_shape(concrete.graph, name))
     if integer:
         mean_without_keepdims(graph_def, lambda name: _static_shape(concrete.graph, name))
     inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]

@@ -19,6 +19,17 @@ Reshape back. Exact in float; in int8, TFLite's kernel for a keep-dims MEAN over
 axes truncates where the other path rounds (measured on a ReLU6 ``7x7x1280`` input: rms error
 0.49 against 0.41 output steps, biased by -0.28 step), which cost mobilenet_v2 0.3 dB end to
 end.
+
+``channel_shuffle_round_trips`` rewrites a Transpose that swaps the last two axes of a
+``(N, S..., g, k)`` tensor when ``g`` (the new innermost size) is small: a channel shuffle
+(ShuffleNet's ``view(N, g, C/g, H, W).transpose(1, 2)``, which in NHWC is exactly this
+transpose). XNNPACK runs that one transpose as ``N·prod(S)`` tiny ``g x k`` transposes, each
+output row ``g`` values long; measured slower than PyTorch's own form in NCHW, which is what
+LiteRT-Torch emits: to channels-first (one large 2-d transpose), the swap of the two channel
+blocks (rows of ``prod(S)`` contiguous values), back to channels-last (BENCHMARKS.md, "the
+channel shuffle"). The rewrite builds that chain, the three Transposes separated by Reshapes
+(the TFLite converter would fuse adjacent Transposes back into one). Exact (a permutation of
+the same values), batch kept dynamic (``-1`` in every shape).
 """
 
 from __future__ import annotations
@@ -28,7 +39,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fold_dilated_convs", "mean_without_keepdims", "native_dilated_convs"]
+__all__ = [
+    "channel_shuffle_round_trips",
+    "fold_dilated_convs",
+    "mean_without_keepdims",
+    "native_dilated_convs",
+]
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
@@ -191,5 +207,108 @@ def mean_without_keepdims(graph_def: Any, shape_of: Callable[[str], list | None]
                 dim = const(f"{name}_kept_axis_{k}", np.int32(axis))
                 becomes(expand, "ExpandDims", [source, dim], dtype, "Tdim")
                 source = expand.name
+        done += 1
+    return done
+
+
+def _channels_last_input(
+    nodes: dict[str, Any], source: str, sizes: list[int], shape_of: Callable[[str], list | None]
+) -> str | None:
+    """When ``source`` is a Reshape of a tensor already shaped ``(N, *sizes)``, that tensor."""
+    node = nodes.get(source.split(":")[0])
+    if node is None or node.op != "Reshape":
+        return None
+    inner = node.input[0]
+    if inner.startswith("^") or (":" in inner and not inner.endswith(":0")):
+        return None
+    shape = shape_of(inner.split(":")[0])
+    if shape is None or list(shape[1:]) != sizes:
+        return None
+    return inner
+
+
+SHUFFLE_MAX_GROUPS = 8  # the largest innermost size ``g`` the shuffle rewrite takes
+
+
+def channel_shuffle_round_trips(graph_def: Any, shape_of: Callable[[str], list | None]) -> int:
+    """Rewrite, in place, every Transpose of a frozen GraphDef that swaps the last two axes of
+    a rank >= 4 tensor ``(N, S..., g, k)`` (constant perm; ``shape_of(input op name)`` knowing
+    every size but the batch; ``g <= SHUFFLE_MAX_GROUPS``, ``k > g``) into
+
+        Reshape (N, S..., C) -> Transpose to (N, C, S...) -> Reshape (N, g, k, S...)
+        -> Transpose to (N, k, g, S...) -> Reshape (N, C, S...) -> Transpose to (N, S..., C)
+        -> Reshape (N, S..., k, g)
+
+    with ``C = g·k`` and ``-1`` for the batch. The last node keeps the Transpose's name, so its
+    consumers are unchanged; returns how many were rewritten."""
+    import tensorflow as tf
+
+    nodes = {n.name: n for n in graph_def.node}
+    done = 0
+    for node in list(graph_def.node):
+        if node.op != "Transpose" or len(node.input) != 2:
+            continue
+        perm = _const(nodes, node.input[1])
+        source = node.input[0]
+        if source.startswith("^") or (":" in source and not source.endswith(":0")):
+            continue
+        shape = shape_of(source.split(":")[0])
+        if perm is None or shape is None or len(shape) < 4 or None in shape[1:]:
+            continue
+        r = len(shape)
+        if list(perm.ravel()) != [*range(r - 2), r - 1, r - 2]:
+            continue
+        spatial, (g, k) = [int(d) for d in shape[1:-2]], (int(shape[-2]), int(shape[-1]))
+        if not 1 < g <= SHUFFLE_MAX_GROUPS or k <= g:
+            continue
+        c, n_sp = g * k, len(spatial)
+        name, dtype = node.name, node.attr["T"].type
+
+        def const(suffix: str, value: list[int], base: str = name) -> str:
+            out = graph_def.node.add()
+            out.name, out.op = f"{base}/round_trip/{suffix}", "Const"
+            out.attr["dtype"].type = tf.int32.as_datatype_enum
+            out.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.array(value, np.int32)))
+            return out.name
+
+        def op(
+            kind: str, suffix: str, x: str, arg: str, target: Any = None, name=name, dtype=dtype
+        ) -> str:
+            out = target if target is not None else graph_def.node.add()
+            out.op = kind
+            if target is None:
+                out.name = f"{name}/round_trip/{suffix}"
+            del out.input[:]
+            out.input.extend([x, arg])
+            for key in list(out.attr):
+                del out.attr[key]
+            out.attr["T"].type = dtype
+            index = "Tshape" if kind == "Reshape" else "Tperm"
+            out.attr[index].type = tf.int32.as_datatype_enum
+            return out.name
+
+        first = list(range(2, 2 + n_sp))
+        x = _channels_last_input(nodes, source, [*spatial, c], shape_of)
+        if x is None:
+            x = op("Reshape", "channels_last", source, const("shape_0", [-1, *spatial, c]))
+        x = op(
+            "Transpose", "to_channels_first", x, const("perm_0", [0, n_sp + 1, *range(1, n_sp + 1)])
+        )
+        x = op("Reshape", "groups", x, const("shape_1", [-1, g, k, *spatial]))
+        x = op("Transpose", "swap", x, const("perm_1", [0, 2, 1, *range(3, 3 + n_sp)]))
+        x = op("Reshape", "channels", x, const("shape_2", [-1, c, *spatial]))
+        x = op("Transpose", "to_channels_last", x, const("perm_2", [0, *first, 1]))
+        op("Reshape", "", x, const("shape_3", [-1, *spatial, k, g]), target=node)
+        # consumers that flatten (k, g) back to C read the channels-last transpose directly
+        for user in graph_def.node:
+            if user.op == "Reshape" and user.input[0] in (name, f"{name}:0"):
+                target = _const(nodes, user.input[1])
+                if target is not None and list(target.ravel()) == [-1, *spatial, c]:
+                    user.op = "Identity"
+                    user.input[0] = x
+                    del user.input[1:]
+                    for key in list(user.attr):
+                        if key != "T":
+                            del user.attr[key]
         done += 1
     return done
