@@ -107,3 +107,78 @@ def test_calibrated_efficientnet_converts_within_pytorchs_own_error(tmp_path):
     # ... and ours stays within a few times PyTorch's own error
     assert all(c.max_abs <= TORCH_ERROR_FACTOR * c.torch_error or c.max_rel <= 1e-4 for c in checks)
     assert "PyTorch float32 itself" in str(result.report)
+
+
+# --- the float64 copy and the reference computed while the model is written --------------
+
+
+class Tied(nn.Module):
+    """Shared weights (an embedding tied to the output projection), a buffer, an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.rnn = nn.LSTM(6, 6, batch_first=True)
+        self.out = nn.Linear(6, 11)
+        self.out.weight = self.emb.weight
+        self.register_buffer("shift", torch.linspace(-1, 1, 11))
+
+    def forward(self, ids):
+        h, _ = self.rnn(self.emb(ids))
+        return self.out(h) + self.shift
+
+
+def test_float64_copy_leaves_the_model_alone_and_equals_double():
+    import copy
+
+    from transpiler.verify import float64_copy
+
+    torch.manual_seed(stable_seed("float64_copy"))
+    model = Tied().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(0, 11, (2, 5))
+    copied = float64_copy(model)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.dtype == torch.float64 for p in copied.parameters())
+    assert copied.out.weight is copied.emb.weight  # the tie survives
+    assert not any(p is q for p in copied.parameters() for q in model.parameters())
+    with torch.no_grad():
+        expected = copy.deepcopy(model).double()(ids)
+        got = copied(ids)
+    assert got.dtype == torch.float64 and torch.equal(got, expected)
+
+
+def test_reference_runs_beside_the_build_and_leaves_no_thread(tmp_path):
+    import threading
+
+    result = transpile(Tied().eval(), torch.randint(0, 11, (2, 5)), out_dir=tmp_path / "o")
+    assert_checks_ok(result)
+    assert all(c.reference == "float64" for c in result.report.checks)
+    assert not [t for t in threading.enumerate() if t.name.startswith("reference")]
+
+
+def _fails_in_the_reference_run(module, args):
+    """Raises where the check's reference runs (its thread), at the second batch size only."""
+    import threading
+
+    if threading.current_thread().name.startswith("reference") and args[0].shape[0] == 3:
+        raise ValueError("no batch of 3 here")
+
+
+def _fails_at_batch_3():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    model[1].register_forward_pre_hook(_fails_in_the_reference_run)
+    return model
+
+
+def test_a_failing_reference_run_is_named_and_leaves_no_thread(tmp_path):
+    import threading
+
+    from transpiler.errors import TranspileError
+
+    out = tmp_path / "o"
+    with pytest.raises(TranspileError, match="numeric check .random inputs of batch 3.*no batch"):
+        transpile(_fails_at_batch_3(), torch.randn(1, 4), out_dir=out, tracer="fx")
+    assert not out.exists() or not any(out.iterdir())
+    assert not [t for t in threading.enumerate() if t.name.startswith("reference")]

@@ -281,12 +281,18 @@ def _write_and_verify(
 ) -> TranspileResult:
     """Write into a staging folder, check, then move the files into ``out_dir``: nothing
     half-written is left there when anything fails."""
-    from .verify import check_numerics, check_structure
+    from .verify import check_numerics, check_structure, reference_for
 
     final = _out_dir(out_dir, writer)
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
     model_name = graph.meta.get("model_class", "Model")
+    inputs = [loaded.inputs_a, loaded.inputs_b]
+    # the check's reference (PyTorch in float32 and float64) runs in a background thread while
+    # the model is written and built: its kernels and the Keras build overlap on two cores
+    reference = reference_for(loaded.check_against, report, loaded.imported) if verify else None
+    if reference is not None:
+        reference.prefetch(inputs)
     clock = time.perf_counter()
     try:
         artifact = writer.write(graph, staging, model_name=model_name, layouts=layouts)
@@ -294,7 +300,6 @@ def _write_and_verify(
         report.batchnorm_layers = artifact.batchnorm_layers
         report.transpose_count = artifact.transpose_count
         report.timings["emit"] = time.perf_counter() - clock
-        inputs = [loaded.inputs_a, loaded.inputs_b]
         # the batch axis, also with verify=False
         check_structure(artifact, graph, loaded.imported, inputs, layouts, not verify)
         if verify:
@@ -303,7 +308,7 @@ def _write_and_verify(
                 artifact,
                 graph,
                 loaded.imported,
-                loaded.check_against,  # the PyTorch model, or the ONNX frontend's runtime
+                reference,  # the PyTorch model's, or the ONNX frontend's runtime
                 inputs,
                 layouts,
                 tolerance,
@@ -324,6 +329,8 @@ def _write_and_verify(
             final.rmdir()
         raise
     finally:
+        if reference is not None:
+            reference.release()  # no run left behind, the float64 copy dropped
         shutil.rmtree(staging, ignore_errors=True)
     report.files = [f.name for f in files]
 

@@ -26,6 +26,7 @@ order, with the same bound, and the first PyTorch module whose output diverges i
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 from typing import Any
@@ -40,6 +41,7 @@ from .report import TORCH_ERROR_FACTOR, Check, Divergence, Report
 
 __all__ = [
     "Reference",
+    "reference_for",
     "check_numerics",
     "check_structure",
     "to_layout",
@@ -108,6 +110,22 @@ def _float64(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     return [x.double() if x.is_floating_point() else x for x in inputs]
 
 
+def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy of ``module`` (``copy.deepcopy(module).double()``) that never holds a
+    second float32 copy of the weights: each float parameter and buffer is copied straight to
+    float64 (ties kept), then ``double()`` runs for modules that re-derive state in ``_apply``
+    (RNNs' flat weights); ``module`` is untouched."""
+    memo: dict[int, Any] = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) in memo or not t.is_floating_point():
+            continue
+        t64 = t.detach().double()
+        if isinstance(t, torch.nn.Parameter):
+            t64 = torch.nn.Parameter(t64, requires_grad=t.requires_grad)
+        memo[id(t)] = t64
+    return copy.deepcopy(module, memo).double()
+
+
 def _run_torch(module: torch.nn.Module, inputs: list[torch.Tensor], what: str) -> list[Any]:
     try:
         with torch.no_grad():
@@ -146,6 +164,22 @@ class Reference:
         """(path, type) naming where IR ``node``'s output comes from; None: not comparable."""
         raise NotImplementedError
 
+    def prefetch(self, input_sets: list[list[torch.Tensor]]) -> None:
+        """Start computing the outputs on ``input_sets`` early (optional; none here)."""
+
+    def release(self) -> None:
+        """Drop what the checks no longer need (optional)."""
+
+
+def reference_for(work: torch.nn.Module | Reference, report: Report, imported: Any) -> Reference:
+    """The check's reference: a frontend's own ``Reference``, or the PyTorch model's."""
+    return work if isinstance(work, Reference) else _Reference(work, report, imported)
+
+
+def describe_set(k: int, inputs: list[torch.Tensor]) -> str:
+    """How the messages name the ``k``-th check input set."""
+    return "the example inputs" if k == 0 else f"random inputs of batch {inputs[0].shape[0]}"
+
 
 class _Reference(Reference):
     """PyTorch's outputs on one input set: float32, and float64 where the model runs in it."""
@@ -158,11 +192,40 @@ class _Reference(Reference):
         self.report = report
         self.imported = imported
         self.work64: torch.nn.Module | None = None
-        self.noted = False
-        try:
-            self.work64 = copy.deepcopy(work).double()
-        except Exception as exc:  # noqa: BLE001 - fall back to float32, and say so
-            self._give_up(exc)
+        self.noted = False  # the float64 run failed once: float32 from then on
+        self._prefetched: dict[int, concurrent.futures.Future] = {}
+
+    def _model64(self) -> torch.nn.Module | None:
+        """The float64 copy of the model, made on first use (None: it cannot be made)."""
+        if self.work64 is None and not self.noted:
+            try:
+                self.work64 = float64_copy(self.work)
+            except Exception as exc:  # noqa: BLE001 - fall back to float32, and say so
+                self._give_up(exc)
+        return self.work64
+
+    def prefetch(self, input_sets: list[list[torch.Tensor]]) -> None:
+        """Start computing the outputs on ``input_sets`` in a background thread, while the
+        caller does other work (the Keras model's build): PyTorch's kernels run without the
+        GIL. ``outputs`` on the same input lists then waits for them. The float64 copy is
+        dropped when they are done."""
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference")
+        for k, inputs in enumerate(input_sets):
+            self._prefetched[id(inputs)] = pool.submit(
+                self._outputs, inputs, describe_set(k, inputs)
+            )
+        pool.submit(self._drop64)  # the float64 weights go as soon as the runs are done
+        pool.shutdown(wait=False)
+
+    def release(self) -> None:
+        """Wait for any prefetched run, then drop the float64 copy."""
+        for future in self._prefetched.values():
+            future.exception()
+        self._prefetched.clear()
+        self._drop64()
+
+    def _drop64(self) -> None:
+        self.work64 = None  # made again if a later check needs it (vacuous retries)
 
     def _give_up(self, exc: BaseException) -> None:
         if not self.noted:
@@ -175,12 +238,19 @@ class _Reference(Reference):
         self.work64 = None
 
     def outputs(self, inputs: list[torch.Tensor], what: str) -> tuple[list[Any], list[Any] | None]:
+        future = self._prefetched.pop(id(inputs), None)
+        if future is not None:
+            return future.result()  # re-raises the run's TranspileError, if any
+        return self._outputs(inputs, what)
+
+    def _outputs(self, inputs: list[torch.Tensor], what: str) -> tuple[list[Any], list[Any] | None]:
         refs32 = [_numpy(t) for t in _run_torch(self.work, inputs, what)]
-        if self.work64 is None:
+        work64 = self._model64()
+        if work64 is None:
             return refs32, None
         try:
             with torch.no_grad(), fast_depthwise():
-                outs = list(flatten(self.work64(*_float64(inputs))))
+                outs = list(flatten(work64(*_float64(inputs))))
             refs64 = [t.detach().numpy() if isinstance(t, torch.Tensor) else t for t in outs]
             if len(refs64) != len(refs32) or any(
                 np.shape(a) != np.shape(b) for a, b in zip(refs32, refs64, strict=True)
@@ -195,7 +265,7 @@ class _Reference(Reference):
         imported = self.imported
         by_name = imported.run_values(inputs)
         try:
-            root64 = copy.deepcopy(imported.root).double()
+            root64 = float64_copy(imported.root)
             with fast_depthwise():
                 by_name64 = dataclasses.replace(imported, root=root64).run_values(
                     _float64(list(inputs))
@@ -224,9 +294,9 @@ def check_numerics(
     the ONNX frontend's onnxruntime) and the converted model (``written.run``); record checks;
     retry vacuous checks at larger input scales; raise TranspileError on mismatch, naming the
     first diverging module or node (``written.probe``)."""
-    reference = work if isinstance(work, Reference) else _Reference(work, report, imported)
+    reference = reference_for(work, report, imported)
     for k, inputs in enumerate(input_sets):
-        what = "the example inputs" if k == 0 else f"random inputs of batch {inputs[0].shape[0]}"
+        what = describe_set(k, inputs)
         _check_set(written, graph, imported, reference, inputs, layouts, tolerance, report, what)
     for scale in VACUOUS_SCALES:
         if not report.vacuous_outputs:
