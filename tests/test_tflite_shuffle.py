@@ -1,7 +1,8 @@
-"""The channel shuffle in TFLite files: PyTorch's form (to channels-first, swap the channel
-blocks, back) instead of one transpose of tiny (g, k) matrices, which XNNPACK runs slower
-(transpiler/tflite_graph.py: channel_shuffle_round_trips); exact, dynamic batch kept; checked
-against PyTorch at two batch sizes (float32 and int8)."""
+"""The channel shuffle in TFLite files: channels-first work (PyTorch's form: to channels-first,
+swap the channel blocks, back; after a cat, one interleaving concat) instead of one transpose
+of tiny (g, k) matrices, which XNNPACK runs slower (transpiler/tflite_graph.py:
+channel_shuffle_round_trips); exact, dynamic batch kept; checked against PyTorch at two batch
+sizes (float32 and int8)."""
 
 from __future__ import annotations
 
@@ -42,32 +43,39 @@ class ShuffleBlocks(nn.Module):
         return channel_shuffle(self.head(x), 4)
 
 
-def _transposes(blob: bytes) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """(input shape, output shape) of every TRANSPOSE, at batch 1."""
+def _ops(blob: bytes, kind: str) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(first input's shape, output shape) of every ``kind`` op, at batch 1."""
     interp = _interpreter(blob)
     interp.allocate_tensors()
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
     return [
         (shapes[op["inputs"][0]], shapes[op["outputs"][0]])
         for op in interp._get_ops_details()  # noqa: SLF001
-        if op["op_name"] == "TRANSPOSE"
+        if op["op_name"] == kind
     ]
 
 
+INTERLEAVE = ((1, 12, 1, 30), (1, 12, 2, 30))  # a shuffle by 2 of 24 channels over 6 x 5
+
+
 @pytest.mark.parametrize("backend", ["keras", "tf"])
-def test_channel_shuffle_is_a_channels_first_round_trip(backend, tmp_path):
+def test_channel_shuffle_is_channels_first_work(backend, tmp_path):
     torch.manual_seed(0)
     model = ShuffleBlocks().eval()
     result = transpile(
         model, torch.randn(1, 3, 6, 5), backend=backend, io_layout="nhwc", out_dir=tmp_path / "o"
     )
     blob = result.to_tflite(tmp_path / "m.tflite").read_bytes()
-    transposes = _transposes(blob)
-    # each shuffle by 2: (1, 6, 5, 24) -> (1, 24, 6, 5), the (2, 12) block swap, back
-    assert transposes.count(((1, 2, 12, 6, 5), (1, 12, 2, 6, 5))) == 2, transposes
-    assert transposes.count(((1, 6, 5, 24), (1, 24, 6, 5))) >= 2, transposes
-    # (the converter may merge the shuffle by 4's first two transposes into one 5-d transpose)
-    assert all(out[-1] in (5, 24) for _, out in transposes), transposes  # no (..., k, g) output
+    transposes = _ops(blob, "TRANSPOSE")
+    # each cat + shuffle by 2: one interleaving concat of (N, 12, 1, HW) rows
+    assert _ops(blob, "CONCATENATION").count(INTERLEAVE) == 2
+    # pieces to channels-first: both of the first block, only the branch's of the second (its
+    # identity half is sliced channels-first); the second's branch input transposed back
+    assert transposes.count(((1, 6, 5, 12), (1, 12, 6, 5))) == 3, transposes
+    assert transposes.count(((1, 12, 6, 5), (1, 6, 5, 12))) == 1, transposes
+    # the shuffle by 4 (of a conv's output, no concat): to channels-first, the (4, 6) block
+    # swap (the converter may merge these two into one 5-d transpose), back
+    assert all(out[-1] in (5, 12, 24) for _, out in transposes), transposes  # no (.., k, g)
     for batch in (1, 3):
         x = torch.randn(batch, 3, 6, 5)
         with torch.no_grad():
@@ -76,8 +84,8 @@ def test_channel_shuffle_is_a_channels_first_round_trip(backend, tmp_path):
         np.testing.assert_allclose(y, ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
 
 
-def test_int8_export_keeps_the_round_trip(tmp_path, monkeypatch):
-    """The int8 file has the round trip too, and computes exactly what it computes without it
+def test_int8_export_keeps_the_rewrite(tmp_path, monkeypatch):
+    """The int8 file has the rewrite too, and computes exactly what it computes without it
     (same ranges, same scales: a transpose moves int8 values unchanged)."""
     import transpiler.tflite_graph as tflite_graph
 
@@ -93,8 +101,7 @@ def test_int8_export_keeps_the_round_trip(tmp_path, monkeypatch):
         path = tmp_path / f"q{rewrite}.tflite"
         result.to_tflite(path, variant="int8", calibration=data, sqnr_goal_db=0)
         blob = path.read_bytes()
-        swaps = [t for t in _transposes(blob) if t == ((1, 2, 12, 6, 5), (1, 12, 2, 6, 5))]
-        assert len(swaps) == (2 if rewrite else 0)
+        assert _ops(blob, "CONCATENATION").count(INTERLEAVE) == (2 if rewrite else 0)
         outs.append(run_tflite(blob, [x])[0])
     np.testing.assert_array_equal(outs[0], outs[1])
     with torch.no_grad():
