@@ -10,12 +10,20 @@ partitions / nodes left outside (benchmarks/_tflite_stats.py).
   ``x[..., :58]`` (STRIDED_SLICE, what Keras indexing gives), ``tf.slice`` with a literal ``-1``
   batch (SLICE), ``tf.split`` (one SPLIT), and ``tf.slice`` at a static batch 1 (LiteRT-Torch's
   SLICE, for reference: its file has no dynamic batch).
+- ``shuffle``: ShuffleNet V2's block (split, a 1x1 conv on one half, cat, channel shuffle by 2),
+  16 times over a 28x28x116 map: our former single 5-d transpose, LiteRT-Torch's NCHW round trip
+  (3 transposes), one transpose with the pair axis first, a channels-last interleaving concat,
+  and what the export now emits (transpiler/tflite_graph.py: the shuffled tensor kept
+  channels-first between blocks, each cat + shuffle one interleaving concat of rows).
+- ``maxpool_pad``: the stem max pool's padding (3x3, stride 2, padding 1 over 112x112x24):
+  edge replication (ours), a zero PAD (exact after a ReLU), PADV2 with -inf (LiteRT-Torch's).
 - ``layernorm``: three ConvNeXt blocks at 56x56x96 (depthwise 7x7, LayerNorm, Linear, GELU,
   Linear, layer scale, residual): Keras' ``ops.layer_normalization`` (what the generated code
   calls) against ``(x - mean) * rsqrt(var + eps) * gamma + beta``, each with our Linear (a 2-d
   matmul between reshapes) or a matmul on the 4-d tensor.
 
-    python benchmarks/tflite_lowering_forms.py [--case split|layernorm|all] [--rounds 16]
+    python benchmarks/tflite_lowering_forms.py [--case split|layernorm|shuffle|maxpool_pad|all]
+        [--rounds 16]
 """
 
 from __future__ import annotations
@@ -68,31 +76,28 @@ def split_forms() -> tuple[dict, tuple]:
 
 
 def shuffle_forms() -> tuple[dict, tuple]:
-    """ShuffleNet's block tail: ``cat([a, f(b)])`` then the channel shuffle (groups 2), 16 times
-    over a 28x28x116 map (f: a cheap elementwise op standing in for the branch)."""
+    """ShuffleNet V2's block 16 times over a 28x28x116 map: split the channels in halves, a
+    branch on the second (a 1x1 conv: an elementwise op would commute with the transposes and
+    be optimized away), ``cat``, channel shuffle by 2, in four forms."""
     import tensorflow as tf
 
     h, c = 28, 116
-    half = c // 2
-    w = tf.constant(
-        np.random.default_rng(0).standard_normal((1, 1, half, half)).astype(np.float32) * 0.1
-    )
+    half, hw = c // 2, 28 * 28
+    w = np.random.default_rng(0).standard_normal((1, 1, half, half)).astype(np.float32) * 0.1
+    w = tf.constant(w)
 
-    def branch(
-        b,
-    ):  # a 1x1 conv standing in for the branch (elementwise ops commute with transposes)
+    def branch(b):
         return tf.nn.conv2d(b, w, 1, "VALID")
 
     def chain(tail):
         def f(x):
             for _ in range(16):
-                a, b = x[..., :half], x[..., half:]
-                x = tail(a, branch(b))
+                x = tail(x[..., :half], branch(x[..., half:]))
             return x
 
         return f
 
-    def transpose_5d(a, b):  # ours: one 5-d TRANSPOSE of (N, H, W, 2, C/2)
+    def transpose_5d(a, b):  # ours before: one 5-d TRANSPOSE of (N, H, W, 2, C/2)
         y = tf.reshape(tf.concat([a, b], -1), (-1, h, h, 2, half))
         return tf.reshape(tf.transpose(y, (0, 1, 2, 4, 3)), (-1, h, h, c))
 
@@ -101,58 +106,32 @@ def shuffle_forms() -> tuple[dict, tuple]:
         y = tf.transpose(tf.reshape(y, (-1, 2, half, h, h)), (0, 2, 1, 3, 4))
         return tf.transpose(tf.reshape(y, (-1, c, h, h)), (0, 2, 3, 1))
 
-    def interleave_concat(a, b):  # cat + shuffle as one concat of (N, H, W, C/2, 1) pieces
-        y = tf.concat([tf.expand_dims(a, -1), tf.expand_dims(b, -1)], -1)
-        return tf.reshape(y, (-1, h, h, c))
+    def pair_axis_first(a, b):  # one transpose of (N, 2, HW, C/2) to (N, HW, C/2, 2)
+        pair = [tf.reshape(a, (-1, 1, hw, half)), tf.reshape(b, (-1, 1, hw, half))]
+        return tf.reshape(tf.transpose(tf.concat(pair, 1), (0, 2, 3, 1)), (-1, h, h, c))
 
-    def interleave_stack(a, b):  # the same as one PACK
-        return tf.reshape(tf.stack([a, b], -1), (-1, h, h, c))
-
-    def interleave_reshape_concat(a, b):  # reshape (not EXPAND_DIMS) to (N, H, W, C/2, 1)
-        y = tf.concat([tf.reshape(a, (-1, h, h, half, 1)), tf.reshape(b, (-1, h, h, half, 1))], -1)
-        return tf.reshape(y, (-1, h, h, c))
-
-    def pair_axis_first(a, b):  # (N, 2, HW, C/2) -> (N, HW, C/2, 2)
-        y = tf.concat([tf.reshape(a, (-1, 1, h * h, half)), tf.reshape(b, (-1, 1, h * h, half))], 1)
-        return tf.reshape(tf.transpose(y, (0, 2, 3, 1)), (-1, h, h, c))
-
-    def two_transposes(a, b):  # (N, HW, C) -> (N, C, HW) -> 3-d pair swap -> back
-        y = tf.transpose(tf.reshape(tf.concat([a, b], -1), (-1, h * h, c)), (0, 2, 1))
-        y = tf.transpose(tf.reshape(y, (-1, 2, half, h * h)), (0, 2, 1, 3))
-        return tf.reshape(tf.transpose(tf.reshape(y, (-1, c, h * h)), (0, 2, 1)), (-1, h, h, c))
-
-    def two_step(a, b):  # (N, P, g, k) -> (N, g, k, P) -> (N, P, k, g)
-        y = tf.reshape(tf.concat([a, b], -1), (-1, h * h, 2, half))
-        y = tf.transpose(tf.transpose(y, (0, 2, 3, 1)), (0, 3, 2, 1))
-        return tf.reshape(y, (-1, h, h, c))
-
-    def round_trip_4d(a, b):  # nchw_round_trip on (N, P, g, k)
-        y = tf.reshape(tf.concat([a, b], -1), (-1, h * h, 2, half))
-        y = tf.transpose(tf.transpose(tf.transpose(y, (0, 2, 3, 1)), (0, 2, 1, 3)), (0, 3, 1, 2))
-        return tf.reshape(y, (-1, h, h, c))
+    def interleave_channels_last(a, b):  # one concat of (N, H, W, C/2, 1) pieces
+        pair = [tf.reshape(a, (-1, h, h, half, 1)), tf.reshape(b, (-1, h, h, half, 1))]
+        return tf.reshape(tf.concat(pair, -1), (-1, h, h, c))
 
     forms = {
         "transpose_5d": transpose_5d,
-        "interleave_reshape_concat": interleave_reshape_concat,
-        "pair_axis_first": pair_axis_first,
-        "two_transposes": two_transposes,
         "nchw_round_trip": nchw_round_trip,
+        "pair_axis_first": pair_axis_first,
+        "interleave_channels_last": interleave_channels_last,
     }
     blobs = {k: _convert(chain(f), [None, h, h, c]) for k, f in forms.items()}
 
-    def nchw_identity(x):  # the identity halves stay (N, C, HW) through the chain
-        s = tf.transpose(tf.reshape(x, (-1, h * h, c)), (0, 2, 1))
+    def channels_first(x):  # ours now: the shuffled tensor stays (N, C, HW) between blocks
+        s = tf.transpose(tf.reshape(x, (-1, hw, c)), (0, 2, 1))
         for _ in range(16):
-            a, b = s[:, :half], s[:, half:]
-            fb = tf.reshape(
-                branch(tf.reshape(tf.transpose(b, (0, 2, 1)), (-1, h, h, half))), (-1, h * h, half)
-            )
-            fb = tf.transpose(fb, (0, 2, 1))
-            pair = [tf.reshape(a, (-1, half, 1, h * h)), tf.reshape(fb, (-1, half, 1, h * h))]
-            s = tf.reshape(tf.concat(pair, 2), (-1, c, h * h))
+            b = tf.reshape(tf.transpose(s[:, half:], (0, 2, 1)), (-1, h, h, half))
+            fb = tf.transpose(tf.reshape(branch(b), (-1, hw, half)), (0, 2, 1))
+            rows = [tf.reshape(s[:, :half], (-1, half, 1, hw)), tf.reshape(fb, (-1, half, 1, hw))]
+            s = tf.reshape(tf.concat(rows, 2), (-1, c, hw))
         return tf.reshape(tf.transpose(s, (0, 2, 1)), (-1, h, h, c))
 
-    blobs["nchw_identity"] = _convert(nchw_identity, [None, h, h, c])
+    blobs["channels_first_interleave"] = _convert(channels_first, [None, h, h, c])
     return blobs, (1, h, h, c)
 
 
