@@ -34,12 +34,14 @@ to end 42.85 -> 43.86 dB against PyTorch (BENCHMARKS.md, INT8).
 ``(N, S..., g, k)`` tensor when ``g`` (the new innermost size) is small: a channel shuffle
 (ShuffleNet's ``view(N, g, C/g, H, W).transpose(1, 2)``, which in NHWC is exactly this
 transpose). XNNPACK runs that one transpose as ``N·prod(S)`` tiny ``g x k`` transposes, each
-output row ``g`` values long; measured slower than PyTorch's own form in NCHW, which is what
-LiteRT-Torch emits: to channels-first (one large 2-d transpose), the swap of the two channel
-blocks (rows of ``prod(S)`` contiguous values), back to channels-last (BENCHMARKS.md, "the
-channel shuffle"). The rewrite builds that chain, the three Transposes separated by Reshapes
-(the TFLite converter would fuse adjacent Transposes back into one). Exact (a permutation of
-the same values), batch kept dynamic (``-1`` in every shape).
+output row ``g`` values long, measured slower than channels-first work (BENCHMARKS.md,
+"shufflenet_v2_x1_0: what cost the 5%"): after a ``cat`` of ``g`` pieces, one concat that
+interleaves the pieces' channels-first rows (``prod(S)`` contiguous values each), the next
+block's channel split taken from that channels-first result; otherwise PyTorch's own form,
+which LiteRT-Torch emits: to channels-first (one large 2-d transpose), the swap of the channel
+blocks, back (three Transposes separated by Reshapes: the TFLite converter would fuse adjacent
+Transposes back into one). Exact (a permutation of the same values), batch kept dynamic
+(``-1`` in every shape).
 """
 
 from __future__ import annotations
