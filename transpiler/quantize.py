@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TranspileError
+from .tflite_outputs import OutputConcat
 
 __all__ = [
     "LayerError",
@@ -347,6 +348,58 @@ def quantize_calibrated(calibrated: bytes, io_dtype: str, denylisted: Sequence[s
         output_data_type=_tf_dtype(io_dtype),
         denylisted_nodes=list(denylisted) or None,
     )
+
+
+def integer_model(
+    calibrated: bytes, io_dtype: str, denylisted: Sequence[str]
+) -> tuple[bytes, list[OutputConcat]]:
+    """The int8 flatbuffer (``quantize_calibrated``) with its output assembly
+    (``output_assembly``)."""
+    return output_assembly(quantize_calibrated(calibrated, io_dtype, denylisted), io_dtype)
+
+
+def output_assembly(blob: bytes, io_dtype: str) -> tuple[bytes, list[OutputConcat]]:
+    """Float outputs: every output concat of parts with very different ranges assembled in
+    float, each part dequantized with its own scale (transpiler/tflite_outputs.py); integer
+    outputs: those concats found, left as they are (one tensor has one scale)."""
+    from .tflite_outputs import float_output_concats, output_concats
+
+    if io_dtype == "float32":
+        return float_output_concats(blob)
+    return blob, output_concats(blob)
+
+
+def concat_notes(
+    concats: Sequence[OutputConcat], io_dtype: str, variant: str, names: NameMap
+) -> list[str]:
+    """The report's notes on output concats of parts with very different ranges."""
+    from .tflite_targets import module_namer
+
+    module_of = module_namer(names)
+    bits = "int16" if variant == "int16x8" else "int8"
+    notes = []
+    for c in concats:
+        where = (
+            f"output {c.output}: the concatenation in {module_of(c.tensor)} joins parts whose "
+            f"ranges differ by {c.ratio:.0f}x"
+        )
+        if c.rewritten:
+            notes.append(
+                f"{where} (on the concat's one {bits} scale the smaller part would get a step "
+                f"of {c.step:.3g} instead of its own {c.own_step:.3g}): its {c.parts} parts are "
+                "dequantized each with its own scale and concatenated in float32 (the output "
+                "assembly only; every compute op stays integer)"
+            )
+        else:
+            notes.append(
+                f"{where}: in the one {io_dtype if bits == 'int8' else 'int16'} output tensor "
+                f"the smaller part is quantized with a step of {c.step:.3g} (its own step: "
+                f"{c.own_step:.3g}), which crushes it. Use io_dtype='float32' (each part is "
+                "then dequantized with its own scale and concatenated in float) or bring the "
+                "parts to similar ranges in the model (e.g. boxes divided by the image size, as "
+                "Ultralytics' TFLite export does)"
+            )
+    return notes
 
 
 @_conversion
@@ -777,7 +830,7 @@ def quantize(
             )
         if io_dtype == "uint8":
             raise TranspileError("int16x8 takes io_dtype 'float32' or 'int8' (meaning int16).")
-        blob = convert_int16x8(frozen, batches, io_dtype)
+        blob, concats = output_assembly(convert_int16x8(frozen, batches, io_dtype), io_dtype)
         reference = float_reference(frozen)
         selected: list[str] = []
     else:
@@ -787,7 +840,7 @@ def quantize(
         calibrated = calibrate(frozen, batches, reference)
         layers = names.select(keep_float) if keep_float else set()
         selected = denylist(calibrated, layers, names) if layers else []
-        blob = quantize_calibrated(calibrated, io_dtype, selected)
+        blob, concats = integer_model(calibrated, io_dtype, selected)
     sqnr, max_err = end_to_end(reference, blob, sample)
     rep = QuantizationReport(
         variant=variant,
@@ -797,6 +850,7 @@ def quantize(
         keep_float=list(keep_float or ()),
         goal_db=goal_db,
     )
+    rep.notes += concat_notes(concats, io_dtype, variant, names)
     rep.layers = layer_errors(reference, blob, sample, names)
     rep.culprits = [e for e in rep.layers if e.range_note][:5]
     if sqnr < goal_db and variant == "int8":
@@ -827,7 +881,7 @@ def _suggest(
         if key not in cache:
             deny = denylist(calibrated, names.select(trial), names)
             cache[key] = end_to_end(
-                calibrated, quantize_calibrated(calibrated, io_dtype, deny), sample
+                calibrated, integer_model(calibrated, io_dtype, deny)[0], sample
             )[0]
         return cache[key]
 
