@@ -25,6 +25,13 @@ I/O; ours float I/O: inputs are quantized / outputs dequantized with the files' 
         --held-out 4 [--litert-python /tmp/litert-venv/bin/python] [--work /tmp/int8_vs_litert]
     python benchmarks/tflite_int8_vs_litert.py --litert-only   # LiteRT files alone, first
     python benchmarks/tflite_int8_vs_litert.py --reuse-litert  # then take them from --work
+    python benchmarks/tflite_int8_vs_litert.py --models yolo11n --live-scores \\
+        --work /tmp/int8_live --float-work /tmp/tflite_live   # scores spread over 0..1
+
+For YOLO11n the class scores (rows 4: of its output, 0..1, next to boxes in pixels) are also
+measured on their own ("scores SQNR dB"). With random weights they sit near 1e-4 and read 0 in
+any int8 export; ``--live-scores`` zeroes the class-logit biases so they spread over 0..1 as a
+trained detector's do (rows in ``tflite_int8_vs_litert_live_scores.json``).
 """
 
 from __future__ import annotations
@@ -86,6 +93,19 @@ def timed_call(path: Path, x: np.ndarray):
 SCORES = {"yolo11n": (0, np.s_[:, 4:])}
 
 
+def live_scores(model) -> None:
+    """A detector's class-logit biases set to 0: its scores spread over 0..1 as a trained
+    detector's do where it sees objects (random weights with ultralytics' bias init give scores
+    near 1e-4, under the int8 sigmoid's own step 1/256, so any int8 export reads 0 there)."""
+    heads = [m for m in model.modules() if hasattr(m, "cv3") and hasattr(m, "nc")]
+    if not heads:
+        raise SystemExit("--live-scores takes a detector (a module with cv3 and nc)")
+    with torch.no_grad():
+        for head in heads:
+            for branch in head.cv3:
+                branch[-1].bias.zero_()
+
+
 def sqnr_db(
     refs: list[list[np.ndarray]], outs: list[list[np.ndarray]], part: tuple | None = None
 ) -> float:
@@ -135,6 +155,8 @@ def bench(name: str, args) -> dict:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     model = prepared_model(name)
+    if args.live_scores:
+        live_scores(model)
     state = work / f"{name}.pt"
     torch.save(model.state_dict(), state)
     cal, held = data(spec.size, args.calibration, args.held_out)
@@ -227,8 +249,16 @@ def main() -> None:
     p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--per-round", type=int, default=3)
-    p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_int8_vs_litert.json"))
+    p.add_argument("--json", default=None, help="rows kept here (default: benchmarks/results)")
+    p.add_argument(
+        "--live-scores",
+        action="store_true",
+        help="detectors: class-logit biases 0 (see live_scores)",
+    )
     args = p.parse_args()
+    if args.json is None:
+        stem = "tflite_int8_vs_litert" + ("_live_scores" if args.live_scores else "")
+        args.json = str(ROOT / f"benchmarks/results/{stem}.json")
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = kept_rows(out)
