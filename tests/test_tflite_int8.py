@@ -476,7 +476,13 @@ def test_int8_output_concat_keeps_each_parts_precision(tmp_path, monkeypatch):
     }
     assert in_float == {"DEQUANTIZE", "RESHAPE", "CONCATENATION", "TRANSPOSE"}, in_float
     assert not _full_integer(blob)  # the float output assembly passes the tflm check
-    result.to_tflite(tmp_path / "mcu.tflite", "int8", calibration=cal, batch_size=1, target="tflm")
+    for target in ("tflm", "edgetpu"):
+        result.to_tflite(
+            tmp_path / "t.tflite", "int8", calibration=cal, batch_size=1, target=target
+        )
+    # int16x8 with float I/O too: the scores keep the int16 sigmoid's step
+    i16 = result.to_tflite(tmp_path / "i16.tflite", "int16x8", calibration=cal).read_bytes()
+    assert np.abs(parts(i16)[1]).max() < 0.5 / 256
 
     # the same export without the rewrite: the scores are crushed onto the boxes' step
     monkeypatch.setattr(tflite_outputs, "float_output_concats", lambda blob: (blob, []))

@@ -393,8 +393,8 @@ def concat_notes(
         else:
             notes.append(
                 f"{where}: in the one {io_dtype if bits == 'int8' else 'int16'} output tensor "
-                f"the smaller part is quantized with a step of {c.step:.3g} (its own step: "
-                f"{c.own_step:.3g}), which crushes it. Use io_dtype='float32' (each part is "
+                f"the smaller part is quantized with a step of {c.step:.3g}, {c.ratio:.0f}x its "
+                f"own step {c.own_step:.3g}. Use io_dtype='float32' (each part is "
                 "then dequantized with its own scale and concatenated in float) or bring the "
                 "parts to similar ranges in the model (e.g. boxes divided by the image size, as "
                 "Ultralytics' TFLite export does)"
