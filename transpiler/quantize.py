@@ -887,11 +887,15 @@ def _suggest(
 
     chosen: list[str] = list(rep.keep_float)
     best = rep.sqnr_db
+    # a layer no module produced (a functional op, e.g. torch.cat at the top level) cannot be
+    # named in keep_float: it is skipped (its consumers stay candidates through their rows)
+    selectable = lambda n: n in names.modules or n in names.layer_modules  # noqa: E731
     for e in [e for e in rep.layers if e.lost_db > 0][:MAX_SUGGESTED]:
         name = e.module or e.layer
-        if name in chosen:
+        if name in chosen or not selectable(name):
             continue
-        options = [[*chosen, name], list(dict.fromkeys([*chosen, name, *e.consumers]))]
+        with_consumers = [*chosen, name, *(c for c in e.consumers if selectable(c))]
+        options = [[*chosen, name], list(dict.fromkeys(with_consumers))]
         for trial in options:
             sqnr = measure(trial)
             if sqnr > best + 0.5:

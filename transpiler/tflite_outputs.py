@@ -106,8 +106,8 @@ def _plan(model: Any, graph: Any, position: int) -> _Plan | None:
     dequantize = None
     if k is not None and opname[graph.operators[k].opcodeIndex] == "DEQUANTIZE":
         dequantize, head = k, int(graph.operators[k].inputs[0])
-    if _scale(graph.tensors[head]) is None:
-        return None
+    if _scale(graph.tensors[head]) is None or (dequantize is not None and uses[head] != 1):
+        return None  # float, or read by more than the final DEQUANTIZE
     plan = _Plan(position, head, dequantize)
     fused = lambda op: getattr(op.builtinOptions, "fusedActivationFunction", 0)  # noqa: E731
 
