@@ -16,7 +16,9 @@ int8 concat would give if the concat had kept each part's scale.
 With integer outputs one tensor has one scale and nothing can be done inside the model:
 ``output_concats`` finds such outputs so the quantization report can say so.
 
-A concat is rewritten (or reported) when its parts' steps differ by ``RATIO`` or more.
+A concat is rewritten (or reported) when its parts' steps differ by ``RATIO`` or more. Only
+tensors no other op reads are moved to float: an output concat that an integer op also reads
+(``return y, y.mean(1)``) is left integer.
 """
 
 from __future__ import annotations
