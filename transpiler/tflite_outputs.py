@@ -16,13 +16,14 @@ int8 concat would give if the concat had kept each part's scale.
 With integer outputs one tensor has one scale and nothing can be done inside the model:
 ``output_concats`` finds such outputs so the quantization report can say so.
 
-A concat is rewritten (or reported) when its parts' steps differ by ``RATIO`` or more. Only
-tensors no other op reads are moved to float: an output concat that an integer op also reads
-(``return y, y.mean(1)``) is left integer.
+A concat is rewritten (or reported) when its parts' steps differ by ``RATIO`` or more. Where
+another op (or output) also reads a tensor of the assembly (``return y, y.mean(1)``), that
+tensor stays integer for it and the float assembly gets its own copy of the op.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class _Plan:
     requantize: list[int] = field(default_factory=list)  # int->int QUANTIZE ops bypassed
     parts: list[int] = field(default_factory=list)  # tensors the assembly starts from
     concats: list[int] = field(default_factory=list)  # the CONCATENATION ops among moves
+    readers: dict[int, list[int]] = field(default_factory=dict)  # tensor -> reading op indices
 
 
 def _schema() -> Any:
@@ -95,49 +97,53 @@ def _scale(tensor: Any) -> float | None:
 
 
 def _plan(model: Any, graph: Any, position: int) -> _Plan | None:
-    """The assembly of output ``position``, if it contains a concat of integer tensors."""
+    """The assembly of output ``position``, if it contains a concat of integer tensors: the
+    moves, concats and requantizations between the output and the tensors they start from,
+    whoever else reads their tensors (``_assemble_in_float`` keeps what other readers need)."""
     opname = _op_names(model)
     producer = {int(t): k for k, op in enumerate(graph.operators) for t in op.outputs}
-    uses: dict[int, int] = {}
-    for op in graph.operators:
+    readers: dict[int, list[int]] = {}
+    for k, op in enumerate(graph.operators):
         for t in op.inputs:
-            uses[int(t)] = uses.get(int(t), 0) + 1
-    outputs = {int(t) for t in graph.outputs}
+            readers.setdefault(int(t), []).append(k)
     head = int(graph.outputs[position])
     k = producer.get(head)
     dequantize = None
     if k is not None and opname[graph.operators[k].opcodeIndex] == "DEQUANTIZE":
         dequantize, head = k, int(graph.operators[k].inputs[0])
-    if _scale(graph.tensors[head]) is None or (dequantize is not None and uses[head] != 1):
-        return None  # float, or read by more than the final DEQUANTIZE
-    plan = _Plan(position, head, dequantize)
+    if _scale(graph.tensors[head]) is None:
+        return None
+    plan = _Plan(position, head, dequantize, readers=readers)
     fused = lambda op: getattr(op.builtinOptions, "fusedActivationFunction", 0)  # noqa: E731
+    seen: set[int] = set()
 
-    def walk(t: int, top: bool) -> None:
+    def walk(t: int) -> None:
+        if t in seen:
+            return
+        seen.add(t)
         k = producer.get(t)
-        owned = top or (uses.get(t, 0) == 1 and t not in outputs)
-        op = graph.operators[k] if k is not None and owned else None
+        op = graph.operators[k] if k is not None else None
         name = opname[op.opcodeIndex] if op is not None else ""
         src = int(op.inputs[0]) if op is not None and len(op.inputs) else -1
         if name in MOVES and len(op.outputs) == 1 and _scale(graph.tensors[src]) is not None:
             plan.moves.append(k)
-            walk(src, False)
+            walk(src)
         elif name == "CONCATENATION" and not fused(op):
             ins = [int(i) for i in op.inputs]
             if all(_scale(graph.tensors[i]) is not None for i in ins):
                 plan.moves.append(k)
                 plan.concats.append(k)
                 for i in ins:
-                    walk(i, False)
+                    walk(i)
             else:
                 plan.parts.append(t)
         elif name == "QUANTIZE" and _scale(graph.tensors[src]) is not None:
             plan.requantize.append(k)  # int -> int: only moved its input onto another scale
-            walk(src, False)
+            walk(src)
         else:
             plan.parts.append(t)
 
-    walk(head, True)
+    walk(head)
     return plan if plan.concats else None
 
 
@@ -199,53 +205,66 @@ def float_output_concats(blob: bytes) -> tuple[bytes, list[OutputConcat]]:
 
 
 def _assemble_in_float(model: Any, graph: Any, plan: _Plan) -> None:
-    """Rewrite one output's assembly in place (see the module docstring)."""
+    """Rewrite one output's assembly in place (see the module docstring). An op of the
+    assembly whose output nothing else reads (the final DEQUANTIZE aside) is moved to float
+    (a requantization dropped); one whose output other ops or outputs read stays as it is for
+    them, and a float copy of it joins the assembly."""
     schema = _schema()
     final = graph.operators[plan.dequantize]
     output = int(final.outputs[0])
-    floats: dict[int, int] = {}  # part tensor -> its new float tensor
-    dequantize_ops = []
-    for part in dict.fromkeys(plan.parts):
-        src = graph.tensors[part]
+    outputs = {int(t) for t in graph.outputs}
+    region = sorted({*plan.moves, *plan.requantize})
+    dead: set[int] = {plan.dequantize}
+    for k in reversed(region):  # readers come after their producers
+        outs = [int(t) for t in graph.operators[k].outputs]
+        if all(t not in outputs and set(plan.readers.get(t, [])) <= dead for t in outs):
+            dead.add(k)
+
+    def new_tensor(like: Any, name: str) -> int:
         tensor = schema.TensorT()
-        tensor.shape = None if src.shape is None else np.array(src.shape, np.int32)
-        if src.shapeSignature is not None:
-            tensor.shapeSignature = np.array(src.shapeSignature, np.int32)
+        tensor.shape = None if like.shape is None else np.array(like.shape, np.int32)
+        if like.shapeSignature is not None:
+            tensor.shapeSignature = np.array(like.shapeSignature, np.int32)
         tensor.type = schema.TensorType.FLOAT32
-        tensor.name = f"{_name(src)}/dequantized"
+        tensor.name = name
         model.buffers.append(schema.BufferT())
         tensor.buffer = len(model.buffers) - 1
         graph.tensors.append(tensor)
-        floats[part] = len(graph.tensors) - 1
+        return len(graph.tensors) - 1
+
+    floats: dict[int, int] = {}  # integer tensor -> its float version
+    dequantize_ops = []
+    for part in dict.fromkeys(plan.parts):
+        floats[part] = new_tensor(graph.tensors[part], f"{_name(graph.tensors[part])}/dequantized")
         op = schema.OperatorT()
         op.opcodeIndex = final.opcodeIndex
         op.inputs = np.array([part], np.int32)
         op.outputs = np.array([floats[part]], np.int32)
         dequantize_ops.append(op)
-    requantized = {int(graph.operators[k].outputs[0]): k for k in plan.requantize}
-
-    def as_float(t: int) -> int:
-        if t in floats:
-            return floats[t]
-        if t in requantized:
-            return as_float(int(graph.operators[requantized[t]].inputs[0]))
-        return t  # a move's output: retyped to float below
-
-    for k in plan.moves:
+    float_ops = []
+    for k in region:  # in order: every input's float version exists before its readers
         op = graph.operators[k]
+        src, out = int(op.inputs[0]), int(op.outputs[0])
+        if k in plan.requantize:
+            floats[out] = floats[src]
+            continue
+        if k not in dead:
+            op = copy.deepcopy(op)
         data = range(len(op.inputs)) if k in plan.concats else range(1)
         op.inputs = np.array(
-            [as_float(int(t)) if i in data else int(t) for i, t in enumerate(op.inputs)], np.int32
+            [floats[int(t)] if i in data else int(t) for i, t in enumerate(op.inputs)], np.int32
         )
-        out = int(op.outputs[0])
         if out == plan.head:
-            op.outputs = np.array([output], np.int32)  # writes the model output itself
-        else:
+            floats[out] = output  # the assembly writes the model output itself
+        elif k in dead:
             graph.tensors[out].type = schema.TensorType.FLOAT32
             graph.tensors[out].quantization = None
-    # the float assembly after every integer op (an integer op never reads it), in the order
-    # the ops had: a delegate or the Edge TPU compiler takes the integer graph in one piece
-    dropped = {plan.dequantize, *plan.requantize, *plan.moves}
-    kept = [op for k, op in enumerate(graph.operators) if k not in dropped]
-    moves = [graph.operators[k] for k in sorted(plan.moves)]
-    graph.operators = kept + dequantize_ops + moves
+            floats[out] = out
+        else:
+            floats[out] = new_tensor(graph.tensors[out], f"{_name(graph.tensors[out])}/float")
+        op.outputs = np.array([floats[out]], np.int32)
+        float_ops.append(op)
+    # the float assembly after every integer op (an integer op never reads it): a delegate or
+    # the Edge TPU compiler takes the integer graph in one piece
+    kept = [op for k, op in enumerate(graph.operators) if k not in dead]
+    graph.operators = kept + dequantize_ops + float_ops
