@@ -18,7 +18,9 @@ With integer outputs one tensor has one scale and nothing can be done inside the
 
 A concat is rewritten (or reported) when its parts' steps differ by ``RATIO`` or more. Where
 another op (or output) also reads a tensor of the assembly (``return y, y.mean(1)``), that
-tensor stays integer for it and the float assembly gets its own copy of the op.
+tensor stays integer for it and the float assembly gets its own copy of the op. A part whose
+producer has a free output scale (MUL, ADD, a conv) is given the concat's scale by the
+quantizer itself, with no QUANTIZE to bypass: it keeps that step (not handled here).
 """
 
 from __future__ import annotations
