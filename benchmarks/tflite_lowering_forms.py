@@ -10,12 +10,20 @@ partitions / nodes left outside (benchmarks/_tflite_stats.py).
   ``x[..., :58]`` (STRIDED_SLICE, what Keras indexing gives), ``tf.slice`` with a literal ``-1``
   batch (SLICE), ``tf.split`` (one SPLIT), and ``tf.slice`` at a static batch 1 (LiteRT-Torch's
   SLICE, for reference: its file has no dynamic batch).
+- ``shuffle``: ShuffleNet V2's block (split, a 1x1 conv on one half, cat, channel shuffle by 2),
+  16 times over a 28x28x116 map: our former single 5-d transpose, LiteRT-Torch's NCHW round trip
+  (3 transposes), one transpose with the pair axis first, a channels-last interleaving concat,
+  and what the export now emits (transpiler/tflite_graph.py: the shuffled tensor kept
+  channels-first between blocks, each cat + shuffle one interleaving concat of rows).
+- ``maxpool_pad``: the stem max pool's padding (3x3, stride 2, padding 1 over 112x112x24):
+  edge replication (ours), a zero PAD (exact after a ReLU), PADV2 with -inf (LiteRT-Torch's).
 - ``layernorm``: three ConvNeXt blocks at 56x56x96 (depthwise 7x7, LayerNorm, Linear, GELU,
   Linear, layer scale, residual): Keras' ``ops.layer_normalization`` (what the generated code
   calls) against ``(x - mean) * rsqrt(var + eps) * gamma + beta``, each with our Linear (a 2-d
   matmul between reshapes) or a matmul on the 4-d tensor.
 
-    python benchmarks/tflite_lowering_forms.py [--case split|layernorm|all] [--rounds 16]
+    python benchmarks/tflite_lowering_forms.py [--case split|layernorm|shuffle|maxpool_pad|all]
+        [--rounds 16]
 """
 
 from __future__ import annotations
@@ -64,6 +72,105 @@ def split_forms() -> tuple[dict, tuple]:
         "slice_static_batch1": (chain(sliced(1)), 1),
     }
     blobs = {k: _convert(f, [b, h, h, c]) for k, (f, b) in forms.items()}
+    return blobs, (1, h, h, c)
+
+
+def shuffle_forms() -> tuple[dict, tuple]:
+    """ShuffleNet V2's block 16 times over a 28x28x116 map: split the channels in halves, a
+    branch on the second (a 1x1 conv: an elementwise op would commute with the transposes and
+    be optimized away), ``cat``, channel shuffle by 2, in four forms."""
+    import tensorflow as tf
+
+    h, c = 28, 116
+    half, hw = c // 2, 28 * 28
+    w = np.random.default_rng(0).standard_normal((1, 1, half, half)).astype(np.float32) * 0.1
+    w = tf.constant(w)
+
+    def branch(b):
+        return tf.nn.conv2d(b, w, 1, "VALID")
+
+    def chain(tail):
+        def f(x):
+            for _ in range(16):
+                x = tail(x[..., :half], branch(x[..., half:]))
+            return x
+
+        return f
+
+    def transpose_5d(a, b):  # ours before: one 5-d TRANSPOSE of (N, H, W, 2, C/2)
+        y = tf.reshape(tf.concat([a, b], -1), (-1, h, h, 2, half))
+        return tf.reshape(tf.transpose(y, (0, 1, 2, 4, 3)), (-1, h, h, c))
+
+    def nchw_round_trip(a, b):  # LiteRT-Torch's: to NCHW, PyTorch's shuffle, back
+        y = tf.transpose(tf.concat([a, b], -1), (0, 3, 1, 2))
+        y = tf.transpose(tf.reshape(y, (-1, 2, half, h, h)), (0, 2, 1, 3, 4))
+        return tf.transpose(tf.reshape(y, (-1, c, h, h)), (0, 2, 3, 1))
+
+    def pair_axis_first(a, b):  # one transpose of (N, 2, HW, C/2) to (N, HW, C/2, 2)
+        pair = [tf.reshape(a, (-1, 1, hw, half)), tf.reshape(b, (-1, 1, hw, half))]
+        return tf.reshape(tf.transpose(tf.concat(pair, 1), (0, 2, 3, 1)), (-1, h, h, c))
+
+    def interleave_channels_last(a, b):  # one concat of (N, H, W, C/2, 1) pieces
+        pair = [tf.reshape(a, (-1, h, h, half, 1)), tf.reshape(b, (-1, h, h, half, 1))]
+        return tf.reshape(tf.concat(pair, -1), (-1, h, h, c))
+
+    forms = {
+        "transpose_5d": transpose_5d,
+        "nchw_round_trip": nchw_round_trip,
+        "pair_axis_first": pair_axis_first,
+        "interleave_channels_last": interleave_channels_last,
+    }
+    blobs = {k: _convert(chain(f), [None, h, h, c]) for k, f in forms.items()}
+
+    def channels_first(x):  # ours now: the shuffled tensor stays (N, C, HW) between blocks
+        s = tf.transpose(tf.reshape(x, (-1, hw, c)), (0, 2, 1))
+        for _ in range(16):
+            b = tf.reshape(tf.transpose(s[:, half:], (0, 2, 1)), (-1, h, h, half))
+            fb = tf.transpose(tf.reshape(branch(b), (-1, hw, half)), (0, 2, 1))
+            rows = [tf.reshape(s[:, :half], (-1, half, 1, hw)), tf.reshape(fb, (-1, half, 1, hw))]
+            s = tf.reshape(tf.concat(rows, 2), (-1, c, hw))
+        return tf.reshape(tf.transpose(s, (0, 2, 1)), (-1, h, h, c))
+
+    blobs["channels_first_interleave"] = _convert(channels_first, [None, h, h, c])
+    return blobs, (1, h, h, c)
+
+
+def maxpool_pad_forms() -> tuple[dict, tuple]:
+    """The stem max pool (3x3, stride 2, padding 1) over a ReLU's 112x112x24 output, 8 times
+    (on x + i, so that the copies are not shared): the padding as edge replication on both
+    sides (ours), on the leading side only (the trailing row/column is never read at this
+    size), a zero PAD (exact after a ReLU), and PADV2 with -inf (LiteRT-Torch's)."""
+    import tensorflow as tf
+
+    h, c = 112, 24
+
+    def replicate(x, before, after):
+        for axis in (1, 2):
+            parts = [x[:, :1] if axis == 1 else x[:, :, :1]] * before + [x]
+            parts += [x[:, -1:] if axis == 1 else x[:, :, -1:]] * after
+            x = tf.concat(parts, axis)
+        return x
+
+    def constant(value, before, after):
+        pads = [[0, 0], [before, after], [before, after], [0, 0]]
+        return lambda x, *_: tf.pad(x, pads, constant_values=value)
+
+    def chain(pad):
+        def f(x):
+            x = tf.nn.relu(x)
+            outs = [tf.nn.max_pool2d(pad(x + float(i)), 3, 2, "VALID") for i in range(8)]
+            return tf.add_n(outs)
+
+        return f
+
+    forms = {
+        "replicate_1_1": chain(lambda x: replicate(x, 1, 1)),
+        "replicate_1_0": chain(lambda x: replicate(x, 1, 0)),
+        "zero_pad_1_1": chain(constant(0.0, 1, 1)),
+        "zero_pad_1_0": chain(constant(0.0, 1, 0)),
+        "-inf_padv2_1_1": chain(constant(float("-inf"), 1, 1)),
+    }
+    blobs = {k: _convert(f, [None, h, h, c]) for k, f in forms.items()}
     return blobs, (1, h, h, c)
 
 
@@ -163,10 +270,17 @@ def measure(blobs: dict, shape: tuple, rounds: int, per_round: int = 3) -> list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", default="all", choices=["split", "layernorm", "all"])
+    p.add_argument(
+        "--case", default="all", choices=["split", "layernorm", "shuffle", "maxpool_pad", "all"]
+    )
     p.add_argument("--rounds", type=int, default=16)
     args = p.parse_args()
-    cases = {"split": split_forms, "layernorm": layernorm_forms}
+    cases = {
+        "split": split_forms,
+        "layernorm": layernorm_forms,
+        "shuffle": shuffle_forms,
+        "maxpool_pad": maxpool_pad_forms,
+    }
     for case, build in cases.items():
         if args.case not in (case, "all"):
             continue

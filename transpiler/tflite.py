@@ -111,13 +111,14 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
     import and a prune of the whole graph, seconds on a large model; a second time for a function
     already frozen): it gets the frozen GraphDef (``frozen_graph_def``) as is, with the dilated
     convolutions folded out of SpaceToBatchND/BatchToSpaceND and, for an ``integer`` export, the
-    keep-dims means and the weights of linear maps reading a softmax rewritten
-    (transpiler/tflite_graph.py). A converter without that hook gets a
-    frozen, re-wrapped function instead."""
+    keep-dims means and the weights of linear maps reading a softmax rewritten, and channel
+    shuffles as channels-first round trips (transpiler/tflite_graph.py). A converter without that
+    hook gets a frozen, re-wrapped function instead."""
     import tensorflow as tf
 
     from .tflite_graph import (
         centre_softmax_projections,
+        channel_shuffle_round_trips,
         fold_dilated_convs,
         mean_without_keepdims,
         native_dilated_convs,
@@ -132,6 +133,8 @@ def converter_for(concrete: Any, integer: bool = False) -> Any:
     if integer:
         mean_without_keepdims(graph_def, lambda name: _static_shape(concrete.graph, name))
         centre_softmax_projections(graph_def)
+    # last: the rewrites above follow the model's own Transposes
+    channel_shuffle_round_trips(graph_def, lambda name: _static_shape(concrete.graph, name))
     inputs = [t for t in concrete.inputs if t.dtype.name != "resource"]
     outputs = list(concrete.outputs)
     converter._freeze_concrete_function = lambda: (graph_def, inputs, outputs, concrete)  # noqa: SLF001

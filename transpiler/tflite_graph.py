@@ -29,6 +29,19 @@ step 1/256, fixed by TFLite's kernel), and that common-mode error times the mean
 dominated YOLO's DFL box distances (``sum_k k * p_k``): with centred weights it cancels. Measured
 on YOLO11n (320x320, random weights): DFL output 46.3 -> 50.0 dB against the float model, end
 to end 42.85 -> 43.86 dB against PyTorch (BENCHMARKS.md, INT8).
+
+``channel_shuffle_round_trips`` rewrites a Transpose that swaps the last two axes of a
+``(N, S..., g, k)`` tensor when ``g`` (the new innermost size) is small: a channel shuffle
+(ShuffleNet's ``view(N, g, C/g, H, W).transpose(1, 2)``, which in NHWC is exactly this
+transpose). XNNPACK runs that one transpose as ``N·prod(S)`` tiny ``g x k`` transposes, each
+output row ``g`` values long, measured slower than channels-first work (BENCHMARKS.md,
+"shufflenet_v2_x1_0: what cost the 5%"): after a ``cat`` of ``g`` pieces, one concat that
+interleaves the pieces' channels-first rows (``prod(S)`` contiguous values each), the next
+block's channel split taken from that channels-first result; otherwise PyTorch's own form,
+which LiteRT-Torch emits: to channels-first (one large 2-d transpose), the swap of the channel
+blocks, back (three Transposes separated by Reshapes: the TFLite converter would fuse adjacent
+Transposes back into one). Exact (a permutation of the same values), batch kept dynamic
+(``-1`` in every shape).
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ import numpy as np
 
 __all__ = [
     "centre_softmax_projections",
+    "channel_shuffle_round_trips",
     "fold_dilated_convs",
     "mean_without_keepdims",
     "native_dilated_convs",
@@ -209,6 +223,247 @@ def mean_without_keepdims(graph_def: Any, shape_of: Callable[[str], list | None]
                 source = expand.name
         done += 1
     return done
+
+
+def _channels_last_input(
+    nodes: dict[str, Any], source: str, sizes: list[int], shape_of: Callable[[str], list | None]
+) -> str | None:
+    """When ``source`` is a Reshape of a tensor already shaped ``(N, *sizes)``, that tensor."""
+    node = nodes.get(source.split(":")[0])
+    if node is None or node.op != "Reshape":
+        return None
+    inner = node.input[0]
+    if inner.startswith("^") or (":" in inner and not inner.endswith(":0")):
+        return None
+    shape = shape_of(inner.split(":")[0])
+    if shape is None or list(shape[1:]) != sizes:
+        return None
+    return inner
+
+
+SHUFFLE_MAX_GROUPS = 8  # the largest innermost size ``g`` the shuffle rewrite takes
+
+
+def _tensor(name: str) -> str | None:
+    """The op name of a data input (output 0), None for a control input or another output."""
+    if name.startswith("^") or (":" in name and not name.endswith(":0")):
+        return None
+    return name.split(":")[0]
+
+
+def _channel_range(node: Any, nodes: dict[str, Any], channels: int) -> tuple[int, int] | None:
+    """``(lo, hi)`` when ``node`` is a StridedSlice taking channels ``[lo, hi)`` of the last axis
+    of a rank >= 3 tensor and everything of the other axes (Keras' ``x[..., lo:hi]`` form: full
+    rank, the other axes masked), else None."""
+    if node.op != "StridedSlice" or len(node.input) != 4:
+        return None
+    if any(node.attr[m].i for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask")):
+        return None
+    begin, end, strides = (_const(nodes, name) for name in node.input[1:])
+    if begin is None or end is None or strides is None or begin.ndim != 1 or begin.size < 3:
+        return None
+    last = begin.size - 1
+    others = (1 << last) - 1
+    bmask, emask = node.attr["begin_mask"].i, node.attr["end_mask"].i
+    if (bmask & others) != others or (emask & others) != others or (strides != 1).any():
+        return None
+    lo = 0 if bmask >> last & 1 else int(begin[last])
+    hi = channels if emask >> last & 1 else int(end[last])
+    lo, hi = (lo + channels if lo < 0 else lo), (hi + channels if hi < 0 else hi)
+    hi = min(hi, channels)
+    return (lo, hi) if 0 <= lo < hi else None
+
+
+class _Builder:
+    """Adds nodes to a GraphDef under one name prefix (int32 constants, Reshape / Transpose /
+    StridedSlice / ConcatV2 of one dtype)."""
+
+    def __init__(self, graph_def: Any, prefix: str, dtype: int) -> None:
+        import tensorflow as tf
+
+        self.graph_def, self.prefix, self.dtype = graph_def, prefix, dtype
+        self.int32 = tf.int32.as_datatype_enum
+        self._tf = tf
+
+    def const(self, suffix: str, value: Any) -> str:
+        out = self.graph_def.node.add()
+        out.name, out.op = f"{self.prefix}/{suffix}", "Const"
+        out.attr["dtype"].type = self.int32
+        proto = self._tf.make_tensor_proto(np.asarray(value, np.int32))
+        out.attr["value"].tensor.CopyFrom(proto)
+        return out.name
+
+    def node(self, op: str, suffix: str, inputs: list[str], target: Any = None) -> Any:
+        out = target if target is not None else self.graph_def.node.add()
+        if target is None:
+            out.name = f"{self.prefix}/{suffix}"
+        out.op = op
+        del out.input[:]
+        out.input.extend(inputs)
+        for key in list(out.attr):
+            del out.attr[key]
+        out.attr["T"].type = self.dtype
+        return out
+
+    def reshape(self, suffix: str, x: str, shape: list[int], target: Any = None) -> str:
+        out = self.node("Reshape", suffix, [x, self.const(f"{suffix}_shape", shape)], target)
+        out.attr["Tshape"].type = self.int32
+        return out.name
+
+    def transpose(self, suffix: str, x: str, perm: list[int], target: Any = None) -> str:
+        out = self.node("Transpose", suffix, [x, self.const(f"{suffix}_perm", perm)], target)
+        out.attr["Tperm"].type = self.int32
+        return out.name
+
+    def channels(self, suffix: str, x: str, rank: int, lo: int, hi: int) -> str:
+        """``x[:, lo:hi]`` of a channels-first tensor of ``rank``."""
+        begin, end = [0] * rank, [0] * rank
+        begin[1], end[1] = lo, hi
+        inputs = [x, self.const(f"{suffix}_begin", begin), self.const(f"{suffix}_end", end)]
+        out = self.node(
+            "StridedSlice", suffix, [*inputs, self.const(f"{suffix}_strides", [1] * rank)]
+        )
+        out.attr["Index"].type = self.int32
+        mask = ((1 << rank) - 1) & ~2
+        out.attr["begin_mask"].i, out.attr["end_mask"].i = mask, mask
+        for key in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"):
+            out.attr[key].i = 0
+        return out.name
+
+    def concat(self, suffix: str, xs: list[str], axis: int) -> str:
+        out = self.node("ConcatV2", suffix, [*xs, self.const(f"{suffix}_axis", axis)])
+        out.attr["N"].i = len(xs)
+        out.attr["Tidx"].type = self.int32
+        return out.name
+
+
+def channel_shuffle_round_trips(graph_def: Any, shape_of: Callable[[str], list | None]) -> int:
+    """Rewrite, in place, every Transpose of a frozen GraphDef that swaps the last two axes of
+    a rank >= 4 tensor ``(N, S..., g, k)`` (constant perm; ``shape_of(op name)`` knowing every
+    size but the batch; ``g <= SHUFFLE_MAX_GROUPS``, ``k > g``) into channels-first work:
+
+        Reshape (N, S..., C) -> Transpose to (N, C, S...) -> Reshape (N, g, k, S...)
+        -> Transpose to (N, k, g, S...) -> Reshape (N, C, S...) -> Transpose to (N, S..., C)
+        -> Reshape (N, S..., k, g)
+
+    with ``C = g·k`` and ``-1`` for the batch. When the shuffled tensor is a ConcatV2 of ``g``
+    channels-last pieces of ``k`` channels (ShuffleNet's ``cat`` before its shuffle), the first
+    four steps become one interleaving concat instead: each piece to channels-first, reshaped
+    to ``(N, k, 1, P)``, concatenated on axis 2 (rows of ``P = prod(S)`` contiguous values); a
+    piece that is a channel slice of an earlier rewritten shuffle's result is sliced from that
+    result's channels-first form (no transpose), and a shuffle result read only through channel
+    slices is sliced channels-first and each slice transposed back. The last node keeps the
+    Transpose's name, so its consumers are unchanged; returns how many were rewritten."""
+    nodes = {n.name: n for n in graph_def.node}
+    firsts: dict[str, tuple[str, int, list[int]]] = {}  # channels-last result -> channels-first
+    done = 0
+    for node in list(graph_def.node):
+        if node.op != "Transpose" or len(node.input) != 2:
+            continue
+        perm, source = _const(nodes, node.input[1]), _tensor(node.input[0])
+        shape = shape_of(source) if source is not None else None
+        if perm is None or shape is None or len(shape) < 4 or None in shape[1:]:
+            continue
+        r = len(shape)
+        if list(perm.ravel()) != [*range(r - 2), r - 1, r - 2]:
+            continue
+        spatial, (g, k) = [int(d) for d in shape[1:-2]], (int(shape[-2]), int(shape[-1]))
+        if not 1 < g <= SHUFFLE_MAX_GROUPS or k <= g:
+            continue
+        c, n_sp, size = g * k, len(spatial), int(np.prod(spatial))
+        b = _Builder(graph_def, f"{node.name}/round_trip", node.attr["T"].type)
+        to_first = [0, n_sp + 1, *range(1, n_sp + 1)]
+        flat = _channels_last_input(nodes, source, [*spatial, c], shape_of)
+        pieces = _concat_pieces(nodes, flat, [*spatial, k], g, shape_of) if flat else None
+        if pieces is not None:
+            rows = []
+            for i, piece in enumerate(pieces):
+                twin = firsts.get(piece)
+                if twin is not None and twin[1:] == (k, spatial):
+                    x = twin[0]  # already the channels-first slice
+                else:
+                    x = b.transpose(f"piece_{i}", piece, to_first)
+                rows.append(b.reshape(f"piece_{i}_rows", x, [-1, k, 1, size]))
+            x = b.reshape("channels", b.concat("interleave", rows, 2), [-1, c, *spatial])
+        else:
+            x = flat or b.reshape("channels_last", source, [-1, *spatial, c])
+            x = b.reshape(
+                "groups", b.transpose("to_channels_first", x, to_first), [-1, g, k, *spatial]
+            )
+            x = b.transpose("swap", x, [0, 2, 1, *range(3, 3 + n_sp)])
+            x = b.reshape("channels", x, [-1, c, *spatial])
+        first = x
+        x = b.transpose("to_channels_last", first, [0, *range(2, 2 + n_sp), 1])
+        b.reshape("split_pairs", x, [-1, *spatial, k, g], target=node)
+        aliases = [x]
+        # consumers that flatten (k, g) back to C read the channels-last transpose directly
+        for user in graph_def.node:
+            if user.op == "Reshape" and _tensor(user.input[0]) == node.name:
+                target = _const(nodes, user.input[1])
+                if target is not None and list(target.ravel()) == [-1, *spatial, c]:
+                    user.op = "Identity"
+                    user.input[0] = x
+                    del user.input[1:]
+                    for key in list(user.attr):
+                        if key != "T":
+                            del user.attr[key]
+                    aliases.append(user.name)
+        if not any(_tensor(i) == node.name for n in graph_def.node for i in n.input):
+            aliases.append(node.name)  # unused now: not a reader of the result
+        _slice_channels_first(graph_def, nodes, b, aliases, first, [*spatial], c, firsts)
+        done += 1
+    return done
+
+
+def _concat_pieces(
+    nodes: dict[str, Any], name: str, piece: list[int], g: int, shape_of: Callable
+) -> list[str] | None:
+    """The ``g`` inputs of ``name`` when it is a ConcatV2 of ``g`` tensors shaped ``(N, *piece)``
+    on the last axis, else None."""
+    node = nodes.get(name)
+    if node is None or node.op != "ConcatV2" or len(node.input) != g + 1:
+        return None
+    axis = _const(nodes, node.input[-1])
+    if axis is None or int(axis) not in (-1, len(piece)):
+        return None
+    inputs = [_tensor(x) for x in node.input[:-1]]
+    if None in inputs:
+        return None
+    for x in inputs:
+        shape = shape_of(x)
+        if shape is None or list(shape[1:]) != piece:
+            return None
+    return inputs
+
+
+def _slice_channels_first(
+    graph_def: Any,
+    nodes: dict[str, Any],
+    b: _Builder,
+    aliases: list[str],
+    first: str,
+    spatial: list[int],
+    channels: int,
+    firsts: dict[str, tuple[str, int, list[int]]],
+) -> None:
+    """Each channel slice of a shuffle's channels-last result (``aliases``) gets a
+    channels-first twin (a slice of ``first``, recorded in ``firsts`` for the next shuffle's
+    concat); when every reader of the result is such a slice, each slice itself becomes the
+    twin transposed back to channels-last, and the full channels-last transpose goes unused."""
+    readers = [
+        n
+        for n in graph_def.node
+        if any(_tensor(i) in aliases for i in n.input) and n.name not in aliases
+    ]
+    ranges = {n.name: _channel_range(n, nodes, channels) for n in readers}
+    rank = len(spatial) + 2
+    twins = {}
+    for k, (name, span) in enumerate(sorted((n, s) for n, s in ranges.items() if s)):
+        twins[name] = b.channels(f"slice_{k}", first, rank, *span)
+        firsts[name] = (twins[name], span[1] - span[0], spatial)
+    if readers and all(ranges.values()):
+        for k, user in enumerate(r for r in readers if r.name in twins):
+            b.transpose(f"slice_{k}_to_last", twins[user.name], [0, *range(2, rank), 1], user)
 
 
 def _folded(nodes: dict[str, Any], name: str) -> np.ndarray | None:
