@@ -17,6 +17,10 @@ float model's tensor; also per channel, whose median exposes a few huge channels
 rest under one per-tensor scale), its max error relative to the tensor's range, and the SQNR
 lost at that module (its inputs' SQNR minus its output's): modules are ranked by SQNR lost, so
 the module that breaks the model comes first rather than everything downstream of it.
+
+With float outputs, an output concat of parts with very different ranges (a detector's boxes
+and scores) is assembled in float after quantization, each part with its own scale
+(transpiler/tflite_outputs.py, ``output_assembly``); with integer outputs the report notes it.
 """
 
 from __future__ import annotations
