@@ -25,6 +25,13 @@ I/O; ours float I/O: inputs are quantized / outputs dequantized with the files' 
         --held-out 4 [--litert-python /tmp/litert-venv/bin/python] [--work /tmp/int8_vs_litert]
     python benchmarks/tflite_int8_vs_litert.py --litert-only   # LiteRT files alone, first
     python benchmarks/tflite_int8_vs_litert.py --reuse-litert  # then take them from --work
+    python benchmarks/tflite_int8_vs_litert.py --models yolo11n --live-scores \\
+        --work /tmp/int8_live --float-work /tmp/tflite_live   # scores spread over 0..1
+
+For YOLO11n the class scores (rows 4: of its output, 0..1, next to boxes in pixels) are also
+measured on their own ("scores SQNR dB"). With random weights they sit near 1e-4 and read 0 in
+any int8 export; ``--live-scores`` zeroes the class-logit biases so they spread over 0..1 as a
+trained detector's do (rows in ``tflite_int8_vs_litert_live_scores.json``).
 """
 
 from __future__ import annotations
@@ -80,14 +87,40 @@ def timed_call(path: Path, x: np.ndarray):
     return lambda: run_file(interp, xq)
 
 
-def sqnr_db(refs: list[list[np.ndarray]], outs: list[list[np.ndarray]]) -> float:
-    """End-to-end SQNR over every output and sample; outputs matched to references by shape."""
+# a part of one output measured on its own: (output position, index into it); YOLO's output
+# is cat([boxes (0..320 px), class scores (0..1)], 1): an error on the boxes' scale hides the
+# scores in the end-to-end SQNR
+SCORES = {"yolo11n": (0, np.s_[:, 4:])}
+
+
+def live_scores(model) -> None:
+    """A detector's class-logit biases set to 0: its scores spread over 0..1 as a trained
+    detector's do where it sees objects (random weights with ultralytics' bias init give scores
+    near 1e-4, under the int8 sigmoid's own step 1/256, so any int8 export reads 0 there)."""
+    heads = [m for m in model.modules() if hasattr(m, "cv3") and hasattr(m, "nc")]
+    if not heads:
+        raise SystemExit("--live-scores takes a detector (a module with cv3 and nc)")
+    with torch.no_grad():
+        for head in heads:
+            for branch in head.cv3:
+                branch[-1].bias.zero_()
+
+
+def sqnr_db(
+    refs: list[list[np.ndarray]], outs: list[list[np.ndarray]], part: tuple | None = None
+) -> float:
+    """End-to-end SQNR over every output and sample; outputs matched to references by shape.
+    With ``part`` (output position, index), over that part of that output only."""
     signal = noise = 0.0
     for ref_s, out_s in zip(refs, outs, strict=True):
         pool = list(out_s)
-        for r in ref_s:
+        for j, r in enumerate(ref_s):
             k = next(i for i, o in enumerate(pool) if o.shape == r.shape)
             o = pool.pop(k).astype(np.float64)
+            if part is not None:
+                if j != part[0]:
+                    continue
+                r, o = r[part[1]], o[part[1]]
             signal += float((r.astype(np.float64) ** 2).sum())
             noise += float(((o - r) ** 2).sum())
     return 10 * np.log10(signal / max(noise, 1e-30))
@@ -122,6 +155,8 @@ def bench(name: str, args) -> dict:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     model = prepared_model(name)
+    if args.live_scores:
+        live_scores(model)
     state = work / f"{name}.pt"
     torch.save(model.state_dict(), state)
     cal, held = data(spec.size, args.calibration, args.held_out)
@@ -158,12 +193,15 @@ def bench(name: str, args) -> dict:
     row: dict = {"model": name, "input": f"{spec.size}x{spec.size}"}
     row["calibration_samples"], row["held_out_samples"] = len(cal), len(held)
     for k, path in files.items():
+        outs = outputs_per_sample(path, xs)
         row[k] = {
-            "sqnr_db": sqnr_db(refs, outputs_per_sample(path, xs)),
+            "sqnr_db": sqnr_db(refs, outs),
             "size_mb": path.stat().st_size / 1e6,
             "float_ops": float_ops(path),
             "quantize_s": seconds[k],
         }
+        if name in SCORES:
+            row[k]["scores_sqnr_db"] = sqnr_db(refs, outs, SCORES[name])
     row |= failed
     row["ours"]["worst_module"] = report.layers[0].module if report.layers else None
     times = alternating(
@@ -179,16 +217,19 @@ def bench(name: str, args) -> dict:
 def table(rows: list[dict]) -> str:
     sides = ("ours", "pt2e", "aeq")
     lines = [
-        "| model | SQNR dB | MB | latency ms | ops in float | quantize s |",
-        "|---|---|---|---|---|---|",
+        "| model | SQNR dB | scores SQNR dB | MB | latency ms | ops in float | quantize s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
 
         def cells(key: str, fmt: str, r=r) -> str:
+            if not any(key in r[k] for k in sides if "error" not in r[k]):
+                return "-"
             return " / ".join("fails" if "error" in r[k] else format(r[k][key], fmt) for k in sides)
 
         lines.append(
-            f"| {r['model']} {r['input']} | {cells('sqnr_db', '.2f')} | {cells('size_mb', '.1f')} "
+            f"| {r['model']} {r['input']} | {cells('sqnr_db', '.2f')} "
+            f"| {cells('scores_sqnr_db', '.2f')} | {cells('size_mb', '.1f')} "
             f"| {cells('latency_ms', '.1f')} | {cells('float_ops', 'd')} "
             f"| {cells('quantize_s', '.0f')} |"
         )
@@ -208,8 +249,16 @@ def main() -> None:
     p.add_argument("--print", action="store_true", help="print the tables of --json and stop")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--per-round", type=int, default=3)
-    p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_int8_vs_litert.json"))
+    p.add_argument("--json", default=None, help="rows kept here (default: benchmarks/results)")
+    p.add_argument(
+        "--live-scores",
+        action="store_true",
+        help="detectors: class-logit biases 0 (see live_scores)",
+    )
     args = p.parse_args()
+    if args.json is None:
+        stem = "tflite_int8_vs_litert" + ("_live_scores" if args.live_scores else "")
+        args.json = str(ROOT / f"benchmarks/results/{stem}.json")
     torch.set_num_threads(1)
     out = Path(args.json)
     kept = kept_rows(out)

@@ -422,3 +422,116 @@ def test_int8_softmax_projection_centring_cancels_the_softmax_rounding(tmp_path,
     monkeypatch.setattr(tflite_graph, "centre_softmax_projections", lambda graph_def: 0)
     plain = result.to_tflite(tmp_path / "plain.tflite", "int8", calibration=cal).read_bytes()
     assert _torch_sqnr(model, centred, held) > _torch_sqnr(model, plain, held) + 2.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Output concats of parts with very different ranges (a detector's boxes and scores)
+# ----------------------------------------------------------------------------------------------
+
+
+class DetectHead(nn.Module):
+    """A detector's output, YOLO's ``cat([boxes, sigmoid(class logits)], 1)``: boxes in pixels
+    (0..512) next to class scores (0..1). On the concat's one int8 scale (step ~2) every score
+    rounds to 0 or one step."""
+
+    def __init__(self):
+        super().__init__()
+        self.box = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        boxes = torch.sigmoid(self.box(x)).flatten(2) * 512.0
+        scores = torch.sigmoid(x).flatten(2)
+        return torch.cat([boxes, scores], 1)
+
+
+def test_int8_output_concat_keeps_each_parts_precision(tmp_path, monkeypatch):
+    import transpiler.tflite_outputs as tflite_outputs
+    from transpiler.quantize import _interp
+
+    torch.manual_seed(0)
+    model = DetectHead().eval()
+    result = transpile(model, torch.randn(1, 3, 8, 8), out_dir=tmp_path / "out")
+    # bounded inputs: the held-out ones stay within the calibrated input range
+    gen = torch.Generator().manual_seed(1)
+    cal = [torch.rand(4, 3, 8, 8, generator=gen) * 8 - 4 for _ in range(4)]
+    held = torch.rand(16, 3, 8, 8, generator=gen) * 8 - 4
+    with torch.no_grad():
+        ref = model(held).numpy()
+
+    def parts(blob):
+        (y,) = run_tflite(blob, [held.numpy()])
+        return sqnr_db(ref[:, :4], y[:, :4]), y[:, 4:] - ref[:, 4:]
+
+    blob = result.to_tflite(tmp_path / "int8.tflite", "int8", calibration=cal).read_bytes()
+    boxes_db, score_err = parts(blob)
+    # the scores keep their own int8 step (1/256): within 2 steps of PyTorch; boxes unchanged
+    assert np.abs(score_err).max() < 2 / 256 and boxes_db > 35, (np.abs(score_err).max(), boxes_db)
+    notes = result.report.tflite[-1].quantization.notes
+    assert any("layer cat" in n and "concatenated in float32" in n for n in notes), notes
+    # every compute op integer: only the output assembly (DEQUANTIZE, data movement) is float
+    interp = _interp(blob, preserve=False)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    in_float = {
+        o["op_name"] for o in interp._get_ops_details() if dtypes[o["outputs"][0]] == np.float32
+    }
+    assert in_float == {"DEQUANTIZE", "RESHAPE", "CONCATENATION", "TRANSPOSE"}, in_float
+    assert not _full_integer(blob)  # the float output assembly passes the tflm check
+    for target in ("tflm", "edgetpu"):
+        result.to_tflite(
+            tmp_path / "t.tflite", "int8", calibration=cal, batch_size=1, target=target
+        )
+    # int16x8 with float I/O too: the scores keep the int16 sigmoid's step
+    i16 = result.to_tflite(tmp_path / "i16.tflite", "int16x8", calibration=cal).read_bytes()
+    assert np.abs(parts(i16)[1]).max() < 0.5 / 256
+
+    # the same export without the rewrite: the scores are crushed onto the boxes' step
+    monkeypatch.setattr(tflite_outputs, "float_output_concats", lambda blob: (blob, []))
+    plain = result.to_tflite(tmp_path / "plain.tflite", "int8", calibration=cal).read_bytes()
+    _, plain_err = parts(plain)
+    assert sqnr_db(ref[:, 4:], ref[:, 4:] + plain_err) < 10
+    assert np.abs(plain_err).max() > 30 * np.abs(score_err).max()
+    monkeypatch.undo()
+
+    # integer outputs: one tensor, one scale; the report says so, and what to do
+    result.to_tflite(tmp_path / "i8.tflite", "int8", calibration=cal, io_dtype="int8")
+    (note,) = [n for n in result.report.tflite[-1].quantization.notes if "concatenation" in n]
+    assert "layer cat" in note and "the smaller part is quantized with a step of" in note
+    assert "io_dtype='float32'" in note and "differ by" in note
+
+
+class SharedOutputConcat(nn.Module):
+    """Boxes and scores concatenated (2-D: no transpose before the output), the concat also read
+    by a mean: the mean keeps reading the int8 concat, the output gets a float copy. The
+    end-to-end SQNR is under 30 dB (the boxes' averaged range clips the largest), so the
+    keep_float search runs and meets layers no module produced (torch.cat, torch.sigmoid):
+    skipped, not an error."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        y = torch.cat([torch.sigmoid(self.fc(x)) * 512.0, torch.sigmoid(x[:, :3])], 1)
+        return y, y.mean(1)
+
+
+def test_int8_output_concat_read_by_another_op_gets_a_float_copy(tmp_path):
+    from transpiler.quantize import _interp
+
+    torch.manual_seed(0)
+    model = SharedOutputConcat().eval()
+    result = transpile(model, torch.randn(1, 12), out_dir=tmp_path / "out")
+    gen = torch.Generator().manual_seed(1)
+    cal = [torch.rand(4, 12, generator=gen) * 8 - 4 for _ in range(4)]
+    held = torch.rand(64, 12, generator=gen) * 8 - 4
+    blob = result.to_tflite(tmp_path / "int8.tflite", "int8", calibration=cal).read_bytes()
+    with torch.no_grad():
+        refs = [r.numpy() for r in model(held)]
+    ys = run_tflite(blob, [held.numpy()])
+    assert sqnr_db(refs[0][:, 4:], ys[0][:, 4:]) > 35  # the scores (1.6 dB on the int8 concat)
+    assert sqnr_db(refs[1], ys[1]) > 15  # the mean of the int8 concat: sane
+    interp = _interp(blob, preserve=False)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # noqa: SLF001
+    concats = sorted(str(dtypes[o["outputs"][0]]) for o in ops if o["op_name"] == "CONCATENATION")
+    assert concats == ["<class 'numpy.float32'>", "<class 'numpy.int8'>"], concats

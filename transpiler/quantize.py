@@ -17,6 +17,10 @@ float model's tensor; also per channel, whose median exposes a few huge channels
 rest under one per-tensor scale), its max error relative to the tensor's range, and the SQNR
 lost at that module (its inputs' SQNR minus its output's): modules are ranked by SQNR lost, so
 the module that breaks the model comes first rather than everything downstream of it.
+
+With float outputs, an output concat of parts with very different ranges (a detector's boxes
+and scores) is assembled in float after quantization, each part with its own scale
+(transpiler/tflite_outputs.py, ``output_assembly``); with integer outputs the report notes it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TranspileError
+from .tflite_outputs import OutputConcat
 
 __all__ = [
     "LayerError",
@@ -347,6 +352,58 @@ def quantize_calibrated(calibrated: bytes, io_dtype: str, denylisted: Sequence[s
         output_data_type=_tf_dtype(io_dtype),
         denylisted_nodes=list(denylisted) or None,
     )
+
+
+def integer_model(
+    calibrated: bytes, io_dtype: str, denylisted: Sequence[str]
+) -> tuple[bytes, list[OutputConcat]]:
+    """The int8 flatbuffer (``quantize_calibrated``) with its output assembly
+    (``output_assembly``)."""
+    return output_assembly(quantize_calibrated(calibrated, io_dtype, denylisted), io_dtype)
+
+
+def output_assembly(blob: bytes, io_dtype: str) -> tuple[bytes, list[OutputConcat]]:
+    """Float outputs: every output concat of parts with very different ranges assembled in
+    float, each part dequantized with its own scale (transpiler/tflite_outputs.py); integer
+    outputs: those concats found, left as they are (one tensor has one scale)."""
+    from .tflite_outputs import float_output_concats, output_concats
+
+    if io_dtype == "float32":
+        return float_output_concats(blob)
+    return blob, output_concats(blob)
+
+
+def concat_notes(
+    concats: Sequence[OutputConcat], io_dtype: str, variant: str, names: NameMap
+) -> list[str]:
+    """The report's notes on output concats of parts with very different ranges."""
+    from .tflite_targets import module_namer
+
+    module_of = module_namer(names)
+    bits = "int16" if variant == "int16x8" else "int8"
+    notes = []
+    for c in concats:
+        where = (
+            f"output {c.output}: the concatenation in {module_of(c.tensor)} joins parts whose "
+            f"ranges differ by {c.ratio:.0f}x"
+        )
+        if c.rewritten:
+            notes.append(
+                f"{where} (on the concat's one {bits} scale the smaller part would get a step "
+                f"of {c.step:.3g} instead of its own {c.own_step:.3g}): its {c.parts} parts are "
+                "dequantized each with its own scale and concatenated in float32 (the output "
+                "assembly only; every compute op stays integer)"
+            )
+        else:
+            notes.append(
+                f"{where}: in the one {io_dtype if bits == 'int8' else 'int16'} output tensor "
+                f"the smaller part is quantized with a step of {c.step:.3g}, {c.ratio:.0f}x its "
+                f"own step {c.own_step:.3g}. Use io_dtype='float32' (each part is "
+                "then dequantized with its own scale and concatenated in float) or bring the "
+                "parts to similar ranges in the model (e.g. boxes divided by the image size, as "
+                "Ultralytics' TFLite export does)"
+            )
+    return notes
 
 
 @_conversion
@@ -777,7 +834,7 @@ def quantize(
             )
         if io_dtype == "uint8":
             raise TranspileError("int16x8 takes io_dtype 'float32' or 'int8' (meaning int16).")
-        blob = convert_int16x8(frozen, batches, io_dtype)
+        blob, concats = output_assembly(convert_int16x8(frozen, batches, io_dtype), io_dtype)
         reference = float_reference(frozen)
         selected: list[str] = []
     else:
@@ -787,7 +844,7 @@ def quantize(
         calibrated = calibrate(frozen, batches, reference)
         layers = names.select(keep_float) if keep_float else set()
         selected = denylist(calibrated, layers, names) if layers else []
-        blob = quantize_calibrated(calibrated, io_dtype, selected)
+        blob, concats = integer_model(calibrated, io_dtype, selected)
     sqnr, max_err = end_to_end(reference, blob, sample)
     rep = QuantizationReport(
         variant=variant,
@@ -797,6 +854,7 @@ def quantize(
         keep_float=list(keep_float or ()),
         goal_db=goal_db,
     )
+    rep.notes += concat_notes(concats, io_dtype, variant, names)
     rep.layers = layer_errors(reference, blob, sample, names)
     rep.culprits = [e for e in rep.layers if e.range_note][:5]
     if sqnr < goal_db and variant == "int8":
@@ -827,17 +885,21 @@ def _suggest(
         if key not in cache:
             deny = denylist(calibrated, names.select(trial), names)
             cache[key] = end_to_end(
-                calibrated, quantize_calibrated(calibrated, io_dtype, deny), sample
+                calibrated, integer_model(calibrated, io_dtype, deny)[0], sample
             )[0]
         return cache[key]
 
     chosen: list[str] = list(rep.keep_float)
     best = rep.sqnr_db
+    # a layer no module produced (a functional op, e.g. torch.cat at the top level) cannot be
+    # named in keep_float: it is skipped (its consumers stay candidates through their rows)
+    selectable = lambda n: n in names.modules or n in names.layer_modules  # noqa: E731
     for e in [e for e in rep.layers if e.lost_db > 0][:MAX_SUGGESTED]:
         name = e.module or e.layer
-        if name in chosen:
+        if name in chosen or not selectable(name):
             continue
-        options = [[*chosen, name], list(dict.fromkeys([*chosen, name, *e.consumers]))]
+        with_consumers = [*chosen, name, *(c for c in e.consumers if selectable(c))]
+        options = [[*chosen, name], list(dict.fromkeys(with_consumers))]
         for trial in options:
             sqnr = measure(trial)
             if sqnr > best + 0.5:

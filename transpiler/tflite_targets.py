@@ -1,9 +1,12 @@
 """Checks of a TFLite flatbuffer against a deployment target's published constraints.
 
 - ``tflm`` (TensorFlow Lite Micro): full integer (int8/int16 activations, int32 biases; float
-  only in QUANTIZE/DEQUANTIZE at the model's edges), static shapes, ops the TFLM op resolver
+  only in QUANTIZE/DEQUANTIZE at the model's edges and in a float output assembly: DEQUANTIZE
+  then data movement such as CONCATENATION feeding only outputs, which TFLM has float kernels
+  for; ``output_assembly``), static shapes, ops the TFLM op resolver
   registers (tflite-micro ``micro_mutable_op_resolver.h``), no int64 tensors.
-- ``edgetpu`` (Coral Edge TPU compiler, coral.ai/docs/edgetpu/models-intro): full 8-bit integer,
+- ``edgetpu`` (Coral Edge TPU compiler, coral.ai/docs/edgetpu/models-intro): full 8-bit integer
+  (the float I/O edges and output assembly, placed after every integer op, stay on the CPU),
   static shapes, its supported-operation list, tensors of at most 3 dimensions larger than 1
   (only the innermost three), no int64.
 - ``gpu`` (the TFLite GPU delegate, ai.google.dev/edge/litert/performance/gpu): its supported-op
@@ -106,7 +109,8 @@ def check_target(
 
     edge = set(inputs) | set(outputs)
     activations = set(inputs) | {int(t) for o in ops for t in o["outputs"]}
-    for op in ops:
+    assembly = output_assembly(ops, tensors, outputs)
+    for k, op in enumerate(ops):
         name = op["op_name"]
         outs = [tensors[int(t)] for t in op["outputs"] if int(t) in tensors]
         ins = [tensors[int(t)] for t in op["inputs"] if int(t) in tensors]
@@ -140,8 +144,8 @@ def check_target(
             if any(d < 0 for d in shape):
                 add("static shape", op, t, f"tensor {t['name']!r} has a dynamic shape {shape}")
         if target in ("tflm", "edgetpu"):
-            at_edge = name in ("QUANTIZE", "DEQUANTIZE") and any(
-                t["index"] in edge for t in ins + outs
+            at_edge = k in assembly or (
+                name in ("QUANTIZE", "DEQUANTIZE") and any(t["index"] in edge for t in ins + outs)
             )
             floats = [
                 t
@@ -154,6 +158,34 @@ def check_target(
                 wide = [t for t in outs if np.dtype(t["dtype"]) == np.int16]
                 if wide:
                     add("full integer", op, first, "int16 activations (the Edge TPU is 8-bit)")
+    return found
+
+
+def output_assembly(ops: list[dict], tensors: dict[int, dict], outputs: list[int]) -> set[int]:
+    """Positions (in ``ops``) of the float output assembly: DEQUANTIZE of integer tensors and
+    data movement (CONCATENATION, RESHAPE, TRANSPOSE, SQUEEZE, EXPAND_DIMS) whose outputs only
+    the model's outputs or other such ops read (transpiler/tflite_outputs.py writes them for
+    output concats of float-output integer models)."""
+    from .tflite_outputs import MOVES
+
+    readers: dict[int, list[int]] = {}
+    for k, op in enumerate(ops):
+        for t in op["inputs"]:
+            readers.setdefault(int(t), []).append(k)
+    found: set[int] = set()
+    for k in reversed(range(len(ops))):  # readers come after their producers
+        op = ops[k]
+        if op["op_name"] == "DEQUANTIZE":
+            src = tensors.get(int(op["inputs"][0]))
+            if src is None or np.dtype(src["dtype"]).kind == "f":
+                continue
+        elif op["op_name"] not in (*MOVES, "CONCATENATION"):
+            continue
+        if all(
+            int(t) in outputs or (readers.get(int(t)) and set(readers[int(t)]) <= found)
+            for t in op["outputs"]
+        ):
+            found.add(k)
     return found
 
 
