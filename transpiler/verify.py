@@ -210,12 +210,19 @@ class _Reference(Reference):
         GIL. ``outputs`` on the same input lists then waits for them. The float64 copy is
         dropped when they are done."""
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference")
+        last = len(input_sets) - 1
         for k, inputs in enumerate(input_sets):
-            self._prefetched[id(inputs)] = pool.submit(
-                self._outputs, inputs, describe_set(k, inputs)
-            )
-        pool.submit(self._drop64)  # the float64 weights go as soon as the runs are done
+            run = self._outputs if k < last else self._last_outputs
+            self._prefetched[id(inputs)] = pool.submit(run, inputs, describe_set(k, inputs))
         pool.shutdown(wait=False)
+
+    def _last_outputs(self, inputs: list[torch.Tensor], what: str) -> tuple[list, list | None]:
+        """The last prefetched run: the float64 weights go as soon as it is done, before its
+        result is handed over (so a later float64 run in the caller's thread never races it)."""
+        try:
+            return self._outputs(inputs, what)
+        finally:
+            self._drop64()
 
     def release(self) -> None:
         """Wait for any prefetched run, then drop the float64 copy."""
