@@ -1,8 +1,9 @@
 """The numeric and structural checks against PyTorch, and the per-layer diagnosis.
 
 Numeric bound, per output: our float32 output ``y`` against PyTorch run in float64 ``y_ref``
-(a float64 copy of the model on the same inputs; PyTorch's float32 run where the model cannot
-run in float64, and the report says so):
+(the model run in float64 on the same inputs: the float32 model through ``Float64View``, which
+casts each parameter and buffer to float64 per op, or else a float64 copy of the model;
+PyTorch's float32 run where the model cannot run in float64, and the report says so):
 
     max|y - y_ref| <= max(tolerance · max(1, max|y_ref|), TORCH_ERROR_FACTOR · e_torch)
 
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._float64 import fast_depthwise
+from ._float64 import Float64View, fast_depthwise
 from ._pytree import flatten
 from .errors import TranspileError
 from .report import TORCH_ERROR_FACTOR, Check, Divergence, Report
@@ -126,6 +127,16 @@ def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module, memo).double()
 
 
+def _float64_refs(outs: list[Any], refs32: list[Any]) -> list[Any]:
+    """The float64 run's flattened outputs as numpy, checked against the float32 run's."""
+    refs64 = [t.detach().numpy() if isinstance(t, torch.Tensor) else t for t in outs]
+    if len(refs64) != len(refs32) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(refs32, refs64, strict=True)
+    ):
+        raise TranspileError("the float64 run gives other outputs than the float32 run")
+    return refs64
+
+
 def _run_torch(module: torch.nn.Module, inputs: list[torch.Tensor], what: str) -> list[Any]:
     try:
         with torch.no_grad():
@@ -182,7 +193,12 @@ def describe_set(k: int, inputs: list[torch.Tensor]) -> str:
 
 
 class _Reference(Reference):
-    """PyTorch's outputs on one input set: float32, and float64 where the model runs in it."""
+    """PyTorch's outputs on one input set: float32, and float64 where the model runs in it.
+
+    The float64 run is the float32 model run through ``Float64View`` (no float64 copy of the
+    weights); where the model cannot run that way (``Float64View.unsupported``, or the run
+    raises), a float64 copy (``float64_copy``); where that fails too, none (float32 only, with
+    a note). ``float64_via`` says which ("view", "copy", or None before the first run)."""
 
     name = "PyTorch"
     unit = "PyTorch module"
@@ -192,6 +208,9 @@ class _Reference(Reference):
         self.report = report
         self.imported = imported
         self.work64: torch.nn.Module | None = None
+        self.view64: Float64View | None = None
+        self.view_failed = Float64View.unsupported(work) is not None  # then: the copy
+        self.float64_via: str | None = None
         self.noted = False  # the float64 run failed once: float32 from then on
         self._prefetched: dict[int, concurrent.futures.Future] = {}
 
@@ -233,6 +252,7 @@ class _Reference(Reference):
 
     def _drop64(self) -> None:
         self.work64 = None  # made again if a later check needs it (vacuous retries)
+        self.view64 = None  # and the buffers' float64 shadows with it
 
     def _give_up(self, exc: BaseException) -> None:
         if not self.noted:
@@ -252,31 +272,48 @@ class _Reference(Reference):
 
     def _outputs(self, inputs: list[torch.Tensor], what: str) -> tuple[list[Any], list[Any] | None]:
         refs32 = [_numpy(t) for t in _run_torch(self.work, inputs, what)]
+        if not self.view_failed:
+            try:
+                if self.view64 is None:
+                    self.view64 = Float64View(self.work)
+                outs = list(flatten(self.view64.run(self.work, *_float64(inputs))))
+                refs64 = _float64_refs(outs, refs32)
+                self.float64_via = "view"
+                return refs32, refs64
+            except Exception:  # noqa: BLE001 - the float64 copy instead, from now on
+                self.view_failed = True
+                self.view64 = None
         work64 = self._model64()
         if work64 is None:
             return refs32, None
         try:
             with torch.no_grad(), fast_depthwise():
                 outs = list(flatten(work64(*_float64(inputs))))
-            refs64 = [t.detach().numpy() if isinstance(t, torch.Tensor) else t for t in outs]
-            if len(refs64) != len(refs32) or any(
-                np.shape(a) != np.shape(b) for a, b in zip(refs32, refs64, strict=True)
-            ):
-                raise TranspileError("the float64 run gives other outputs than the float32 run")
+            refs64 = _float64_refs(outs, refs32)
         except Exception as exc:  # noqa: BLE001 - fall back to float32
             self._give_up(exc)
             return refs32, None
+        self.float64_via = "copy"
         return refs32, refs64
 
     def values(self, inputs: list[torch.Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fx run of ``imported.root``, in float32 and in float64 (through a
+        ``Float64View`` of the root where it can run that way, else a float64 copy)."""
+        for future in self._prefetched.values():  # no run of the model left in another thread
+            future.exception()
         imported = self.imported
         by_name = imported.run_values(inputs)
+        inputs64 = _float64(list(inputs))
+        if Float64View.unsupported(imported.root) is None:
+            try:
+                view = Float64View(imported.root)
+                return by_name, view.run(imported.run_values, inputs64)
+            except Exception:  # noqa: BLE001 - the float64 copy instead
+                pass
         try:
             root64 = float64_copy(imported.root)
             with fast_depthwise():
-                by_name64 = dataclasses.replace(imported, root=root64).run_values(
-                    _float64(list(inputs))
-                )
+                by_name64 = dataclasses.replace(imported, root=root64).run_values(inputs64)
         except Exception:  # noqa: BLE001 - diagnose against float32 alone
             by_name64 = {}
         return by_name, by_name64
