@@ -209,3 +209,213 @@ def test_a_failing_reference_run_is_named_and_leaves_no_thread(tmp_path):
         transpile(_fails_at_batch_3(), torch.randn(1, 4), out_dir=out, tracer="fx")
     assert not out.exists() or not any(out.iterdir())
     assert not [t for t in threading.enumerate() if t.name.startswith("reference")]
+
+
+# --- the float64 reference without a float64 copy (Float64View) ----------------------------
+
+
+class Stateful(nn.Module):
+    """The traps of running the float32 model as its float64 copy: dtype reads, explicit casts,
+    buffers changed in place and read back (a counter, a cache), a parameter changed in place
+    (an embedding with max_norm), an attribute set in forward, int/bool/complex buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 6, max_norm=1.0)
+        self.lin = nn.Linear(6, 6)
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("cache", torch.zeros(6))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("keep", torch.ones(6, dtype=torch.bool))
+        self.register_buffer("phase", torch.full((6,), 1 + 2j, dtype=torch.complex64))
+        self.last = None
+
+    def forward(self, ids, x):
+        assert self.lin.weight.dtype == next(self.parameters()).dtype == x.dtype
+        self.count += 1
+        self.steps += 1
+        self.cache.mul_(0.5).add_(x.mean(0).to(self.lin.weight.dtype))
+        h = self.emb(ids).mean(1) + x
+        y = self.lin(h).float().to(self.lin.weight.dtype) * self.count + self.cache
+        y = torch.where(self.keep, y, 0.0) + self.phase.real.to(y.dtype) * self.steps
+        self.last = y
+        return y, torch.zeros_like(self.lin.bias) + self.lin.bias.new_ones(6)
+
+
+class Attention(nn.Module):
+    """MultiheadAttention (eval fast path in the copy), scaled_dot_product_attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        a, _ = self.mha(x, x, x, need_weights=False)
+        q, k, v = self.qkv(a).chunk(3, -1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def _norms():
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4),  # the fast float64 depthwise form
+        nn.GroupNorm(2, 4),
+        nn.Flatten(),
+        nn.LayerNorm(4 * 36),
+    )
+
+
+def _view_cases():
+    ids = torch.randint(0, 11, (3, 4))
+    return {
+        "stateful": (Stateful(), (ids, torch.randn(3, 6))),
+        "tied_lstm": (Tied(), (ids,)),
+        "gru": (nn.GRU(6, 5, num_layers=2, bidirectional=True), (torch.randn(4, 3, 6),)),
+        "attention": (Attention(), (torch.randn(2, 5, 8),)),
+        "norms": (_norms(), (torch.randn(2, 3, 8, 8),)),
+        "train_batchnorm": (nn.BatchNorm1d(6).train(), (torch.randn(5, 6),)),
+        "bert": (None, (ids, torch.ones(3, 4, dtype=torch.int64))),
+    }
+
+
+def _tiny_bert():
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    cfg = transformers.BertConfig(
+        vocab_size=11,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=12,
+        max_position_embeddings=8,
+    )
+    return transformers.BertModel(cfg)
+
+
+def _state(model):
+    """Everything of ``model`` a run must leave alone, by value, dtype and identity."""
+    return (
+        [(k, v.dtype, v.clone()) for k, v in model.state_dict(keep_vars=True).items()],
+        [(m, dict(m.__dict__)) for m in model.modules()],
+    )
+
+
+def _same_state(model, state):
+    tensors, attrs = state
+    now = model.state_dict(keep_vars=True)
+    assert [k for k, *_ in tensors] == list(now)
+    assert all(now[k].dtype == dt and torch.equal(now[k], v) for k, dt, v in tensors)
+    for m, before in attrs:
+        assert m.__dict__.keys() == before.keys()
+        assert all(m.__dict__[k] is v for k, v in before.items())
+    assert not torch._C._is_torch_function_mode_enabled()
+
+
+@pytest.mark.parametrize("name", list(_view_cases()))
+def test_float64_view_equals_the_float64_copy(name):
+    """Two runs through the view give the float64 copy's two runs' outputs (state carried
+    from one run to the next as in the copy), and leave the model as it was."""
+    from transpiler._float64 import Float64View, fast_depthwise
+    from transpiler._pytree import flatten
+    from transpiler.verify import float64_copy
+
+    torch.manual_seed(stable_seed("float64_view"))
+    model, args = _view_cases()[name]
+    model = _tiny_bert().eval() if model is None else model
+    if name != "train_batchnorm":
+        model.eval()
+    if name == "norms":
+        model[1].running_var.uniform_(0.5, 2.0)
+    args64 = [a.double() if a.is_floating_point() else a for a in args]
+    state = _state(model)
+    assert Float64View.unsupported(model) is None
+    copied = float64_copy(model)
+    with torch.no_grad(), fast_depthwise():
+        expected = [list(flatten(copied(*args64))) for _ in range(2)]
+    view = Float64View(model)
+    got = [list(flatten(view.run(model, *args64))) for _ in range(2)]
+    _same_state(model, state)
+    for want, have in zip(expected, got, strict=True):
+        assert len(want) == len(have)
+        for a, b in zip(want, have, strict=True):
+            assert a.dtype == b.dtype == torch.float64
+            if name in ("attention", "bert"):  # the copy's fused attention kernel: rounding
+                torch.testing.assert_close(b, a, rtol=1e-13, atol=1e-13)
+            else:
+                assert torch.equal(a, b)
+
+
+class _InMode(nn.Module):
+    """Refuses to run under the view's mode: the view's run fails, the copy's does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        from torch.overrides import _get_current_function_mode_stack
+
+        if any(type(m).__name__ == "_Float64Mode" for m in _get_current_function_mode_stack()):
+            raise RuntimeError("not under this mode")
+        return self.lin(x)
+
+
+@pytest.mark.parametrize(
+    ("model", "via"),
+    [
+        (lambda: nn.Sequential(nn.Linear(4, 4), nn.Tanh()), "view"),
+        (lambda: nn.Sequential(torch.jit.script(nn.Linear(4, 4)), nn.Tanh()), "copy"),
+        (_InMode, "copy"),
+    ],
+)
+def test_reference_takes_the_view_and_falls_back_to_the_copy(model, via):
+    import numpy as np
+
+    from transpiler.report import Report
+    from transpiler.verify import _Reference, float64_copy
+
+    torch.manual_seed(stable_seed("float64_via"))
+    model = model().eval()
+    x = torch.randn(3, 4)
+    state = _state(model)
+    reference = _Reference(model, Report("keras"))
+    refs32, refs64 = reference._outputs([x], "the example inputs")
+    assert reference.float64_via == via and not reference.report.notes
+    _same_state(model, state)
+    with torch.no_grad():
+        expected = float64_copy(model)(x.double()).numpy()
+    assert refs64[0].dtype == np.float64 and np.array_equal(refs64[0], expected)
+    assert np.array_equal(refs32[0], model(x).detach().numpy())
+
+
+def test_diagnosis_values_come_from_the_view():
+    """The per-layer diagnosis's float64 values (the fx run of the imported root) equal the
+    float64 copy's, parameters read by get_attr included, and the root is left alone."""
+    import dataclasses
+
+    from transpiler.frontend import load
+    from transpiler.report import Report
+    from transpiler.verify import _Reference, float64_copy
+
+    torch.manual_seed(stable_seed("float64_values"))
+    model = nn.Sequential(_norms(), nn.Linear(144, 5)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    loaded = load(model, x, tracer="fx")
+    root = loaded.imported.root
+    state = _state(root)
+    by_name, by_name64 = _Reference(loaded.torch_model, Report("keras"), loaded.imported).values(
+        [x]
+    )
+    _same_state(root, state)
+    copy_root = float64_copy(root)
+    expected = dataclasses.replace(loaded.imported, root=copy_root).run_values([x.double()])
+    assert by_name64.keys() == expected.keys() == by_name.keys()
+    for k, want in expected.items():
+        if isinstance(want, torch.Tensor):
+            assert by_name64[k].dtype == want.dtype
+            torch.testing.assert_close(by_name64[k], want, rtol=1e-14, atol=1e-14)

@@ -156,9 +156,10 @@ class Float64View:
     (counters, caches, BatchNorm running statistics in train mode) go to the shadow and are
     read back later in the same run and in later runs, as they would be in a copy, while the
     module's own buffer is left alone; a parameter changed in place by an op keeps its changed
-    float64 value the same way. Module attributes set during a run (caches, weight-norm
-    hooks) are restored afterwards. Float64 depthwise convolutions take ``fast_depthwise``'s
-    form.
+    float64 value the same way. Tensors of other dtypes (integer, bool, complex, float64) keep
+    their dtype and are cloned the same way, so that in-place updates never reach the module.
+    Module attributes set during a run (caches, weight-norm hooks) are restored afterwards.
+    Float64 depthwise convolutions take ``fast_depthwise``'s form.
 
     Results equal the copy's, except where PyTorch picks another kernel: the mode disables
     fused fast paths that check for ``__torch_function__`` (MultiheadAttention's and
@@ -170,11 +171,12 @@ class Float64View:
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.module = module
-        self._promoted: dict[int, tuple[torch.Tensor, bool]] = {}
+        # every parameter and buffer: (it, is a buffer, becomes float64)
+        self._promoted: dict[int, tuple[torch.Tensor, bool, bool]] = {}
         for tensors, is_buffer in ((module.parameters(), False), (module.buffers(), True)):
             for t in tensors:
-                if t.is_floating_point() and t.dtype != torch.float64:
-                    self._promoted.setdefault(id(t), (t, is_buffer))
+                to64 = t.is_floating_point() and t.dtype != torch.float64
+                self._promoted.setdefault(id(t), (t, is_buffer, to64))
         self._shadows: dict[int, torch.Tensor] = {}
 
     @staticmethod
@@ -196,7 +198,8 @@ class Float64View:
         return None
 
     def float64(self, t: Any) -> Any:
-        """``t``'s float64 value where it is a promoted parameter or buffer; else ``t``."""
+        """``t``'s value in the float64 copy where it is one of the module's parameters or
+        buffers (float64, or a clone for other dtypes); else ``t``."""
         return self._cast(t, None)
 
     def _cast(self, a: Any, made: list | None) -> Any:
@@ -207,7 +210,11 @@ class Float64View:
             shadow = self._shadows.get(id(a))
             if shadow is not None:
                 return shadow
-            t64 = a.detach().to(torch.float64)
+            # float64 where the copy has it; else (integer, bool, complex, float64) a clone, so
+            # that in-place updates never reach the module's own tensors
+            t64 = a.detach().to(torch.float64) if hit[2] else a.detach().clone()
+            if a.requires_grad:  # as the copy's parameter: PyTorch picks kernels by it
+                t64.requires_grad_(True)  # (matmul folds a 3-D input only without grad)
             if hit[1]:  # a buffer: kept, so in-place updates persist
                 self._shadows[id(a)] = t64
             elif made is not None:
@@ -224,9 +231,10 @@ class Float64View:
             return type(a)(*cast)  # a named tuple
         return a
 
-    def _is_promoted(self, t: Any) -> bool:
+    def _to64(self, t: Any) -> bool:
+        """``t`` is one of the module's tensors that the float64 copy has in float64."""
         hit = self._promoted.get(id(t))
-        return hit is not None and hit[0] is t
+        return hit is not None and hit[0] is t and hit[2]
 
     def run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` within the mode, under no_grad; tensors among the result that are
@@ -277,7 +285,7 @@ class _Float64Mode(TorchFunctionMode):
             return func(*args, **kwargs)
         view = self.view
         if func == _DTYPE:
-            return torch.float64 if view._is_promoted(args[0]) else func(*args)
+            return torch.float64 if view._to64(args[0]) else func(*args)
         made: list = []
         args = view._cast(tuple(args), made)
         if kwargs:
