@@ -393,11 +393,13 @@ def test_reference_takes_the_view_and_falls_back_to_the_copy(model, via):
     assert np.array_equal(refs32[0], model(x).detach().numpy())
 
 
-def test_diagnosis_values_come_from_the_view():
+@pytest.mark.parametrize("tracer", ["fx", "export"])
+def test_diagnosis_values_come_from_the_view(tracer, monkeypatch):
     """The per-layer diagnosis's float64 values (the fx run of the imported root) equal the
     float64 copy's, parameters read by get_attr included, and the root is left alone."""
     import dataclasses
 
+    from transpiler import verify
     from transpiler.frontend import load
     from transpiler.report import Report
     from transpiler.verify import _Reference, float64_copy
@@ -405,17 +407,33 @@ def test_diagnosis_values_come_from_the_view():
     torch.manual_seed(stable_seed("float64_values"))
     model = nn.Sequential(_norms(), nn.Linear(144, 5)).eval()
     x = torch.randn(2, 3, 8, 8)
-    loaded = load(model, x, tracer="fx")
+    loaded = load(model, x, tracer=tracer)
     root = loaded.imported.root
     state = _state(root)
+    copy_root = float64_copy(root)
+    monkeypatch.setattr(verify, "float64_copy", None)  # the view's values, or none at all
     by_name, by_name64 = _Reference(loaded.torch_model, Report("keras"), loaded.imported).values(
         [x]
     )
     _same_state(root, state)
-    copy_root = float64_copy(root)
     expected = dataclasses.replace(loaded.imported, root=copy_root).run_values([x.double()])
     assert by_name64.keys() == expected.keys() == by_name.keys()
     for k, want in expected.items():
         if isinstance(want, torch.Tensor):
             assert by_name64[k].dtype == want.dtype
             torch.testing.assert_close(by_name64[k], want, rtol=1e-14, atol=1e-14)
+
+
+def test_transpile_checks_against_float64_without_a_copy(tmp_path, monkeypatch):
+    """transpile's float64 reference comes from the view: with no float64 copy possible, the
+    checks are still against float64 and nothing says otherwise."""
+    from transpiler import verify
+
+    monkeypatch.setattr(verify, "float64_copy", None)
+    model = Tied().eval()
+    state = _state(model)
+    result = transpile(model, torch.randint(0, 11, (2, 5)), out_dir=tmp_path / "o")
+    assert_checks_ok(result)
+    assert all(c.reference == "float64" for c in result.report.checks)
+    assert not any("float64" in n for n in result.report.notes)
+    _same_state(model, state)
