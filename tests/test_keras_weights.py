@@ -10,6 +10,7 @@ here by switching the two fast paths off, which is also how the fallback runs.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import h5py
@@ -118,15 +119,12 @@ def _spy_fast_paths(monkeypatch):
     return ran
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_weights_file_and_model_match_keras_public_path(tmp_path, monkeypatch, case):
-    factory, shape, kwargs = CASES[case]
-    torch.manual_seed(0)
-    model = randomize_bn(factory().eval())
-    x = torch.randn(*shape)
+def _both_paths(model, x, tmp_path, monkeypatch, verify=False, **kwargs):
+    """Transpile with the fast paths and with the public one; check the two weights files and
+    models are the same, and a fresh build_model() + load_weights reads the file bit for bit."""
     with monkeypatch.context() as patch:
         ran = _spy_fast_paths(patch)
-        fast = transpile(model, x, out_dir=tmp_path / "fast", verify=False, **kwargs)
+        fast = transpile(model, x, out_dir=tmp_path / "fast", verify=verify, **kwargs)
     assert ran == ["deferred", "walk"]  # the fast paths ran, not their fallbacks
     with monkeypatch.context() as patch:
         _public_path(patch)
@@ -149,11 +147,50 @@ def test_weights_file_and_model_match_keras_public_path(tmp_path, monkeypatch, c
     loaded = fast.keras_model()
     for a, b in zip(loaded.weights, expected, strict=True):
         assert np.array_equal(a.numpy(), b)
-    # and the numbers are PyTorch's
+    return fast
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_weights_file_and_model_match_keras_public_path(tmp_path, monkeypatch, case):
+    factory, shape, kwargs = CASES[case]
+    torch.manual_seed(0)
+    model = randomize_bn(factory().eval())
+    x = torch.randn(*shape)
+    fast = _both_paths(model, x, tmp_path, monkeypatch, **kwargs)
     with torch.no_grad():
         ref = model(x).numpy()
     out = fast.load()(x.numpy())
     assert np.abs(out - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "bert"])
+def test_large_models_weights_match_keras_public_path(tmp_path, monkeypatch, name):
+    """resnet50 (100 MB of weights) and an HF BERT from a small config (embeddings, attention,
+    LayerNorm); the fast transpile is also verified against PyTorch."""
+    torch.manual_seed(0)
+    if name == "resnet50":
+        import torchvision
+
+        model = randomize_bn(torchvision.models.resnet50(weights=None).eval())
+        x = torch.randn(1, 3, 224, 224)
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import transformers
+
+        config = transformers.BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+        model = transformers.BertModel(config).eval()
+        ids = torch.randint(0, 100, (2, 9))
+        x = (ids, torch.ones(2, 9, dtype=torch.long))
+    fast = _both_paths(model, x, tmp_path, monkeypatch, verify=True)
+    assert fast.report.checks and all(c.ok for c in fast.report.checks)
 
 
 def _tiny_build(keras, seen):
