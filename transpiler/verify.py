@@ -14,7 +14,9 @@ PyTorch itself achieves, and the report shows both numbers.
 A check is *vacuous* for an output when a constant (zeros, or the midpoint of the output's
 range) would also have met the bound; the check is then repeated with the float inputs scaled
 up (``VACUOUS_SCALES``), and an output vacuous at every scale is reported as such
-(``report.vacuous_outputs``, ``report.verified`` False).
+(``report.vacuous_outputs``, ``report.verified`` False). An output that cannot depend on the
+inputs (it comes through a layer whose weight is all zero, as torchvision's classifier heads
+are initialized) is not retried: the note says which layer cuts it off.
 
 Structure: every output's batch axis must follow the inputs' batch wherever PyTorch's does; a
 violation names the first IR node (or generated layer) that lost the dynamic batch.
@@ -287,6 +289,53 @@ class _Reference(Reference):
         return node.source.module_path or "<top>", node.source.module_type
 
 
+# ops whose output is its bias (or zero) for every finite input when a weight operand is all zero
+_ZERO_WEIGHT_OPERANDS = {"linear": (1,), "conv": (1,), "conv_transpose": (1,), "matmul": (0, 1)}
+_ZERO_WEIGHT_OPERANDS["mul"] = (0, 1)
+
+
+def input_independent(graph: Any) -> dict[int, Any]:
+    """The outputs whose values cannot depend on the graph inputs' values (index -> the node
+    with an all-zero weight that cuts them off, or None when nothing on their way reads an
+    input), for every finite input. Retrying a vacuous check of such an output at larger input
+    scales cannot help."""
+    constants = graph.constants
+    cause: dict[int, Any] = {}  # id(value) -> the zero-weight node it comes through
+    dependent = {id(v) for v in graph.inputs}
+
+    def zero(v: Any) -> bool:
+        data = constants.get(v.name) if v.producer is None else None
+        return data is not None and data.size > 0 and not np.any(data)
+
+    for node in graph.nodes:
+        operands = _ZERO_WEIGHT_OPERANDS.get(node.op, ())
+        if any(i < len(node.inputs) and zero(node.inputs[i]) for i in operands):
+            cause.update((id(o), node) for o in node.outputs)
+        elif any(id(v) in dependent for v in node.inputs):
+            dependent.update(id(o) for o in node.outputs)
+        else:
+            origin = next((cause[id(v)] for v in node.inputs if id(v) in cause), None)
+            cause.update((id(o), origin) for o in node.outputs if origin is not None)
+    return {k: cause.get(id(v)) for k, v in enumerate(graph.outputs) if id(v) not in dependent}
+
+
+def _constant_note(k: int, node: Any) -> str:
+    if node is None:
+        why = "nothing on its way reads an input"
+    else:
+        where = node.source.describe() if node.source else f"a {node.op} node"
+        why = (
+            f"it comes through {where}, whose weight is all zero, so it is that layer's bias "
+            "(or zero) for every finite input (torchvision, for one, initializes classifier heads "
+            "so)"
+        )
+    return (
+        f"the numeric check was vacuous for output {k}: it does not depend on the inputs "
+        f"({why}); any output of that shape would have passed, at any input scale. Give that "
+        "layer its trained (non-zero) weights to check the model through it"
+    )
+
+
 def check_numerics(
     written: Any,
     graph: Any,
@@ -305,9 +354,10 @@ def check_numerics(
     for k, inputs in enumerate(input_sets):
         what = describe_set(k, inputs)
         _check_set(written, graph, imported, reference, inputs, layouts, tolerance, report, what)
+    constant = input_independent(graph) if report.vacuous_outputs else {}
     for scale in VACUOUS_SCALES:
-        if not report.vacuous_outputs:
-            break
+        if not [k for k in report.vacuous_outputs if k not in constant]:
+            break  # nothing left that a larger input scale could reach
         for inputs in input_sets:
             scaled = [x * scale if x.is_floating_point() else x for x in inputs]
             what = f"inputs scaled by {scale:g}, batch {inputs[0].shape[0]}"
@@ -315,13 +365,16 @@ def check_numerics(
                 written, graph, imported, reference, scaled, layouts, tolerance, report, what, scale
             )
     for k in report.vacuous_outputs:
+        if k in constant:
+            report.notes.append(_constant_note(k, constant[k]))
+            continue
         report.notes.append(
             f"the numeric check was vacuous for output {k}: it is constant (or ~0) on the check "
             f"inputs, also scaled by {', '.join(f'{s:g}' for s in VACUOUS_SCALES)}, so any "
             "output of that shape would have passed; check it on inputs of your own"
         )
     scaled_ok = sorted({c.input_scale for c in report.checks if c.input_scale != 1.0})
-    if scaled_ok and not report.vacuous_outputs:
+    if scaled_ok and not [k for k in report.vacuous_outputs if k not in constant]:
         report.notes.append(
             f"the numeric check was vacuous at the inputs' own scale and was repeated with the "
             f"float inputs scaled by {', '.join(f'{s:g}' for s in scaled_ok)}"

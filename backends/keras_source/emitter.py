@@ -363,7 +363,7 @@ def _emit_constant(
             indent,
         )
     )
-    out.layer_weights[name] = [np.ascontiguousarray(arr, dtype=np.float32)]
+    out.layer_weights[name] = [np.asarray(arr, dtype=np.float32)]
     return name
 
 

@@ -64,7 +64,9 @@ def _non_default(**pairs: tuple[Any, Any]) -> dict[str, Any]:
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
+    """``a`` as float32, a view where it already is (a transposed weight stays a view: the
+    Keras variable's assignment is its one copy)."""
+    return np.asarray(a, dtype=np.float32)
 
 
 def _check_channels_last(node: Node) -> None:

@@ -289,17 +289,57 @@ def _as_meta(value: Any) -> Any:
     return value
 
 
+class _NeedsValues(Exception):
+    """A meta shape run reached a node that reads the values of a meta tensor."""
+
+
+def _meta_call(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
+    """``module(*args, **kwargs)`` with its parameters and buffers as meta tensors."""
+    state = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in [*module.named_parameters(), *module.named_buffers()]
+    }
+    return torch.func.functional_call(module, state, tuple(args), kwargs)
+
+
+def _has_meta(value: Any) -> bool:
+    return any(isinstance(t, torch.Tensor) and t.is_meta for t in flatten(value))
+
+
+def _materialize(value: Any) -> Any:
+    """Meta tensors (also in tuples/lists) -> uninitialized CPU tensors of their shape and
+    dtype: for arguments of which a node reads only the shape, dtype or device."""
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        return torch.empty(value.shape, dtype=value.dtype)
+    if isinstance(value, tuple | list):
+        return type(value)(_materialize(v) for v in value)
+    return value
+
+
+def _metadata_only_args(node: fx.Node) -> set[int] | None:
+    """Positions of ``node``'s arguments of which it reads only metadata (all: None)."""
+    if _is_shape_query(node):
+        return None
+    keep = _METADATA_ARGS.get(_op_name(node)) if node.op != "call_module" else None
+    return set() if keep is None else {k for k in range(len(node.args)) if k not in keep}
+
+
 def _run(
     fx_graph: fx.Graph,
     root: torch.nn.Module,
     inputs: Sequence[torch.Tensor],
     slim: set[fx.Node] | None = None,
+    meta: set[fx.Node] | None = None,
 ) -> _Run:
     """Interpret the fx graph on concrete inputs (no GraphModule code generation).
 
     ``slim``: nodes whose tensors are replaced by storage-free meta tensors (shape and dtype
     kept) once their last user has run, so that the import's shape runs hold only the live
     activations, not every intermediate of the model at once.
+    ``meta``: nodes computed on meta tensors from the start (shapes and dtypes, no arithmetic:
+    the nodes whose values depend on the inputs' values, which the import reads only the shapes
+    of). Raises ``_NeedsValues`` where a node outside ``meta`` would read such a tensor's
+    values, or a node cannot run on meta tensors.
     """
     run = _Run()
     last_use: dict[fx.Node, fx.Node] = {}
@@ -323,6 +363,40 @@ def _run(
     def load(a: Any) -> Any:
         return fx.node.map_arg(a, lambda n: env[n])
 
+    def load_real(node: fx.Node) -> tuple[Any, Any]:
+        """The node's arguments, meta tensors read for their metadata only made zeros."""
+        args, kwargs = load(node.args), load(node.kwargs)
+        if not meta or node.op == "output" or not _has_meta((args, kwargs)):
+            return args, kwargs
+        metadata_only = _metadata_only_args(node)
+        if metadata_only is None:
+            return _materialize(args), _materialize(kwargs)
+        if _has_meta(kwargs) or any(
+            _has_meta(a) for k, a in enumerate(args) if k not in metadata_only
+        ):
+            raise _NeedsValues(node.name)
+        return [_materialize(a) if k in metadata_only else a for k, a in enumerate(args)], kwargs
+
+    def compute(node: fx.Node) -> Any:
+        if meta and node in meta and node.op != "placeholder":
+            args, kwargs = _as_meta(load(node.args)), _as_meta(load(node.kwargs))
+            try:
+                if node.op == "call_module":
+                    return _meta_call(_get_attr(root, node.target), args, kwargs)
+                if node.op == "call_function":
+                    return node.target(*args, **kwargs)
+                self_, *rest = args
+                return getattr(self_, node.target)(*rest, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the caller runs with values instead
+                raise _NeedsValues(node.name) from exc
+        args, kwargs = load_real(node)
+        if node.op == "call_module":
+            return _get_attr(root, node.target)(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        self_, *rest = args
+        return getattr(self_, node.target)(*rest, **kwargs)
+
     with torch.no_grad():
         for node in fx_graph.nodes:
             if node.op == "placeholder":
@@ -337,14 +411,8 @@ def _run(
                     )
             elif node.op == "get_attr":
                 env[node] = _get_attr(root, node.target)
-            elif node.op == "call_module":
-                module = _get_attr(root, node.target)
-                env[node] = module(*load(node.args), **load(node.kwargs))
-            elif node.op == "call_function":
-                env[node] = node.target(*load(node.args), **load(node.kwargs))
-            elif node.op == "call_method":
-                self_, *rest = load(node.args)
-                env[node] = getattr(self_, node.target)(*rest, **load(node.kwargs))
+            elif node.op in ("call_module", "call_function", "call_method"):
+                env[node] = compute(node)
             elif node.op == "output":
                 env[node] = load(node.args[0])
             for used in done_at.get(node, ()):
@@ -648,7 +716,10 @@ def _shape_run(
     the run on example_inputs, else the example inputs (the second run's inputs differ from
     them in the batch size, or, in the one-line form, the spatial sizes)."""
     try:
-        return _run(fx_graph, model, inputs, slim=slim)
+        try:  # the input-dependent values on meta tensors: their shapes, without the arithmetic
+            return _run(fx_graph, model, inputs, slim=slim, meta=slim)
+        except _NeedsValues:
+            return _run(fx_graph, model, inputs, slim=slim)
     except TranspileError:
         raise
     except Exception as exc:  # noqa: BLE001
