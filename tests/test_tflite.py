@@ -140,3 +140,26 @@ def test_check_runner_reuses_one_xnnpack_interpreter_across_batches():
         (ref,) = run_tflite(blob, [x])
         assert y.shape == (n, 8)
         assert np.abs(y - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_failed_float32_check_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The file is written while the check runs; a check that fails removes it, the folders
+    made for it, and its temporary, and the error says so."""
+    import transpiler.tflite as tflite
+    from transpiler.errors import TranspileError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    result = transpile(model, torch.randn(2, 8), out_dir=tmp_path / "out")
+    original = tflite._Runner.__call__
+    monkeypatch.setattr(
+        tflite._Runner, "__call__", lambda self, arrays: [y + 1 for y in original(self, arrays)]
+    )
+    target = tmp_path / "new" / "deeper" / "model.tflite"
+    with pytest.raises(TranspileError, match="nothing was written"):
+        result.to_tflite(target)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(tflite._Runner, "__call__", original)
+    path = result.to_tflite(target)
+    assert path == target and path.stat().st_size > 0
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.tflite"]
