@@ -116,3 +116,30 @@ def test_generated_modules_run_on_the_torch_backend(tmp_path):
         y = np.load(item["y"])
         bound = 1e-4 * max(1.0, float(np.abs(ref).max()))
         assert y.shape == ref.shape and np.abs(y - ref).max() <= bound, name
+
+
+def test_generated_modules_run_under_mixed_precision(tmp_path):
+    """Fine-tuning in mixed precision: the generated custom layers (LayerNorm, Resize,
+    GridSample, ...) follow the dtype policy (float16 compute, float32 weights) like Keras' own
+    layers, within float16's precision of PyTorch."""
+    import keras
+
+    from transpiler.backends.keras_source import import_module_from
+
+    torch.manual_seed(0)
+    for name, (model, shape) in _models().items():
+        model.eval()
+        result = transpile(model, torch.randn(1, *shape), io_layout="nhwc", out_dir=tmp_path / name)
+        x = torch.randn(3, *shape)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        ref = ref.transpose(0, 2, 3, 1) if ref.ndim == 4 else ref
+        module = import_module_from(result.source_path)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            y = module.load_model(str(result.weights_path))(x.permute(0, 2, 3, 1).numpy())
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        assert y.dtype == "float16", name
+        bound = 1e-2 * max(1.0, float(np.abs(ref).max()))
+        assert np.abs(np.asarray(y, np.float32) - ref).max() <= bound, name

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TranspileError
-from .tflite_outputs import OutputConcat
+from .tflite_outputs import OutputConcat, tensor_name
 
 __all__ = [
     "LayerError",
@@ -332,7 +332,7 @@ def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> by
     for graph in model.subgraphs:
         for tensor in graph.tensors:
             q = tensor.quantization
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            name = tensor_name(tensor)
             if q is None or q.min is None or len(q.min) != 1 or name not in ranges:
                 continue
             lo, hi = ranges[name]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RATIO", "OutputConcat", "float_output_concats", "output_concats"]
+__all__ = ["RATIO", "OutputConcat", "float_output_concats", "output_concats", "tensor_name"]
 
 RATIO = 4.0  # parts whose int8 steps differ by this factor (2 bits) or more
 MOVES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")  # data movement: first input only
@@ -81,7 +81,8 @@ def _op_names(model: Any) -> list[str]:
     return out
 
 
-def _name(tensor: Any) -> str:
+def tensor_name(tensor: Any) -> str:
+    """A flatbuffer object-API tensor's name as ``str`` (the API gives ``bytes``)."""
     return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
@@ -159,7 +160,7 @@ def _describe(graph: Any, plan: _Plan, rewritten: bool) -> OutputConcat | None:
     concat = graph.operators[plan.concats[0]]
     return OutputConcat(
         output=plan.output,
-        tensor=_name(graph.tensors[int(concat.outputs[0])]),
+        tensor=tensor_name(graph.tensors[int(concat.outputs[0])]),
         parts=len(plan.parts),
         ratio=step / finest,
         step=step,
@@ -237,7 +238,9 @@ def _assemble_in_float(model: Any, graph: Any, plan: _Plan) -> None:
     floats: dict[int, int] = {}  # integer tensor -> its float version
     dequantize_ops = []
     for part in dict.fromkeys(plan.parts):
-        floats[part] = new_tensor(graph.tensors[part], f"{_name(graph.tensors[part])}/dequantized")
+        floats[part] = new_tensor(
+            graph.tensors[part], f"{tensor_name(graph.tensors[part])}/dequantized"
+        )
         op = schema.OperatorT()
         op.opcodeIndex = final.opcodeIndex
         op.inputs = np.array([part], np.int32)
@@ -263,7 +266,7 @@ def _assemble_in_float(model: Any, graph: Any, plan: _Plan) -> None:
             graph.tensors[out].quantization = None
             floats[out] = out
         else:
-            floats[out] = new_tensor(graph.tensors[out], f"{_name(graph.tensors[out])}/float")
+            floats[out] = new_tensor(graph.tensors[out], f"{tensor_name(graph.tensors[out])}/float")
         op.outputs = np.array([floats[out]], np.int32)
         float_ops.append(op)
     # the float assembly after every integer op (an integer op never reads it): a delegate or

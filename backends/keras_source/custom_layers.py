@@ -318,6 +318,7 @@ class LayerNorm(keras.layers.LayerNormalization):
     x * (rsqrt(var + eps) * gamma) + (beta - mean * rsqrt(var + eps) * gamma)."""
 
     def call(self, x):
+        x = ops.cast(x, self.variable_dtype)  # float32 under mixed precision, as in Keras
         axes = [a % len(x.shape) for a in self.axis]
         mean, var = ops.moments(x, axes=axes, keepdims=True)
         y = (x - mean) * ops.rsqrt(var + self.epsilon)
@@ -326,7 +327,7 @@ class LayerNorm(keras.layers.LayerNormalization):
             y = y * ops.reshape(self.gamma, shape)
         if self.center:
             y = y + ops.reshape(self.beta, shape)
-        return y
+        return ops.cast(y, self.compute_dtype)
 ''',
 )
 
@@ -761,7 +762,7 @@ class Resize(keras.layers.Layer):
                 x = ops.take(x, low, axis=axis)
                 continue
             shape = [out if a == axis else 1 for a in range(len(x.shape))]
-            weight = ops.convert_to_tensor(weight.reshape(shape))
+            weight = ops.convert_to_tensor(weight.reshape(shape), dtype=x.dtype)
             a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
             x = a + (b - a) * weight
         return x
@@ -814,7 +815,7 @@ class OnnxResize(keras.layers.Layer):
             shape = [out if a == axis else 1 for a in range(len(x.shape))]
             y = 0.0
             for t in range(index.shape[1]):
-                w = ops.convert_to_tensor(weight[:, t].reshape(shape))
+                w = ops.convert_to_tensor(weight[:, t].reshape(shape), dtype=x.dtype)
                 y = y + ops.take(x, index[:, t], axis=axis) * w
             x = y
         return x
@@ -1033,7 +1034,8 @@ class GridSample(keras.layers.Layer):
         self.mode, self.padding_mode, self.align_corners = mode, padding_mode, align_corners
 
     def call(self, inputs):
-        x, grid = inputs
+        # float32 under mixed precision: float16 cannot address a pixel of a large image
+        x, grid = (ops.cast(t, self.variable_dtype) for t in inputs)
         c, h, w = x.shape[1:]
         points = grid.shape[1] * grid.shape[2]
         flat = ops.reshape(x, (-1, c, h * w))
@@ -1042,7 +1044,7 @@ class GridSample(keras.layers.Layer):
         for index, weight in taps:
             values = ops.take_along_axis(flat, ops.reshape(index, (-1, 1, points)), axis=2)
             out = out + values * ops.reshape(weight, (-1, 1, points))
-        return ops.reshape(out, (-1, c, grid.shape[1], grid.shape[2]))
+        return ops.cast(ops.reshape(out, (-1, c, grid.shape[1], grid.shape[2])), self.compute_dtype)
 ''',
     helpers=(_planning.grid_source, _planning.grid_sample_taps),
 )
