@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from transpiler.errors import TranspileError
 from transpiler.ir import Graph
 
 from .._tf_runtime import count_transposes, has_recurrent_layers, keras_function, numpy_callable
 from ..base import Backend
 from .emitter import WEIGHTS_FILE, EmittedModule, emit_source
+from .weights import build_with_weights, save_weights
 
 __all__ = [
     "BACKEND",
@@ -72,20 +72,10 @@ def write_keras(
     source_path = folder / SOURCE_FILE
     source_path.write_text(emitted.source, encoding="utf-8")
     module = import_module_from(source_path)
-    model = module.build_model()
-    for layer_name in list(emitted.layer_weights):
-        # popped as they are set: the converted arrays are freed one layer at a time
-        arrays = emitted.layer_weights.pop(layer_name)
-        layer = model.get_layer(layer_name)
-        expected = [tuple(w.shape) for w in layer.weights]
-        got = [tuple(a.shape) for a in arrays]
-        if expected != got:
-            raise TranspileError(
-                f"internal: weights for Keras layer {layer_name} have shapes {got}, the layer "
-                f"expects {expected}"
-            )
-        layer.set_weights(arrays)
-    model.save_weights(str(folder / WEIGHTS_FILE))
+    # build_model() + set_weights + save_weights, without Keras' random initialization and
+    # with a cheaper weights file (see weights.py)
+    model = build_with_weights(module.build_model, emitted.layer_weights)
+    save_weights(model, folder / WEIGHTS_FILE)
     return emitted, model
 
 
