@@ -182,7 +182,10 @@ def _save_with_keras_walk(model: Any, path: Path) -> None:
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
 
-    seeded = []
+    keys = [t.format(o) for o in _SKIPSET_TYPES for t in _SKIPSET_KEYS]
+    # every key unset before the walk is unset again after it (get_attr_skipset itself
+    # caches under one of them)
+    seeded = [k for k in keys if global_state.get_global_attribute(k) is None]
     for obj_type in _SKIPSET_TYPES:
         skipset = None
         for template in _SKIPSET_KEYS:
@@ -190,7 +193,6 @@ def _save_with_keras_walk(model: Any, path: Path) -> None:
             if global_state.get_global_attribute(key) is None:
                 skipset = skipset or saving_lib.get_attr_skipset(obj_type)
                 global_state.set_global_attribute(key, skipset)
-                seeded.append(key)
     try:
         store = _store_class()(path, mode="w")
         try:
