@@ -123,7 +123,6 @@ def test_generated_modules_run_under_mixed_precision(tmp_path):
     GridSample, ...) follow the dtype policy (float16 compute, float32 weights) like Keras' own
     layers, within float16's precision of PyTorch."""
     import keras
-
     from transpiler.backends.keras_source import import_module_from
 
     torch.manual_seed(0)
