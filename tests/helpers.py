@@ -234,3 +234,28 @@ def randomize_zero_weights(model: nn.Module, seed: int = 0, std: float = 0.05) -
             if p.numel() > 1 and not p.any():
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
+
+
+def tiny_bert(
+    vocab: int = 100,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    ffn: int = 37,
+    positions: int = 64,
+) -> nn.Module:
+    """A Hugging Face ``BertModel`` from a small config (random weights, no download)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=positions,
+    )
+    return transformers.BertModel(config)

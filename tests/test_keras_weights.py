@@ -10,14 +10,13 @@ here by switching the two fast paths off, which is also how the fallback runs.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import randomize_bn
+from helpers import randomize_bn, tiny_bert
 from test_structure import Net
 from torch import nn
 
@@ -175,18 +174,7 @@ def test_large_models_weights_match_keras_public_path(tmp_path, monkeypatch, nam
         model = randomize_bn(torchvision.models.resnet50(weights=None).eval())
         x = torch.randn(1, 3, 224, 224)
     else:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import transformers
-
-        config = transformers.BertConfig(
-            vocab_size=100,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            max_position_embeddings=64,
-        )
-        model = transformers.BertModel(config).eval()
+        model = tiny_bert().eval()
         ids = torch.randint(0, 100, (2, 9))
         x = (ids, torch.ones(2, 9, dtype=torch.long))
     fast = _both_paths(model, x, tmp_path, monkeypatch, verify=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-from helpers import assert_checks_ok, stable_seed
+from helpers import assert_checks_ok, stable_seed, tiny_bert
 
 from transpiler import transpile
 from transpiler.report import TORCH_ERROR_FACTOR
@@ -281,20 +281,7 @@ def _view_cases():
 
 
 def _tiny_bert():
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import transformers
-
-    cfg = transformers.BertConfig(
-        vocab_size=11,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=12,
-        max_position_embeddings=8,
-    )
-    return transformers.BertModel(cfg)
+    return tiny_bert(vocab=11, hidden=8, layers=1, heads=2, ffn=12, positions=8)
 
 
 def _state(model):

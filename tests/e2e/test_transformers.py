@@ -11,7 +11,7 @@ import os
 
 import pytest
 import torch
-from helpers import assert_checks_ok, check_against_torch
+from helpers import assert_checks_ok, check_against_torch, tiny_bert
 
 from transpiler import transpile
 from transpiler.tflite import run_tflite
@@ -21,15 +21,7 @@ import transformers  # in the test extra: a missing install is an error, not a s
 
 
 def _bert():
-    cfg = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    return transformers.BertModel(cfg)
+    return tiny_bert()
 
 
 def _distilbert():
