@@ -280,13 +280,18 @@ def _get_attr(root: torch.nn.Module, target: str) -> Any:
     return obj
 
 
+def _map_tensors(fn: Callable[[torch.Tensor], Any], value: Any) -> Any:
+    """``value`` with ``fn`` applied to every tensor in it (also inside tuples/lists)."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_map_tensors(fn, v) for v in value)
+    return value
+
+
 def _as_meta(value: Any) -> Any:
     """Tensors (also inside tuples/lists) -> storage-free "meta" tensors of the same shape/dtype."""
-    if isinstance(value, torch.Tensor):
-        return torch.empty_like(value, device="meta")
-    if isinstance(value, tuple | list):
-        return type(value)(_as_meta(v) for v in value)
-    return value
+    return _map_tensors(lambda t: torch.empty_like(t, device="meta"), value)
 
 
 class _NeedsValues(Exception):
@@ -309,11 +314,7 @@ def _has_meta(value: Any) -> bool:
 def _materialize(value: Any) -> Any:
     """Meta tensors (also in tuples/lists) -> uninitialized CPU tensors of their shape and
     dtype: for arguments of which a node reads only the shape, dtype or device."""
-    if isinstance(value, torch.Tensor) and value.is_meta:
-        return torch.empty(value.shape, dtype=value.dtype)
-    if isinstance(value, tuple | list):
-        return type(value)(_materialize(v) for v in value)
-    return value
+    return _map_tensors(lambda t: torch.empty(t.shape, dtype=t.dtype) if t.is_meta else t, value)
 
 
 def _metadata_only_args(node: fx.Node) -> set[int] | None:
