@@ -163,3 +163,114 @@ def test_failed_float32_check_leaves_nothing_behind(tmp_path, monkeypatch):
     path = result.to_tflite(target)
     assert path == target and path.stat().st_size > 0
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.tflite"]
+
+
+class _MaskedScores(nn.Module):
+    """Attention-style scores masked with a constant -inf (a causal mask built once)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(6, 6)
+        self.register_buffer("mask", torch.triu(torch.full((6, 6), float("-inf")), diagonal=1))
+
+    def forward(self, x):
+        return torch.softmax(self.proj(x) + self.mask, dim=-1)
+
+
+def test_inf_clamping_pass_runs_only_where_a_constant_holds_infinity(tmp_path, monkeypatch):
+    """TF's CanonicalizeBoundaryValuePass (±inf constants to ±FLT_MAX) reads every weight; it is
+    skipped where no constant holds an infinity, and the file is the same byte for byte as with
+    it; where one does, the converter clamps as by default and the export is still exact."""
+    import transpiler.tflite as tflite
+    from transpiler.tflite import convert, converter_for
+
+    torch.manual_seed(0)
+    plain = transpile(
+        nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)).eval(),
+        torch.randn(2, 6),
+        out_dir=tmp_path / "plain",
+    )
+    concrete = plain.concrete_function()
+    assert converter_for(concrete).canonicalizing_inf_as_min_max_float is False
+    blobs = []
+    for clamp in (False, True):
+        with monkeypatch.context() as m:
+
+            def clamping(*a, clamp=clamp, **k):
+                converter = converter_for(*a, **k)
+                converter.canonicalizing_inf_as_min_max_float = clamp
+                return converter
+
+            m.setattr(tflite, "converter_for", clamping)
+            blobs.append(convert(concrete))
+    assert blobs[0] == blobs[1]
+
+    masked = _MaskedScores().eval()
+    result = transpile(masked, torch.randn(2, 6, 6), out_dir=tmp_path / "masked")
+    concrete = result.concrete_function()
+    assert converter_for(concrete).canonicalizing_inf_as_min_max_float is True
+    path = result.to_tflite(tmp_path / "masked.tflite")
+    x = torch.randn(3, 6, 6)
+    with torch.no_grad():
+        expected = masked(x).numpy()
+    (y,) = run_tflite(path.read_bytes(), [x.numpy()])
+    assert np.abs(y - expected).max() <= 1e-5
+
+
+def test_infinity_scan_reads_every_float_encoding():
+    """may_hold_infinity: tensor_content, repeated values, half floats, function bodies, NaN
+    (which may hide an infinity from max/min), and anything unreadable count as possible."""
+    import tensorflow as tf
+
+    from transpiler.tflite import may_hold_infinity
+
+    def graph(*values, dtype=tf.float32, in_function=False):
+        g = tf.Graph()
+        with g.as_default():
+            for v in values:
+                tf.constant(v, dtype=dtype)
+        gd = g.as_graph_def()
+        if in_function:
+            wrapper = type(gd)()
+            fn = wrapper.library.function.add()
+            fn.node_def.extend(gd.node)
+            return wrapper
+        return gd
+
+    big = np.ones(1000, np.float32)
+    assert not may_hold_infinity(graph(big, 2.5, [1.0, -3.0]))
+    assert may_hold_infinity(graph(np.where(np.arange(1000) == 7, -np.inf, big)))
+    assert may_hold_infinity(graph(float("inf")))  # a scalar in float_val
+    assert may_hold_infinity(graph(np.full(5, np.inf), dtype=tf.float16))
+    assert not may_hold_infinity(graph(np.full(5, 3.0), dtype=tf.float16))
+    assert may_hold_infinity(graph([np.nan, np.inf, 1.0], dtype=tf.float64))
+    assert may_hold_infinity(graph([1.0, np.nan]))  # conservative
+    assert may_hold_infinity(graph(np.full(4, -np.inf), in_function=True))
+    assert not may_hold_infinity(graph(np.arange(4.0), in_function=True))
+    assert may_hold_infinity(graph(np.ones(3), dtype=tf.bfloat16))  # not read: the default
+    assert may_hold_infinity(object())  # not a GraphDef: the default
+
+
+def test_conversion_without_debug_info_writes_the_same_file(tmp_path, monkeypatch):
+    """The converter gets no GraphDebugInfo (every op's Python stack trace, for TF's error
+    messages only): not built, and the file is the same byte for byte as with it."""
+    import transpiler.tflite as tflite
+
+    torch.manual_seed(0)
+    model = randomize_bn(_yolo_block()).eval()
+    concrete = transpile(model, torch.randn(1, 3, 32, 32), out_dir=tmp_path).concrete_function()
+    seen = []
+    original = tflite.converter_for
+
+    def recording(*a, **k):
+        converter = original(*a, **k)
+        seen.append(converter)
+        return converter
+
+    monkeypatch.setattr(tflite, "converter_for", recording)
+    without = tflite.convert(concrete)
+    assert seen[-1]._debug_info is None and seen[-1]._funcs[0] is concrete
+    monkeypatch.setattr(tflite, "_without_debug_info", lambda converter: None)
+    with_info = tflite.convert(concrete)
+    assert seen[-1]._debug_info is not None  # TF's own path did build it
+    assert without == with_info
