@@ -257,7 +257,8 @@ def _without_debug_info(converter: Any) -> None:
 def may_hold_infinity(graph_def: Any) -> bool:
     """False when no floating-point constant of ``graph_def`` (its functions' included) holds
     ±inf; True when one does, or when a constant cannot be read here (the converter then clamps
-    infinities as it does by default). Reads the constants' bytes in place (~0.1 s per 300 MB)."""
+    infinities as it does by default). Each constant's bytes are copied once, one constant at a
+    time (~0.08 s for vit_b_16's 330 MB)."""
     try:
         nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
         return any(_const_has_infinity(n.attr["value"].tensor) for n in nodes if n.op == "Const")
