@@ -3,6 +3,8 @@ PyTorch."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -140,6 +142,35 @@ def test_check_runner_reuses_one_xnnpack_interpreter_across_batches():
         (ref,) = run_tflite(blob, [x])
         assert y.shape == (n, 8)
         assert np.abs(y - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_check_interpreters_run_on_every_core_the_process_may_use(monkeypatch):
+    """The check's interpreters (XNNPACK or reference kernels) get one thread per core of the
+    process's affinity mask, and compute what a single-threaded interpreter computes."""
+    import tensorflow as tf
+
+    import transpiler.tflite as tflite
+
+    made = []
+    original = tf.lite.Interpreter
+
+    class Recording(original):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("num_threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tf.lite, "Interpreter", Recording)
+    assert tflite._cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(tflite, "_cores", lambda: 3)
+    blob = _small_blob()
+    x = np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32)
+    (y,) = tflite._Runner(blob, delegates=True)([x])
+    (y_ref,) = tflite.run_tflite(blob, [x])
+    assert made == [3, 3]
+    monkeypatch.setattr(tflite, "_cores", lambda: 1)
+    (y_one,) = tflite._Runner(blob, delegates=True)([x])
+    assert made == [3, 3, 1]
+    assert np.abs(y - y_one).max() <= 1e-6 and np.abs(y - y_ref).max() <= 1e-5
 
 
 def test_failed_float32_check_leaves_nothing_behind(tmp_path, monkeypatch):
