@@ -30,6 +30,13 @@ whether it takes another batch size, and max error against PyTorch on a held-out
     python benchmarks/tflite_vs_litert.py --reuse-litert --reuse-ours --repeat 5  # re-time kept
                                                  # files: 5 alternating timings, median ratio
 
+    python benchmarks/tflite_vs_litert.py --models vit_b_16 --conversions 3  # 3 pairs of
+                                                 # conversions, alternating which goes first
+
+The conversion times vary ~2x from one run to the next on a shared VM (most of a large model's
+conversion is the kernel handing out fresh pages): compare the two converters over several
+alternating pairs (``--conversions K``), not single runs.
+
 Options: ``--litert-python /tmp/litert-venv/bin/python``, ``--work /tmp/tflite_vs_litert``
 (files kept there), ``--json benchmarks/results/tflite_vs_litert.json`` (rows merged by model).
 """
@@ -314,12 +321,21 @@ def bench(name: str, args) -> dict:
     if args.litert_only:
         litert()
         return row | {"litert": {"conversion": conv["litert"]}}
-    # the conversions alternate which goes first from one model to the next (both in fresh
-    # processes on the same, shared machine)
-    for convert in (
-        (litert, ours) if args.models.split(",").index(name) % 2 == 0 else (ours, litert)
-    ):
-        convert()
+    # the conversions alternate which goes first from one model to the next, and from one
+    # repeat to the next (``--conversions``), each in a fresh process on the same machine
+    first = args.models.split(",").index(name) % 2
+    timings: dict[str, list[dict]] = {"ours": [], "litert": []}
+    for k in range(args.conversions):
+        for convert in (litert, ours) if (first + k) % 2 == 0 else (ours, litert):
+            convert()
+        for who in timings:
+            timings[who].append(conv[who])
+    pair_ratios = [
+        o["total_s"] / t["total_s"] for o, t in zip(timings["ours"], timings["litert"], strict=True)
+    ]
+    for who, runs in timings.items():  # the median run's row, and every run's total
+        conv[who] = sorted(runs, key=lambda t: t["total_s"])[len(runs) // 2]
+        conv[who]["totals_s"] = [t["total_s"] for t in runs]
 
     held = torch.randn(1, 3, spec.size, spec.size, generator=torch.Generator().manual_seed(7))
     refs = references(model, name, held)
@@ -337,7 +353,8 @@ def bench(name: str, args) -> dict:
     ratios = [statistics.median(run["ours"]) / statistics.median(run["litert"]) for run in runs]
     row["latency_ratio"] = statistics.median(ratios)
     row["latency_ratios"] = ratios  # one per repeat of the alternating timing: the spread
-    row["conversion_ratio"] = conv["ours"]["total_s"] / conv["litert"]["total_s"]
+    row["conversion_ratio"] = statistics.median(pair_ratios)
+    row["conversion_ratios"] = pair_ratios  # one per pair of conversions: the spread
     return row
 
 
@@ -360,7 +377,7 @@ def table(rows: list[dict]) -> str:
             f"{t['xnnpack_partitions']} | {o['transpose']} / {t['transpose']} | {o['n_ops']} / "
             f"{t['n_ops']} | {o['size_mb']:.1f} / {t['size_mb']:.1f} | {o['max_abs_err']:.1e} / "
             f"{t['max_abs_err']:.1e} | {o['conversion']['total_s']:.0f} / "
-            f"{t['conversion']['total_s']:.0f} | {yn(o)} / {yn(t)} |"
+            f"{t['conversion']['total_s']:.0f}{conversion_spread(r)} | {yn(o)} / {yn(t)} |"
         )
     return "\n".join(lines)
 
@@ -369,6 +386,15 @@ def spread(row: dict) -> str:
     """ ", 0.97–1.04": the lowest and highest ratio of the repeats (none for one repeat)."""
     ratios = row.get("latency_ratios", [])
     return f", {min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else ""
+
+
+def conversion_spread(row: dict) -> str:
+    """ " (1.02, 0.95–1.10)": the median ratio of the pairs of conversions, and their range
+    (none for one pair)."""
+    ratios = row.get("conversion_ratios", [])
+    if len(ratios) < 2:
+        return ""
+    return f" ({statistics.median(ratios):.2f}, {min(ratios):.2f}–{max(ratios):.2f})"
 
 
 def histogram_diff(rows: list[dict]) -> str:
@@ -398,6 +424,13 @@ def main() -> None:
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument(
         "--repeat", type=int, default=1, help="repeat the alternating timing; ratio: their median"
+    )
+    p.add_argument(
+        "--conversions",
+        type=int,
+        default=1,
+        help="convert each model K times with each converter, alternating which goes first; "
+        "times: the median run, ratio: the median of the K pairs' ratios",
     )
     p.add_argument("--json", default=str(ROOT / "benchmarks/results/tflite_vs_litert.json"))
     p.add_argument("--ours-worker", metavar="MODEL", help=argparse.SUPPRESS)  # convert_ours
