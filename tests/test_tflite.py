@@ -305,3 +305,84 @@ def test_conversion_without_debug_info_writes_the_same_file(tmp_path, monkeypatc
     with_info = tflite.convert(concrete)
     assert seen[-1]._debug_info is not None  # TF's own path did build it
     assert without == with_info
+
+
+def _conv_block_concrete(tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(_yolo_block()).eval()
+    return transpile(model, torch.randn(1, 3, 32, 32), out_dir=tmp_path).concrete_function()
+
+
+def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, monkeypatch):
+    """TF's MLIR conversion runs in a child process (``_tflite_child.py``): it gives the
+    flatbuffer TF's in-process call gives, byte for byte, and that file runs exactly."""
+    import transpiler.tflite as tflite
+
+    concrete = _conv_block_concrete(tmp_path)
+    results = []
+    original = tflite.convert_in_child
+
+    def recording(*parts):
+        results.append(original(*parts))
+        return results[-1]
+
+    monkeypatch.setattr(tflite, "convert_in_child", recording)
+    in_child = tflite.convert(concrete)
+    assert len(results) == 1 and results[0] == in_child  # the child's file is the one returned
+    monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: None)
+    in_process = tflite.convert(concrete)
+    assert in_child == in_process
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (y,) = run_tflite(in_child, [x])
+    ref = concrete(tf_constant(x))
+    ref = ref[0] if isinstance(ref, list | tuple) else ref
+    assert np.abs(y - np.asarray(ref)).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def tf_constant(x):
+    import tensorflow as tf
+
+    return tf.constant(x)
+
+
+@pytest.mark.parametrize("failure", ["exits", "garbage", "no_python", "conversion_error"])
+def test_a_failing_child_falls_back_to_tfs_own_conversion(tmp_path, monkeypatch, failure):
+    """Whatever goes wrong in the child (it exits, it answers garbage, no interpreter to start
+    it, the converter raises there), TF's in-process call converts instead: same file; and the
+    hook passes calls made outside ``convert`` to TF's function untouched."""
+    import sys
+
+    import transpiler.tflite as tflite
+
+    concrete = _conv_block_concrete(tmp_path)
+    monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: None)
+    expected = tflite.convert(concrete)
+    monkeypatch.undo()
+    script = tmp_path / "child.py"
+    if failure == "exits":
+        script.write_text("import sys\nsys.exit(1)\n")
+        monkeypatch.setattr(tflite, "_CHILD_SCRIPT", script)
+    elif failure == "garbage":
+        script.write_text("import sys\nsys.stdout.buffer.write(b'T' + b'\\xff' * 8)\n")
+        monkeypatch.setattr(tflite, "_CHILD_SCRIPT", script)
+    elif failure == "no_python":
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    calls = []
+    original = tflite.convert_in_child
+
+    def counted(*parts):
+        if failure == "conversion_error":  # the child's converter rejects the GraphDef
+            parts = (parts[0], parts[1], b"not a GraphDef", parts[3])
+        calls.append(original(*parts))
+        return calls[-1]
+
+    monkeypatch.setattr(tflite, "convert_in_child", counted)
+    assert tflite.convert(concrete) == expected
+    assert calls == [None]
+    # outside ``convert`` the hook is TF's own function
+    from tensorflow.compiler.mlir.lite.python import wrap_converter
+
+    assert getattr(wrap_converter.wrapped_convert, "_transpiler_child", False)
+    monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: pytest.fail("child used"))
+    with pytest.raises(Exception):  # noqa: B017 - TF's own error for a bad GraphDef
+        wrap_converter.wrapped_convert(b"", b"", b"not a GraphDef", None)
