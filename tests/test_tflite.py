@@ -327,7 +327,12 @@ def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, m
         return results[-1]
 
     monkeypatch.setattr(tflite, "convert_in_child", recording)
+    small = tflite.convert(concrete)  # a GraphDef of a few KB: in-process, no child started
+    assert results == [None]
+    monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)  # now it goes there too
+    results.clear()
     in_child = tflite.convert(concrete)
+    assert in_child == small
     assert len(results) == 1 and results[0] == in_child  # the child's file is the one returned
     monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: None)
     in_process = tflite.convert(concrete)
@@ -358,6 +363,7 @@ def test_a_failing_child_falls_back_to_tfs_own_conversion(tmp_path, monkeypatch,
     monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: None)
     expected = tflite.convert(concrete)
     monkeypatch.undo()
+    monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)
     script = tmp_path / "child.py"
     if failure == "exits":
         script.write_text("import sys\nsys.exit(1)\n")

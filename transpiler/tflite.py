@@ -154,13 +154,18 @@ _CHILD_LOCK = threading.Lock()
 # the child's allocator keeps freed memory for reuse instead of unmapping it (big buffers from
 # the heap, no trimming): the converter copies the weights a dozen times; fresh pages are most
 # of its time on a VM (vit_b_16: 1.4 -> 0.8 M page faults)
+# a GraphDef this small converts in-process: the child's start (~0.5 s) would cost more than
+# its fresh memory saves (resnet18, 47 MB: 1.4 s in-process, 1.8 s through the child;
+# convnext_tiny, 114 MB: 5.4 s against 4.0 s)
+_CHILD_MIN_BYTES = 64 * 2**20
 _CHILD_TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967295"
 
 
 @contextlib.contextmanager
 def _converting_in_child():
     """Within this block, this thread's TF MLIR conversion (``wrapped_convert``: serialized
-    flags and GraphDef in, flatbuffer out) runs in a child process (``convert_in_child``).
+    flags and GraphDef in, flatbuffer out) runs in a child process (``convert_in_child``)
+    when the GraphDef has 64 MB or more.
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
     that memory back between copies. In a fresh process of ~3 GB that costs far less than in
@@ -220,19 +225,22 @@ def convert_in_child(
     model_flags: bytes, converter_flags: bytes, input_data: bytes, debug_info: bytes | None
 ) -> bytes | None:
     """TF's converter call (``_pywrap_converter_api.Convert``) run by ``_tflite_child.py`` in
-    a child process of this Python; the flatbuffer, or None when the child could not give one
-    (the caller then converts in-process)."""
+    a child process of this Python, for a GraphDef of ``_CHILD_MIN_BYTES`` or more; the
+    flatbuffer, or None when the child could not give one or was not started (the caller then
+    converts in-process)."""
     import struct
     import subprocess
     import sys
 
     from ._tflite_child import HEADER, LENGTH
 
-    modules = _child_modules()
-    if modules is None or not sys.executable or not _CHILD_SCRIPT.is_file():
-        return None
     parts = [model_flags, converter_flags, input_data, debug_info]
     if not all(p is None or isinstance(p, bytes | bytearray | memoryview) for p in parts):
+        return None
+    if input_data is None or len(input_data) < _CHILD_MIN_BYTES:  # the start would cost more
+        return None
+    modules = _child_modules()
+    if modules is None or not sys.executable or not _CHILD_SCRIPT.is_file():
         return None
     env = dict(os.environ)
     env.setdefault("GLIBC_TUNABLES", _CHILD_TUNABLES)
