@@ -392,3 +392,32 @@ def test_a_failing_child_falls_back_to_tfs_own_conversion(tmp_path, monkeypatch,
     monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: pytest.fail("child used"))
     with pytest.raises(Exception):  # noqa: B017 - TF's own error for a bad GraphDef
         wrap_converter.wrapped_convert(b"", b"", b"not a GraphDef", None)
+
+
+@pytest.mark.slow
+def test_a_model_over_the_threshold_converts_in_the_child_exactly(tmp_path, monkeypatch):
+    """A real model over ``_CHILD_MIN_BYTES`` (an MLP of 96 MB of weights) goes through the child
+    at the default threshold: same bytes as TF's in-process call, and ``to_tflite``'s file
+    meets the check against PyTorch at both batch sizes."""
+    import transpiler.tflite as tflite
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(256, 4096), nn.GELU(), nn.Linear(4096, 4096), nn.GELU(), nn.Linear(4096, 1024)
+    ).eval()
+    assert sum(p.numel() for p in model.parameters()) * 4 > tflite._CHILD_MIN_BYTES
+    result = transpile(model, torch.randn(2, 256), out_dir=tmp_path / "out")
+    results = []
+    original = tflite.convert_in_child
+
+    def recording(*parts):
+        results.append(original(*parts))
+        return results[-1]
+
+    monkeypatch.setattr(tflite, "convert_in_child", recording)
+    path = result.to_tflite(tmp_path / "model.tflite")
+    assert len(results) == 1 and results[0] == path.read_bytes()
+    assert all(c.ok for c in result.report.tflite[-1].checks)
+    assert len({c.batch_size for c in result.report.tflite[-1].checks}) == 2
+    monkeypatch.setattr(tflite, "convert_in_child", lambda *parts: None)
+    assert tflite.convert(result.concrete_function()) == path.read_bytes()
