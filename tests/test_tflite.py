@@ -313,12 +313,10 @@ def _conv_block_concrete(tmp_path):
     return transpile(model, torch.randn(1, 3, 32, 32), out_dir=tmp_path).concrete_function()
 
 
-def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, monkeypatch):
-    """TF's MLIR conversion runs in a child process (``_tflite_child.py``): it gives the
-    flatbuffer TF's in-process call gives, byte for byte, and that file runs exactly."""
+def _record_child_results(monkeypatch) -> list:
+    """What each ``convert_in_child`` call returns (None: no child, or it failed), in order."""
     import transpiler.tflite as tflite
 
-    concrete = _conv_block_concrete(tmp_path)
     results = []
     original = tflite.convert_in_child
 
@@ -327,6 +325,16 @@ def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, m
         return results[-1]
 
     monkeypatch.setattr(tflite, "convert_in_child", recording)
+    return results
+
+
+def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, monkeypatch):
+    """TF's MLIR conversion runs in a child process (``_tflite_child.py``): it gives the
+    flatbuffer TF's in-process call gives, byte for byte, and that file runs exactly."""
+    import transpiler.tflite as tflite
+
+    concrete = _conv_block_concrete(tmp_path)
+    results = _record_child_results(monkeypatch)
     small = tflite.convert(concrete)  # a GraphDef of a few KB: in-process, no child started
     assert results == [None]
     monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)  # now it goes there too
@@ -407,14 +415,7 @@ def test_a_model_over_the_threshold_converts_in_the_child_exactly(tmp_path, monk
     ).eval()
     assert sum(p.numel() for p in model.parameters()) * 4 > tflite._CHILD_MIN_BYTES
     result = transpile(model, torch.randn(2, 256), out_dir=tmp_path / "out")
-    results = []
-    original = tflite.convert_in_child
-
-    def recording(*parts):
-        results.append(original(*parts))
-        return results[-1]
-
-    monkeypatch.setattr(tflite, "convert_in_child", recording)
+    results = _record_child_results(monkeypatch)
     path = result.to_tflite(tmp_path / "model.tflite")
     assert len(results) == 1 and results[0] == path.read_bytes()
     assert all(c.ok for c in result.report.tflite[-1].checks)
