@@ -8,8 +8,8 @@ calibrated on the user's data and come with a per-layer quantization report
 (transpiler/quantize.py). The flatbuffer is then run by the TFLite interpreter on the inputs of
 the transpile's numeric check and compared with PyTorch under the same bound, and optionally
 checked against a deployment target's constraints (transpiler/tflite_targets.py). TF's MLIR
-conversion of a float variant runs in a child process (``_converting_in_child``), TF's own
-in-process call being the fallback.
+conversion of a float variant whose GraphDef has 64 MB or more runs in a child process
+(``_converting_in_child``), TF's own in-process call being the fallback.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _converting_in_child():
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
     that memory back between copies. In a fresh process of ~3 GB that costs far less than in
-    the user's (vit_b_16, measured on this project's 2-core VM: 6-9 s in a child, 13-20 s in
+    the user's (vit_b_16, measured on this project's 2-core VM: 5.8-8.1 s in a child, 13-20 s in
     the process that just transpiled it; same bytes). The converter's peak memory (3.4 GB on
     vit_b_16) then never adds to the user's process, and a crash in the converter cannot take
     the process down. Any failure of the child (no interpreter, a module TF moved, a
