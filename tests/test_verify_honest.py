@@ -211,6 +211,42 @@ def test_a_failing_reference_run_is_named_and_leaves_no_thread(tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("reference")]
 
 
+def test_the_converted_model_runs_while_the_reference_still_runs(tmp_path, monkeypatch):
+    """At each batch size the check runs the converted model before it waits for PyTorch's
+    outputs there, so the two overlap: here the reference's run at batch 3 waits until the
+    converted model has run at batch 3 (a check that waited for the reference first would
+    find it still waiting, and the run would see no such event)."""
+    import threading
+
+    import transpiler.backends.keras_source as keras_source
+
+    ours_ran = threading.Event()
+    seen: list[bool] = []
+
+    def waiting(module, args):
+        if threading.current_thread().name.startswith("reference") and args[0].shape[0] == 3:
+            seen.append(ours_ran.wait(timeout=20))
+
+    real = keras_source.make_callable
+
+    def make_callable(*a, **k):
+        run = real(*a, **k)
+
+        def recorded(*arrays):
+            if arrays[0].shape[0] == 3:
+                ours_ran.set()
+            return run(*arrays)
+
+        return recorded
+
+    monkeypatch.setattr(keras_source, "make_callable", make_callable)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    model[1].register_forward_pre_hook(waiting)
+    result = transpile(model, torch.randn(1, 4), out_dir=tmp_path / "o", tracer="fx")
+    assert_checks_ok(result)
+    assert seen and all(seen)  # every reference run at batch 3 found ours already run
+
+
 # --- the float64 reference without a float64 copy (Float64View) ----------------------------
 
 

@@ -418,9 +418,8 @@ def check_numerics(
         )
 
 
-def _run_written(written: Any, arrays: list[np.ndarray], expected: int, what: str) -> list:
-    """The generated model's outputs on ``arrays``, as a list of ``expected`` outputs."""
-    outs = written.run(*arrays)
+def _outputs_list(outs: Any, expected: int, what: str) -> list:
+    """The generated model's outputs (``written.run``'s result), as a list of ``expected``."""
     outs = list(outs) if isinstance(outs, tuple) else [outs]
     if len(outs) != expected:
         raise TranspileError(
@@ -453,11 +452,13 @@ def _mismatch(report: Report, what: str, reference: str, unit: str) -> Transpile
 def _check_set(
     written, graph, imported, reference, inputs, layouts, tolerance, report, what, scale=1.0
 ) -> None:
-    refs32, refs64 = reference.outputs(inputs, what)
     arrays = [to_layout(x.numpy(), layouts[0]) for x in inputs]
+    # the converted model runs first: a prefetched reference run may still be going on
+    outs = written.run(*arrays)
+    refs32, refs64 = reference.outputs(inputs, what)
+    outs = _outputs_list(outs, len(refs32), what)
     if scale == 1.0:  # kept for later exports' checks (TFLite), against float32 PyTorch
         report.references.append((arrays, [to_layout(r, layouts[1]) for r in refs32]))
-    outs = _run_written(written, arrays, len(refs32), what)
     failed = False
     shapes = tuple(tuple(x.shape) for x in inputs)
     for k, (y, ref32) in enumerate(zip(outs, refs32, strict=True)):
