@@ -247,6 +247,28 @@ def test_the_converted_model_runs_while_the_reference_still_runs(tmp_path, monke
     assert seen and all(seen)  # every reference run at batch 3 found ours already run
 
 
+def test_a_bad_out_dir_is_refused_and_leaves_no_reference_thread(tmp_path):
+    """The reference starts before the passes; an out_dir that cannot be used still fails
+    cleanly: the error names it, the file is untouched, no reference run is left behind."""
+    import threading
+    import time
+
+    from transpiler.errors import TranspileError
+
+    def slow(module, args):  # the reference's runs outlast the passes
+        if threading.current_thread().name.startswith("reference"):
+            time.sleep(0.5)
+
+    model = _small()
+    model[0].register_forward_pre_hook(slow)
+    taken = tmp_path / "a_file"
+    taken.write_text("mine")
+    with pytest.raises(TranspileError, match="exists and is not a folder"):
+        transpile(model, torch.randn(1, 3, 8, 8), out_dir=taken)
+    assert taken.read_text() == "mine"
+    assert not [t for t in threading.enumerate() if t.name.startswith("reference")]
+
+
 # --- the float64 reference without a float64 copy (Float64View) ----------------------------
 
 

@@ -23,6 +23,7 @@ from .errors import TranspileError
 from .frontend import DEFAULT_REGISTRY, ConverterRegistry, Loaded, load
 from .ir import Graph, Value
 from .report import Report
+from .verify import Reference, reference_for
 
 __all__ = ["transpile", "TranspileResult"]
 
@@ -223,20 +224,39 @@ def transpile(
         model, example_inputs, tracer=tracer, registry=registry, dynamic_shapes=dynamic_shapes
     )
     traced = time.perf_counter()
-    ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
-    imported_transposes = sum(n.op == "transpose" for n in loaded.graph.nodes)
-    run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
-    report = _new_report(writer.name, layouts, loaded, run)
+    report = Report(backend=writer.name, tracer=loaded.tracer, io_layout=layouts)
+    # the check's reference (PyTorch in float32 and float64) starts now, in a background
+    # thread: its kernels overlap the passes and the Keras build on two cores
+    reference = _prefetched_reference(loaded, report) if verify else None
+    try:
+        ctx = PassContext(layouts[0], layouts[1], fold_batchnorm)
+        imported_transposes = sum(n.op == "transpose" for n in loaded.graph.nodes)
+        run = run_pipeline(loaded.graph, DEFAULT_PIPELINE, ctx)
+    except BaseException:
+        if reference is not None:
+            reference.release()  # no run left behind
+        raise
+    _fill_report(report, loaded, run)
     report.imported_transposes = imported_transposes
     report.timings = {"trace": traced - clock, "passes": time.perf_counter() - traced}
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
     run.graph.meta["batch"] = loaded.batch  # a bounded or static batch is said in the source
-    return _write_and_verify(writer, run.graph, report, loaded, out_dir, layouts, verify, tolerance)
+    return _write_and_verify(
+        writer, run.graph, report, loaded, out_dir, layouts, reference, tolerance
+    )
 
 
-def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any) -> Report:
+def _prefetched_reference(loaded: Loaded, report: Report) -> Reference:
+    """The numeric check's reference, its runs on both check input sets started."""
+    reference = reference_for(loaded.check_against, report, loaded.imported)
+    reference.prefetch([loaded.inputs_a, loaded.inputs_b])
+    return reference
+
+
+def _fill_report(report: Report, loaded: Loaded, run: Any) -> None:
+    """The report's account of the import and the passes."""
     graph = run.graph
-    report = Report(backend=backend, tracer=loaded.tracer, io_layout=layouts, passes=run.records)
+    report.passes = run.records
     report.batch = loaded.batch
     report.dynamic = loaded.dynamic
     report.notes.extend(loaded.notes)
@@ -248,7 +268,6 @@ def _new_report(backend: str, layouts: tuple[str, str], loaded: Loaded, run: Any
     ]
     report.transposes = [n.attrs["reason"] for n in graph.nodes if n.op == "transpose"]
     report.unfolded_batchnorm = list(graph.meta.get("unfolded_batchnorm", []))
-    return report
 
 
 def _describe(v: Value, name: str) -> str:
@@ -276,23 +295,24 @@ def _write_and_verify(
     loaded: Loaded,
     out_dir: Any,
     layouts: tuple[str, str],
-    verify: bool,
+    reference: Reference | None,
     tolerance: float,
 ) -> TranspileResult:
-    """Write into a staging folder, check, then move the files into ``out_dir``: nothing
-    half-written is left there when anything fails."""
-    from .verify import check_numerics, check_structure, reference_for
+    """Write into a staging folder, check against ``reference`` (None: verify=False), then
+    move the files into ``out_dir``: nothing half-written is left there when anything fails."""
+    from .verify import check_numerics, check_structure
 
-    final = _out_dir(out_dir, writer)
+    verify = reference is not None
+    try:
+        final = _out_dir(out_dir, writer)
+    except BaseException:
+        if reference is not None:
+            reference.release()
+        raise
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
     model_name = graph.meta.get("model_class", "Model")
     inputs = [loaded.inputs_a, loaded.inputs_b]
-    # the check's reference (PyTorch in float32 and float64) runs in a background thread while
-    # the model is written and built: its kernels and the Keras build overlap on two cores
-    reference = reference_for(loaded.check_against, report, loaded.imported) if verify else None
-    if reference is not None:
-        reference.prefetch(inputs)
     clock = time.perf_counter()
     try:
         artifact = writer.write(graph, staging, model_name=model_name, layouts=layouts)
