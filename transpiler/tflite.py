@@ -151,14 +151,16 @@ def convert(concrete: Any, variant: str = "float32") -> bytes:
 _CHILD = threading.local()  # .active: this thread's conversion may run in a child process
 _CHILD_SCRIPT = Path(__file__).with_name("_tflite_child.py")
 _CHILD_LOCK = threading.Lock()
-# the child's allocator keeps freed memory for reuse instead of unmapping it (big buffers from
-# the heap, no trimming): the converter copies the weights a dozen times; fresh pages are most
-# of its time on a VM (vit_b_16: 1.4 -> 0.8 M page faults)
+# the child's allocator asks for transparent huge pages (madvise) for its big buffers: the
+# converter copies the weights a dozen times into fresh memory, and on a VM the page faults
+# are most of its time (vit_b_16's call, the parent holding the transpiled model, median of 4
+# alternating runs: 2.1 s with huge pages, 4.4 s with glibc's defaults, 5.1 s with freed memory
+# kept in the heap, the setting used before; 0.17 M page faults against 1.30 M and 0.84 M)
 # a GraphDef this small converts in-process: the child's start (~0.5 s) would cost more than
 # its fresh memory saves (resnet18, 47 MB: 1.4 s in-process, 1.8 s through the child;
 # convnext_tiny, 114 MB: 5.4 s against 4.0 s)
 _CHILD_MIN_BYTES = 64 * 2**20
-_CHILD_TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967295"
+_CHILD_TUNABLES = "glibc.malloc.hugetlb=1"
 
 
 @contextlib.contextmanager
@@ -168,9 +170,10 @@ def _converting_in_child():
     when the GraphDef has 64 MB or more.
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
-    that memory back between copies. In a fresh process of ~3 GB that costs far less than in
-    the user's (vit_b_16, measured on this project's 2-core VM: 5.8-8.1 s in a child, 13-20 s in
-    the process that just transpiled it; same bytes). The converter's peak memory (3.4 GB on
+    that memory back between copies. In a fresh process of ~3 GB, whose allocator asks for
+    transparent huge pages, that costs far less than in the user's (vit_b_16, measured on this
+    project's 2-core VM: 2.0-2.3 s in a child, 13-20 s in the process that just transpiled it;
+    same bytes). The converter's peak memory (3.4 GB on
     vit_b_16) then never adds to the user's process, and a crash in the converter cannot take
     the process down. Any failure of the child (no interpreter, a module TF moved, a
     conversion error, a crash) falls back to TF's own in-process call, which then raises TF's
