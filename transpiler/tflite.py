@@ -152,10 +152,11 @@ _CHILD = threading.local()  # .active: this thread's conversion may run in a chi
 _CHILD_SCRIPT = Path(__file__).with_name("_tflite_child.py")
 _CHILD_LOCK = threading.Lock()
 # the child's allocator asks for transparent huge pages (madvise) for its big buffers: the
-# converter copies the weights a dozen times into fresh memory, and on a VM the page faults
-# are most of its time (vit_b_16's call, the parent holding the transpiled model, median of 4
-# alternating runs: 2.1 s with huge pages, 4.4 s with glibc's defaults, 5.1 s with freed memory
-# kept in the heap, the setting used before; 0.17 M page faults against 1.30 M and 0.84 M)
+# converter copies the weights a dozen times into fresh memory, and on a VM the first touch of
+# a page is most of its time (vit_b_16's call as the first conversion in a process that had just
+# transpiled it, 3 processes each: 6.7-8.3 s with huge pages, 8.0-9.1 s with glibc's defaults,
+# 10.3-11.3 s with freed memory kept in the heap, the setting used before; 0.17 M page faults
+# against 1.30 M and 0.84 M)
 # a GraphDef this small converts in-process: the child's start (~0.5 s) would cost more than
 # its fresh memory saves (resnet18, 47 MB: 1.4 s in-process, 1.8 s through the child;
 # convnext_tiny, 114 MB: 5.4 s against 4.0 s)
@@ -171,14 +172,15 @@ def _converting_in_child():
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
     that memory back between copies. In a fresh process of ~3 GB, whose allocator asks for
-    transparent huge pages, that costs far less than in the user's (vit_b_16, measured on this
-    project's 2-core VM: 2.0-2.3 s in a child, 13-20 s in the process that just transpiled it;
-    same bytes). The converter's peak memory (3.4 GB on
-    vit_b_16) then never adds to the user's process, and a crash in the converter cannot take
-    the process down. Any failure of the child (no interpreter, a module TF moved, a
-    conversion error, a crash) falls back to TF's own in-process call, which then raises TF's
-    own errors. The hook on ``wrap_converter.wrapped_convert`` (installed once) passes every
-    other call, from any other thread or outside this block, to TF's function untouched."""
+    transparent huge pages, that costs far less than in the user's (vit_b_16 on this project's
+    2-core VM: 5.8-8.1 s in a child against 13-20 s in the process that had just transpiled it,
+    on one machine state; same bytes; BENCHMARKS.md, issue 16's seventh and ninth rounds).
+    The converter's peak memory (3.1-3.4 GB on vit_b_16) then never adds to the user's process,
+    and a crash in the converter cannot take the process down. Any failure of the child (no
+    interpreter, a module TF moved, a conversion error, a crash) falls back to TF's own
+    in-process call, which then raises TF's own errors. The hook on
+    ``wrap_converter.wrapped_convert`` (installed once) passes every other call, from any other
+    thread or outside this block, to TF's function untouched."""
     _install_child_hook()
     _CHILD.active = True
     try:
