@@ -338,6 +338,7 @@ def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, m
     small = tflite.convert(concrete)  # a GraphDef of a few KB: in-process, no child started
     assert results == [None]
     monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)  # now it goes there too
+    monkeypatch.setattr(tflite, "_CHILD_MIN_PAGE_US", 0.0)  # however cheap fresh memory is
     results.clear()
     in_child = tflite.convert(concrete)
     assert in_child == small
@@ -350,6 +351,40 @@ def test_conversion_runs_in_a_child_process_and_writes_the_same_file(tmp_path, m
     ref = concrete(tf_constant(x))
     ref = ref[0] if isinstance(ref, list | tuple) else ref
     assert np.abs(y - np.asarray(ref)).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_cheap_fresh_memory_keeps_a_large_conversion_in_process(tmp_path, monkeypatch):
+    """Over the size threshold, the child is started only where a fresh page of memory is
+    expensive (``fresh_page_cost_us`` at or over ``_CHILD_MIN_PAGE_US``); where it is cheap,
+    TF's in-process call converts (no process started): the same file either way."""
+    import subprocess
+
+    import transpiler.tflite as tflite
+
+    cost = tflite.fresh_page_cost_us()
+    assert cost is not None and 0.0 < cost < 1e4
+    concrete = _conv_block_concrete(tmp_path)
+    monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)
+    results = _record_child_results(monkeypatch)
+    monkeypatch.setattr(tflite, "fresh_page_cost_us", lambda: 10.0)
+    in_child = tflite.convert(concrete)
+    assert len(results) == 1 and results[0] == in_child  # expensive pages: the child's file
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(args)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(tflite, "fresh_page_cost_us", lambda: 1.0)
+    results.clear()
+    in_process = tflite.convert(concrete)
+    assert results == [None] and not started  # cheap pages: no child
+    assert in_process == in_child
+    monkeypatch.setattr(tflite, "fresh_page_cost_us", lambda: None)  # no measurement
+    results.clear()
+    assert tflite.convert(concrete) == in_child and results == [None] and not started
 
 
 def tf_constant(x):
@@ -372,6 +407,7 @@ def test_a_failing_child_falls_back_to_tfs_own_conversion(tmp_path, monkeypatch,
     expected = tflite.convert(concrete)
     monkeypatch.undo()
     monkeypatch.setattr(tflite, "_CHILD_MIN_BYTES", 0)
+    monkeypatch.setattr(tflite, "_CHILD_MIN_PAGE_US", 0.0)
     script = tmp_path / "child.py"
     if failure == "exits":
         script.write_text("import sys\nsys.exit(1)\n")
@@ -405,9 +441,12 @@ def test_a_failing_child_falls_back_to_tfs_own_conversion(tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_a_model_over_the_threshold_converts_in_the_child_exactly(tmp_path, monkeypatch):
     """A real model over ``_CHILD_MIN_BYTES`` (an MLP of 96 MB of weights) goes through the child
-    at the default threshold: same bytes as TF's in-process call, and ``to_tflite``'s file
-    meets the check against PyTorch at both batch sizes."""
+    at the default size threshold where fresh memory is expensive: same bytes as TF's
+    in-process call, and ``to_tflite``'s file meets the check against PyTorch at both batch
+    sizes."""
     import transpiler.tflite as tflite
+
+    monkeypatch.setattr(tflite, "fresh_page_cost_us", lambda: 10.0)
 
     torch.manual_seed(0)
     model = nn.Sequential(

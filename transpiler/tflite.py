@@ -18,6 +18,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,13 +163,23 @@ _CHILD_LOCK = threading.Lock()
 # convnext_tiny, 114 MB: 5.4 s against 4.0 s)
 _CHILD_MIN_BYTES = 64 * 2**20
 _CHILD_TUNABLES = "glibc.malloc.hugetlb=1"
+# ... and only where a fresh page costs this much (µs per 4 KB page, probed just before):
+# where first touches are cheap, the converter runs faster in this process, whose freed
+# memory it reuses, than in a child that starts empty. On one machine state (2026-12-01
+# 12:00 UTC, probe 1.5 µs) in-process took vit_b_16 3.3-3.8 s against 8.6-8.9 s through the
+# child, convnext_tiny 1.1-1.3 s against 2.1-2.7 s, resnet50 1.2-1.3 s against 2.3-3.0 s; on
+# another (2026-12-01 05:00 UTC, ~8 µs per page fault in the converter) vit_b_16 took 13-20 s
+# in-process against 5.8-8.1 s in the child (BENCHMARKS.md, issue 16's seventh and ninth rounds)
+_CHILD_MIN_PAGE_US = 4.0
+_PROBE_BYTES = 16 * 2**20
 
 
 @contextlib.contextmanager
 def _converting_in_child():
     """Within this block, this thread's TF MLIR conversion (``wrapped_convert``: serialized
     flags and GraphDef in, flatbuffer out) runs in a child process (``convert_in_child``)
-    when the GraphDef has 64 MB or more.
+    when the GraphDef has 64 MB or more and a fresh page of memory is expensive here (4 us or
+    more, ``fresh_page_cost_us``); otherwise in this process, as TF runs it.
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
     that memory back between copies. In a fresh process of ~3 GB, whose allocator asks for
@@ -226,11 +237,36 @@ def _child_modules() -> list[str] | None:
     return files if all(f and os.path.isfile(f) for f in files) else None
 
 
+def fresh_page_cost_us(nbytes: int | None = None) -> float | None:
+    """Microseconds this process takes to touch one fresh 4 KB page of anonymous memory
+    (``nbytes`` of it mapped, written once, unmapped; ~6 ms for the default 16 MB on this
+    project's VM); None where it cannot be measured. What the TF converter's dozen weight
+    copies cost depends on it: on a VM it ranges from ~1.5 to ~8 us with the host's state."""
+    import ctypes
+    import mmap
+
+    n = _PROBE_BYTES if nbytes is None else nbytes
+    try:
+        region = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        view = (ctypes.c_char * n).from_buffer(region)
+        start = time.perf_counter()
+        ctypes.memset(view, 1, n)  # one page fault per page, no Python loop
+        elapsed = time.perf_counter() - start
+        del view
+    finally:
+        region.close()
+    return elapsed * 1e6 / max(1, n // 4096)
+
+
 def convert_in_child(
     model_flags: bytes, converter_flags: bytes, input_data: bytes, debug_info: bytes | None
 ) -> bytes | None:
     """TF's converter call (``_pywrap_converter_api.Convert``) run by ``_tflite_child.py`` in
-    a child process of this Python, for a GraphDef of ``_CHILD_MIN_BYTES`` or more; the
+    a child process of this Python, for a GraphDef of ``_CHILD_MIN_BYTES`` or more when a
+    fresh page of memory costs ``_CHILD_MIN_PAGE_US`` or more (``fresh_page_cost_us``); the
     flatbuffer, or None when the child could not give one or was not started (the caller then
     converts in-process)."""
     import struct
@@ -243,6 +279,9 @@ def convert_in_child(
     if not all(p is None or isinstance(p, bytes | bytearray | memoryview) for p in parts):
         return None
     if input_data is None or len(input_data) < _CHILD_MIN_BYTES:  # the start would cost more
+        return None
+    cost = fresh_page_cost_us()
+    if cost is None or cost < _CHILD_MIN_PAGE_US:  # fresh memory is cheap: in-process is faster
         return None
     modules = _child_modules()
     if modules is None or not sys.executable or not _CHILD_SCRIPT.is_file():
