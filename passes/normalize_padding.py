@@ -140,6 +140,10 @@ def _conv_transpose(graph: Graph, node: Node) -> None:
     result.torch_ref, y.torch_ref = y.torch_ref, None
 
 
+# ops whose output is never negative (nor NaN from a non-NaN input)
+_NON_NEGATIVE = frozenset({"relu", "relu6", "sigmoid", "hardsigmoid", "abs"})
+
+
 def _max_pool(graph: Graph, node: Node) -> None:
     x = node.inputs[0]
     a = node.attrs
@@ -159,10 +163,16 @@ def _max_pool(graph: Graph, node: Node) -> None:
     if max(dil) == 1 and _is_tf_same(node, x.shape, kernel, pads):
         a["padding"] = "same"
     elif max(dil) == 1 and all(max(p) <= k - 1 for p, k in zip(pads, kernel, strict=True)):
-        # Edge replication is exact here: every window that reaches into the padding also
-        # holds the edge element it replicates. Unlike a -inf constant, it keeps the tensor's
-        # range finite, which int8 quantization needs (a -inf pad sets the scale to ~1e36).
-        node.inputs[0] = insert_pad(graph, node, x, pads, "replicate", 0.0)
+        # Every window that reaches into the padding also holds a real element, so both pads
+        # are exact here. Zeros where the input cannot be negative (a ReLU's output, as in
+        # ResNet's stem: one PAD, where edge replication is 4 slices and 2 concatenations in
+        # TFLite); else edge replication, which holds the edge element. Unlike a -inf
+        # constant, both keep the tensor's range finite, which int8 quantization needs (a -inf
+        # pad sets the scale to ~1e36).
+        if x.producer is not None and x.producer.op in _NON_NEGATIVE:
+            node.inputs[0] = insert_pad(graph, node, x, pads, "constant", 0.0)
+        else:
+            node.inputs[0] = insert_pad(graph, node, x, pads, "replicate", 0.0)
     else:
         node.inputs[0] = insert_pad(graph, node, x, pads, "constant", float("-inf"))
 

@@ -86,6 +86,38 @@ def test_max_pool(ceil_mode, k, s, p, size):
             assert n.attrs["mode"] == "replicate"
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize(("k", "s", "p"), [(3, 2, 1), (3, 1, 1), (2, 2, 1)])
+@pytest.mark.parametrize("size", [8, 9])
+def test_max_pool_of_a_non_negative_input_pads_with_zeros(act, ceil_mode, k, s, p, size):
+    """After a ReLU (ResNet's stem) or another op that cannot go negative, zeros pad exactly:
+    every padded window also holds a real element, which is >= 0. One constant pad, where
+    edge replication lowers to slices and concatenations in TFLite."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), act(), nn.MaxPool2d(k, s, p, ceil_mode=ceil_mode)
+    )
+    x = torch.randn(2, 3, size, size)
+    g = run_pass_and_check(import_torch(model, x), normalize_padding, [x.numpy()])
+    pool = next(n for n in g.nodes if n.op == "max_pool")
+    pad = pool.inputs[0].producer
+    if pool.attrs["padding"] == "same":  # TF's own padding matches PyTorch's: no pad at all
+        assert pad.op != "pad"
+    else:
+        assert pad.op == "pad" and pad.attrs["mode"] == "constant" and pad.attrs["value"] == 0.0
+
+
+def test_max_pool_of_a_signed_input_keeps_edge_replication():
+    """A producer that can go negative (here tanh) keeps the edge replication: zeros would win
+    a window of negative values."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.MaxPool2d(3, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    g = run_pass_and_check(import_torch(model, x), normalize_padding, [x.numpy()])
+    (pad,) = [n for n in g.nodes if n.op == "pad"]
+    assert pad.attrs["mode"] == "replicate"
+
+
 def test_dilated_max_pool_pads_with_minus_inf():
     model = nn.MaxPool2d(3, 2, 1, dilation=2)
     x = torch.randn(2, 3, 9, 9)
