@@ -248,8 +248,9 @@ def test_the_converted_model_runs_while_the_reference_still_runs(tmp_path, monke
 
 
 def test_a_bad_out_dir_is_refused_and_leaves_no_reference_thread(tmp_path):
-    """The reference starts before the passes; an out_dir that cannot be used still fails
-    cleanly: the error names it, the file is untouched, no reference run is left behind."""
+    """An out_dir that cannot be used is refused before any work (the reference, started
+    before the passes, never starts): the error names it, the file is untouched, no
+    reference run is left behind."""
     import threading
     import time
 

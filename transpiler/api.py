@@ -218,6 +218,7 @@ def transpile(
     registry = DEFAULT_REGISTRY
     if extra_converters is not None:
         registry = DEFAULT_REGISTRY.merge(extra_converters)
+    target = _check_out_dir(out_dir, writer)  # refused before any work, nothing written
 
     clock = time.perf_counter()
     loaded = load(
@@ -242,7 +243,7 @@ def transpile(
     run.graph.meta["structure"] = structure  # read by the keras backend (issue 13)
     run.graph.meta["batch"] = loaded.batch  # a bounded or static batch is said in the source
     return _write_and_verify(
-        writer, run.graph, report, loaded, out_dir, layouts, reference, tolerance
+        writer, run.graph, report, loaded, target, layouts, reference, tolerance
     )
 
 
@@ -278,8 +279,12 @@ def _describe(v: Value, name: str) -> str:
     return f"{name}: {v.type.dtype} ({dims})"
 
 
-def _out_dir(out_dir: Any, writer: Backend) -> Path:
-    final = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
+def _check_out_dir(out_dir: Any, writer: Backend) -> Path | None:
+    """``out_dir`` as a Path, refused if it cannot take the backend's files (None: a fresh
+    temporary folder, made when the files are written)."""
+    if out_dir is None:
+        return None
+    final = Path(out_dir)
     if final.exists() and not final.is_dir():
         raise TranspileError(
             f"out_dir {str(final)!r} exists and is not a folder; pick another path."
@@ -293,7 +298,7 @@ def _write_and_verify(
     graph: Graph,
     report: Report,
     loaded: Loaded,
-    out_dir: Any,
+    target: Path | None,
     layouts: tuple[str, str],
     reference: Reference | None,
     tolerance: float,
@@ -303,12 +308,7 @@ def _write_and_verify(
     from .verify import check_numerics, check_structure
 
     verify = reference is not None
-    try:
-        final = _out_dir(out_dir, writer)
-    except BaseException:
-        if reference is not None:
-            reference.release()
-        raise
+    final = target if target is not None else Path(tempfile.mkdtemp(prefix="transpiled_"))
     created = not final.exists()
     staging = Path(tempfile.mkdtemp(prefix=".transpiling_"))
     model_name = graph.meta.get("model_class", "Model")

@@ -182,11 +182,13 @@ def _converting_in_child():
     more, ``fresh_page_cost_us``); otherwise in this process, as TF runs it.
 
     Why: the converter copies the weights about a dozen times into fresh memory, and gives
-    that memory back between copies. In a fresh process of ~3 GB, whose allocator asks for
-    transparent huge pages, that costs far less than in the user's (vit_b_16 on this project's
-    2-core VM: 5.8-8.1 s in a child against 13-20 s in the process that had just transpiled it,
-    on one machine state; same bytes; BENCHMARKS.md, issue 16's seventh and ninth rounds).
-    The converter's peak memory (3.1-3.4 GB on vit_b_16) then never adds to the user's process,
+    that memory back between copies. Where a fresh page is expensive, that costs far less in a
+    fresh process of ~3 GB than in the user's (vit_b_16 on this project's 2-core VM, one
+    machine state: 5.8-8.1 s in a child against 13-20 s in the process that had just
+    transpiled it); where it is cheap, the user's process, which reuses its freed memory, is
+    the faster (another state: 3.3-3.8 s in-process against 8.6-8.9 s; same bytes either way;
+    BENCHMARKS.md, issue 16's seventh and ninth rounds). Through the child, the converter's
+    peak memory (3.1-3.4 GB on vit_b_16) never adds to the user's process,
     and a crash in the converter cannot take the process down. Any failure of the child (no
     interpreter, a module TF moved, a conversion error, a crash) falls back to TF's own
     in-process call, which then raises TF's own errors. The hook on
